@@ -1,0 +1,56 @@
+# kernelgate — see README.md. `make run` serves; `make test` runs every test.
+
+GO        ?= go
+BIN       := bin/kernelgate
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X main.version=$(VERSION)
+# Debian packages the tests and `make run` need: the kernels and the Python
+# reference client used for interop checks.
+APT_PACKAGES := python3-ipykernel python3-jupyter-client
+FUZZTIME  ?= 30s
+
+.PHONY: all run build test bench lint fuzz deps clean
+
+all: build
+
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/kernelgate
+
+run: deps build
+	$(BIN) serve --ip 127.0.0.1 --port 8888 --list-kernels
+
+test: deps
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+	@if $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 -version >/dev/null 2>&1; then \
+		$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...; \
+	else echo "staticcheck could not be fetched from the module proxy; skipped"; fi
+
+# Each fuzz target runs for FUZZTIME; their seed corpora also run in `make test`.
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./zmq
+
+# deps installs the Debian packages that are missing; silent when all are there.
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then \
+			echo "kernelgate: missing Debian packages:$$missing" >&2; \
+			echo "kernelgate: run 'sudo make deps' (or apt-get install -y$$missing) and try again" >&2; exit 1; \
+		fi; \
+		echo "kernelgate: installing$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+clean:
+	rm -rf bin

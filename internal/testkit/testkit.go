@@ -1,0 +1,135 @@
+// Package testkit holds small helpers shared by kernelgate's tests: generic
+// assertions, polling for eventual conditions, and starting real ipykernel
+// processes.
+package testkit
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// NoError fails the test at once if err is not nil.
+func NoError(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("unexpected error: %v", err)
+	}
+}
+
+// ErrorIs fails the test at once unless errors.Is(err, target).
+func ErrorIs(t testing.TB, err, target error) {
+	t.Helper()
+	if !errors.Is(err, target) {
+		t.Fatalf("error %v, want %v", err, target)
+	}
+}
+
+// Equal fails the test at once unless got equals want.
+func Equal[T any](t testing.TB, got, want T) {
+	t.Helper()
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %#v, want %#v", got, want)
+	}
+}
+
+// True fails the test at once unless cond holds.
+func True(t testing.TB, cond bool, format string, args ...any) {
+	t.Helper()
+	if !cond {
+		t.Fatalf(format, args...)
+	}
+}
+
+// Eventually polls f every interval until it returns nil or total has
+// passed, then fails the test with f's last error.
+func Eventually(t testing.TB, total time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(total)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met after %v: %v", total, err)
+		}
+		time.Sleep(10 * time.Millisecond) // poll interval
+	}
+}
+
+// Python returns the interpreter with Debian's ipykernel: /usr/bin/python3,
+// never a pyenv python that comes first on PATH. KERNELGATE_TEST_PYTHON
+// overrides it.
+func Python() string {
+	if p := os.Getenv("KERNELGATE_TEST_PYTHON"); p != "" {
+		return p
+	}
+	return "/usr/bin/python3"
+}
+
+// RequireIPyKernel fails the test unless Debian's ipykernel is importable;
+// `make test` installs it, so its absence is a broken setup, not a skip.
+func RequireIPyKernel(t testing.TB) {
+	t.Helper()
+	if out, err := exec.Command(Python(), "-c", "import ipykernel").CombinedOutput(); err != nil {
+		t.Fatalf("ipykernel is not installed for %s (run `make deps`): %v\n%s", Python(), err, out)
+	}
+}
+
+// Process is a kernel process started by a test.
+type Process struct {
+	Cmd *exec.Cmd
+	// Done is closed when the process has exited.
+	Done <-chan struct{}
+}
+
+// Exited reports whether the process has exited.
+func (p *Process) Exited() bool {
+	select {
+	case <-p.Done:
+		return true
+	default:
+		return false
+	}
+}
+
+// StartIPyKernel runs ipykernel on the connection file at connFile, in its own
+// process group. The process group is killed when the test ends.
+func StartIPyKernel(t testing.TB, connFile string) *Process {
+	t.Helper()
+	RequireIPyKernel(t)
+	cmd := exec.Command(Python(), "-m", "ipykernel_launcher", "-f", connFile)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Dir = filepath.Dir(connFile)
+	cmd.Env = append(os.Environ(), "PYDEVD_DISABLE_FILE_VALIDATION=1")
+	if testing.Verbose() {
+		cmd.Stderr = os.Stderr
+	}
+	NoError(t, cmd.Start())
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	})
+	return &Process{Cmd: cmd, Done: done}
+}
+
+// Recv reads from ch until it yields a value or d passes.
+func Recv[T any](t testing.TB, ch <-chan T, d time.Duration) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(d):
+		var zero T
+		t.Fatalf("nothing received within %v", d)
+		return zero
+	}
+}

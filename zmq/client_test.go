@@ -1,0 +1,109 @@
+package zmq
+
+import (
+	"context"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kernelgate/kernelgate/internal/leaktest"
+	"github.com/kernelgate/kernelgate/internal/testkit"
+)
+
+func TestKernelInfoRoundTrip(t *testing.T) {
+	k := startKernel(t)
+	req := k.request(Shell, "kernel_info_request", nil, nil)
+	rc := k.next(req, 10*time.Second, isType(Shell, "kernel_info_reply"))
+	c := content(t, rc.Msg)
+	testkit.True(t, strings.HasPrefix(c["protocol_version"].(string), "5."), "protocol_version %v", c["protocol_version"])
+	testkit.Equal(t, c["implementation"], any("ipython"))
+}
+
+func TestExecuteStreamsOutput(t *testing.T) {
+	k := startKernel(t)
+	req := k.execute(`print("hi")`)
+	got := k.collect(req, 10*time.Second)
+	testkit.Equal(t, content(t, find(t, got, IOPub, "stream"))["text"], any("hi\n"))
+	testkit.Equal(t, content(t, find(t, got, Shell, "execute_reply"))["status"], any("ok"))
+}
+
+func TestInputRequestReachesStdin(t *testing.T) {
+	k := startKernel(t)
+	req := k.execute(`print("got", input("name? "))`)
+	ask := k.next(req, 10*time.Second, isType(Stdin, "input_request"))
+	testkit.Equal(t, content(t, ask.Msg)["prompt"], any("name? "))
+	k.request(Stdin, "input_reply", ask.Msg.Header, map[string]any{"value": "alice"})
+	stream := k.next(req, 10*time.Second, isType(IOPub, "stream"))
+	testkit.Equal(t, content(t, stream.Msg)["text"], any("got alice\n"))
+}
+
+func TestInterruptRequestEndsRunningCell(t *testing.T) {
+	k := startKernel(t)
+	req := k.execute("import time; time.sleep(60)")
+	k.next(req, 10*time.Second, func(rc Received) bool {
+		return rc.Channel == IOPub && rc.Msg.MsgType() == "execute_input"
+	})
+	k.request(Control, "interrupt_request", nil, nil)
+	reply := k.next(req, 20*time.Second, isType(Shell, "execute_reply"))
+	c := content(t, reply.Msg)
+	testkit.Equal(t, c["status"], any("error"))
+	testkit.Equal(t, c["ename"], any("KeyboardInterrupt"))
+}
+
+func TestShutdownRequestEndsProcess(t *testing.T) {
+	k := startKernel(t)
+	req := k.request(Control, "shutdown_request", nil, map[string]any{"restart": false})
+	reply := k.next(req, 10*time.Second, isType(Control, "shutdown_reply"))
+	testkit.Equal(t, content(t, reply.Msg)["restart"], any(false))
+	testkit.Recv(t, k.proc.Done, 20*time.Second)
+}
+
+func TestHeartbeat(t *testing.T) {
+	k := startKernel(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for range 3 {
+		testkit.NoError(t, k.c.Heartbeat(ctx))
+	}
+	// A stopped kernel stops echoing.
+	testkit.NoError(t, syscall.Kill(k.proc.Cmd.Process.Pid, syscall.SIGSTOP))
+	defer syscall.Kill(k.proc.Cmd.Process.Pid, syscall.SIGCONT)
+	short, cancel2 := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel2()
+	testkit.ErrorIs(t, k.c.Heartbeat(short), context.DeadlineExceeded)
+}
+
+func TestKernelDeathSurfacesAsSocketError(t *testing.T) {
+	k := startKernel(t)
+	testkit.NoError(t, syscall.Kill(-k.proc.Cmd.Process.Pid, syscall.SIGKILL))
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case rc := <-k.c.Messages():
+			if rc.Err != nil {
+				testkit.ErrorIs(t, rc.Err, ErrSocket)
+				return
+			}
+		case <-deadline:
+			t.Fatal("no socket error after the kernel died")
+		}
+	}
+}
+
+func TestClientOpenCloseLeavesNoGoroutines(t *testing.T) {
+	k := startKernel(t)
+	defer leaktest.Check(t)()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for i := range 100 {
+		c, err := Connect(ctx, k.ci, Options{})
+		testkit.NoError(t, err)
+		if i%10 == 0 { // now and then with traffic in flight
+			m, err := NewMessage("kernel_info_request", c.Identity(), "test", nil, nil)
+			testkit.NoError(t, err)
+			testkit.NoError(t, c.Send(Shell, m))
+		}
+		testkit.NoError(t, c.Close())
+	}
+}

@@ -1,0 +1,95 @@
+package zmq
+
+import (
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kernelgate/kernelgate/internal/testkit"
+)
+
+func TestConnectionFileRoundTripIsPrivate(t *testing.T) {
+	a := NewPortAllocator("127.0.0.1", time.Minute)
+	ci, err := NewConnectionInfo(a, "python3")
+	testkit.NoError(t, err)
+	path := filepath.Join(t.TempDir(), "kernel-1.json")
+	testkit.NoError(t, WriteConnectionFile(path, ci))
+	st, err := os.Stat(path)
+	testkit.NoError(t, err)
+	testkit.Equal(t, st.Mode().Perm(), os.FileMode(0o600))
+	back, err := ReadConnectionFile(path)
+	testkit.NoError(t, err)
+	testkit.Equal(t, back, ci)
+	testkit.Equal(t, len(ci.Key), 32)
+	other, err := NewConnectionInfo(a, "python3")
+	testkit.NoError(t, err)
+	testkit.True(t, other.Key != ci.Key, "two kernels got the same key")
+}
+
+func TestConnectionInfoValidation(t *testing.T) {
+	good := ConnectionInfo{IP: "127.0.0.1", Transport: "tcp", ShellPort: 1, IOPubPort: 2, StdinPort: 3,
+		ControlPort: 4, HBPort: 5, SignatureScheme: "hmac-sha256"}
+	tests := []struct {
+		name string
+		edit func(*ConnectionInfo)
+		ok   bool
+	}{
+		{"good", func(*ConnectionInfo) {}, true},
+		{"ipc transport", func(c *ConnectionInfo) { c.Transport = "ipc" }, false},
+		{"bad ip", func(c *ConnectionInfo) { c.IP = "not an ip" }, false},
+		{"zero port", func(c *ConnectionInfo) { c.HBPort = 0 }, false},
+		{"port too large", func(c *ConnectionInfo) { c.ShellPort = 70000 }, false},
+		{"md5 scheme", func(c *ConnectionInfo) { c.SignatureScheme = "hmac-md5" }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ci := good
+			tt.edit(&ci)
+			err := ci.Validate()
+			testkit.Equal(t, err == nil, tt.ok)
+			if !tt.ok {
+				testkit.ErrorIs(t, err, ErrBadConnectionInfo)
+			}
+		})
+	}
+}
+
+func TestReadConnectionFileRejectsGarbage(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bad.json")
+	testkit.NoError(t, os.WriteFile(path, []byte("{not json"), 0o600))
+	_, err := ReadConnectionFile(path)
+	testkit.ErrorIs(t, err, ErrBadConnectionInfo)
+}
+
+func TestPortAllocatorNeverHandsOutAPortTwice(t *testing.T) {
+	a := NewPortAllocator("127.0.0.1", time.Minute)
+	var mu sync.Mutex
+	seen := make(map[int]bool)
+	var wg sync.WaitGroup
+	for range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ports, err := a.Allocate(5)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, p := range ports {
+				if seen[p] {
+					t.Errorf("port %d handed out twice", p)
+				}
+				seen[p] = true
+			}
+		}()
+	}
+	wg.Wait()
+	testkit.Equal(t, len(seen), 200)
+	// Released ports may come back; held ones may not.
+	a.Release(1)
+	testkit.Equal(t, len(a.held), 200)
+}
