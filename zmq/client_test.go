@@ -67,8 +67,7 @@ func TestHeartbeat(t *testing.T) {
 		testkit.NoError(t, k.c.Heartbeat(ctx))
 	}
 	// A stopped kernel stops echoing.
-	testkit.NoError(t, syscall.Kill(k.proc.Cmd.Process.Pid, syscall.SIGSTOP))
-	defer syscall.Kill(k.proc.Cmd.Process.Pid, syscall.SIGCONT)
+	testkit.Stop(t, k.proc.Cmd.Process.Pid)
 	short, cancel2 := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel2()
 	testkit.ErrorIs(t, k.c.Heartbeat(short), context.DeadlineExceeded)

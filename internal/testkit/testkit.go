@@ -5,10 +5,13 @@ package testkit
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -132,4 +135,32 @@ func Recv[T any](t testing.TB, ch <-chan T, d time.Duration) T {
 		t.Fatalf("nothing received within %v", d)
 		return zero
 	}
+}
+
+// ProcessState returns the state letter of pid from /proc (R, S, T, Z, …),
+// or "" when the process is gone.
+func ProcessState(pid int) string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return ""
+	}
+	// The state follows the command name, which is in parentheses.
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
+		return s[i+2 : i+3]
+	}
+	return ""
+}
+
+// Stop sends SIGSTOP to pid's process group and waits until pid is stopped.
+func Stop(t testing.TB, pid int) {
+	t.Helper()
+	NoError(t, syscall.Kill(-pid, syscall.SIGSTOP))
+	Eventually(t, 5*time.Second, func() error {
+		if st := ProcessState(pid); st != "T" {
+			return fmt.Errorf("process %d is in state %q, not stopped", pid, st)
+		}
+		return nil
+	})
+	t.Cleanup(func() { syscall.Kill(-pid, syscall.SIGCONT) })
 }
