@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -125,17 +126,31 @@ func NewKey() string {
 // is not handed out again until it is released or its hold expires, so two
 // kernels started at the same moment never get the same port even before
 // either kernel has bound it.
+//
+// Ports come from [Low, High]. The default range, 20000–32767, lies below
+// both Linux's ephemeral range (32768–60999) and the range pyzmq's
+// bind_to_random_port uses (49152–65535): a kernel's own random sockets
+// (ipykernel binds one for its iopub thread) or any outgoing connection can
+// then never take a port between our choice and the kernel's bind.
 type PortAllocator struct {
-	IP   string
-	Hold time.Duration // how long an unreleased port stays reserved
+	IP        string
+	Low, High int
+	Hold      time.Duration // how long an unreleased port stays reserved
 
 	mu   sync.Mutex
 	held map[int]time.Time
 }
 
-// NewPortAllocator returns an allocator for ip that reserves ports for hold.
+// The default port range of NewPortAllocator.
+const (
+	DefaultPortLow  = 20000
+	DefaultPortHigh = 32767
+)
+
+// NewPortAllocator returns an allocator for ip over the default range that
+// reserves ports for hold.
 func NewPortAllocator(ip string, hold time.Duration) *PortAllocator {
-	return &PortAllocator{IP: ip, Hold: hold, held: make(map[int]time.Time)}
+	return &PortAllocator{IP: ip, Low: DefaultPortLow, High: DefaultPortHigh, Hold: hold, held: make(map[int]time.Time)}
 }
 
 // Allocate returns n distinct free ports.
@@ -149,8 +164,7 @@ func (a *PortAllocator) Allocate(n int) ([]int, error) {
 		}
 	}
 	ports := make([]int, 0, n)
-	// Keep every probe listener open until all n are chosen, so the kernel
-	// (or the OS) cannot hand the same port back to us twice in one call.
+	// Keep every probe listener open until all n are chosen.
 	var open []net.Listener
 	defer func() {
 		for _, l := range open {
@@ -158,18 +172,18 @@ func (a *PortAllocator) Allocate(n int) ([]int, error) {
 		}
 	}()
 	for tries := 0; len(ports) < n; tries++ {
-		if tries > 100*n {
-			return nil, fmt.Errorf("zmq: no free ports on %s", a.IP)
+		if tries > 200*n {
+			return nil, fmt.Errorf("zmq: no free ports on %s in %d..%d", a.IP, a.Low, a.High)
 		}
-		l, err := net.Listen("tcp", net.JoinHostPort(a.IP, "0"))
-		if err != nil {
-			return nil, fmt.Errorf("zmq: allocate port: %w", err)
-		}
-		open = append(open, l)
-		p := l.Addr().(*net.TCPAddr).Port
+		p := a.Low + mrand.IntN(a.High-a.Low+1)
 		if _, taken := a.held[p]; taken {
 			continue
 		}
+		l, err := net.Listen("tcp", net.JoinHostPort(a.IP, strconv.Itoa(p)))
+		if err != nil {
+			continue // in use by someone else
+		}
+		open = append(open, l)
 		a.held[p] = now.Add(a.Hold)
 		ports = append(ports, p)
 	}

@@ -1,0 +1,75 @@
+package actors
+
+import (
+	"time"
+
+	"github.com/kernelgate/kernelgate/actors/proxy"
+	"github.com/kernelgate/kernelgate/kernelspecs"
+	"github.com/rs/zerolog"
+)
+
+// Config is what the actor tree needs from the gateway's settings. The
+// command line documents each setting; zero values get the defaults below.
+type Config struct {
+	// MaxKernels bounds live plus starting kernels; 0 means no limit.
+	MaxKernels int
+	// MaxKernelsPerUser bounds them per KERNEL_USERNAME; negative means no limit.
+	MaxKernelsPerUser int
+	// Access holds the global authorized/unauthorized user lists.
+	Access kernelspecs.Access
+	// ClientEnvs are the non-KERNEL_ variables clients may set ("*" = all).
+	ClientEnvs []string
+	// InheritedEnvs are variables of the gateway's environment passed to
+	// every kernel.
+	InheritedEnvs []string
+	// BaseEnvs are variables of the gateway's environment every local
+	// kernel needs to run at all (PATH, HOME, locale, …).
+	BaseEnvs []string
+	// DefaultUsername is KERNEL_USERNAME when the client sends none.
+	DefaultUsername string
+
+	// LaunchTimeout bounds a start, unless the request's
+	// KERNEL_LAUNCH_TIMEOUT says otherwise. Default 30 s.
+	LaunchTimeout time.Duration
+	// ShutdownWait is how long a kernel has to exit after shutdown_request
+	// before SIGTERM, and again before SIGKILL. Default 5 s in all.
+	ShutdownWait time.Duration
+	// RestartLimit is how many automatic restarts in a row are tried before
+	// a kernel is declared dead. Default 5.
+	RestartLimit int
+	// StableAfter is how long a kernel must stay up for its restart count
+	// to reset. Default 10 s.
+	StableAfter time.Duration
+	// HeartbeatInterval is how often the heartbeat channel is probed;
+	// HeartbeatTimeout is how long without an echo makes a kernel dead
+	// (it is then killed and restarted). Defaults 3 s and 30 s; a zero
+	// interval after defaults turns heartbeats off.
+	HeartbeatInterval time.Duration
+	HeartbeatTimeout  time.Duration
+	// KernelInfoTimeout bounds the kernel_info handshake after a restart.
+	// Default 60 s.
+	KernelInfoTimeout time.Duration
+
+	// Specs is the kernelspec cache.
+	Specs *kernelspecs.Cache
+	// Proxies maps kernelspecs to provisioners.
+	Proxies *proxy.Registry
+	Logger  zerolog.Logger
+}
+
+func (c *Config) applyDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&c.LaunchTimeout, 30*time.Second)
+	def(&c.ShutdownWait, 5*time.Second)
+	def(&c.StableAfter, 10*time.Second)
+	def(&c.HeartbeatInterval, 3*time.Second)
+	def(&c.HeartbeatTimeout, 30*time.Second)
+	def(&c.KernelInfoTimeout, 60*time.Second)
+	if c.RestartLimit == 0 {
+		c.RestartLimit = 5
+	}
+}

@@ -1,0 +1,26 @@
+package actors
+
+import "errors"
+
+// Errors callers test with errors.Is; the HTTP layer maps them to status
+// codes. Each is wrapped with a message fit for the client.
+var (
+	// ErrNoSuchKernel: no kernel has that id.
+	ErrNoSuchKernel = errors.New("no such kernel")
+	// ErrNoSuchKernelSpec: the requested kernelspec does not exist.
+	ErrNoSuchKernelSpec = errors.New("no such kernelspec")
+	// ErrLimit: max_kernels or max_kernels_per_user would be exceeded.
+	ErrLimit = errors.New("kernel limit reached")
+	// ErrForbidden: the user may not use that kernelspec or kernel.
+	ErrForbidden = errors.New("forbidden")
+	// ErrBadRequest: the request (its env, its kernel id) is invalid.
+	ErrBadRequest = errors.New("bad request")
+	// ErrConflict: a kernel with the requested id already exists.
+	ErrConflict = errors.New("kernel id in use")
+	// ErrLaunchTimeout: the kernel did not come up within the launch timeout.
+	ErrLaunchTimeout = errors.New("kernel launch timed out")
+	// ErrKernelDied: the kernel exited while starting or restarting.
+	ErrKernelDied = errors.New("kernel died")
+	// ErrUnavailable: the gateway is shutting down.
+	ErrUnavailable = errors.New("gateway is shutting down")
+)

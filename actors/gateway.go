@@ -1,0 +1,162 @@
+package actors
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/google/uuid"
+)
+
+// gatewayActor is the registry of kernels and the admission point: limits
+// (counting starts in flight), user authorization, env rules. It publishes
+// the registry as an immutable snapshot after every change.
+type gatewayActor struct {
+	cfg *Config
+	reg *Gateway // where the snapshot is published
+
+	kernels  map[string]*kernelHandle
+	pending  map[string]string // kernel id → user, for starts in flight
+	byUser   map[string]int    // live + pending kernels per user
+	children map[string]*actor.PID // kernel id → kernel actor
+	byPID    map[string]string     // kernel actor id → kernel id
+	draining bool
+	drainers []*actor.PID
+}
+
+func (g *gatewayActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *startKernel:
+		if err := g.start(ctx, m.req); err != nil {
+			ctx.Respond(&started{err: err})
+		}
+	case *kernelUp:
+		if _, ok := g.pending[m.h.id]; ok {
+			delete(g.pending, m.h.id)
+			g.kernels[m.h.id] = m.h
+			g.publish(func(r *registry) *registry { return r.with(m.h) })
+		}
+	case *kernelGone:
+		g.forget(ctx, m.id)
+		for _, w := range m.waiters {
+			ctx.Send(w, &done{})
+		}
+	case *actor.Terminated:
+		// A kernel actor that stopped without saying goodbye (it kept
+		// panicking) must not stay in the registry.
+		if id, ok := g.byPID[m.Who.Id]; ok {
+			g.forget(ctx, id)
+		}
+	case *drain:
+		g.draining = true
+		g.drainers = append(g.drainers, ctx.Sender())
+		for _, pid := range g.children {
+			ctx.Request(pid, &shutdownKernel{})
+		}
+		g.checkDrained()
+	case *done: // a child's answer to the drain's shutdownKernel
+	}
+}
+
+func (g *gatewayActor) forget(ctx actor.Context, id string) {
+	if user, ok := g.pending[id]; ok {
+		delete(g.pending, id)
+		g.byUser[user]--
+	}
+	if h, ok := g.kernels[id]; ok {
+		delete(g.kernels, id)
+		g.byUser[h.username]--
+		g.publish(func(r *registry) *registry { return r.without(id) })
+	}
+	if pid, ok := g.children[id]; ok {
+		delete(g.byPID, pid.Id)
+		delete(g.children, id)
+	}
+	g.checkDrained()
+}
+
+func (g *gatewayActor) checkDrained() {
+	if !g.draining || len(g.children) > 0 {
+		return
+	}
+	for _, d := range g.drainers {
+		g.reg.sys.Root.Send(d, &done{})
+	}
+	g.drainers = nil
+}
+
+func (g *gatewayActor) publish(f func(*registry) *registry) {
+	g.reg.snapshot.Store(f(g.reg.snapshot.Load()))
+}
+
+// start admits a request and spawns its kernel actor, which answers the
+// requester itself once the kernel is up (or failed).
+func (g *gatewayActor) start(ctx actor.Context, req StartRequest) error {
+	if g.draining {
+		return ErrUnavailable
+	}
+	snap := g.cfg.Specs.Snapshot()
+	name := strings.ToLower(req.Name)
+	if name == "" {
+		name = snap.Default
+	}
+	spec, ok := snap.Get(name)
+	if !ok && name == "python" { // jupyter_client's alias
+		spec, ok = snap.Get("python3")
+	}
+	if !ok {
+		return fmt.Errorf("%w: no kernelspec named '%s'", ErrNoSuchKernelSpec, name)
+	}
+	env, err := clientEnv(req.Env, g.cfg.ClientEnvs)
+	if err != nil {
+		return err
+	}
+	user := env["KERNEL_USERNAME"]
+	if user == "" {
+		user = g.cfg.DefaultUsername
+	}
+	if !g.cfg.Access.Allows(spec, user) {
+		return fmt.Errorf("%w: user '%s' is not authorized to start kernel '%s'; "+
+			"ensure KERNEL_USERNAME is set to an appropriate value and retry the request", ErrForbidden, user, spec.DisplayName)
+	}
+	id := env["KERNEL_ID"]
+	if id == "" {
+		id = uuid.NewString()
+	}
+	if _, dup := g.children[id]; dup {
+		return fmt.Errorf("%w: a kernel with id %s already exists", ErrConflict, id)
+	}
+	if max := g.cfg.MaxKernels; max > 0 && len(g.children) >= max {
+		return fmt.Errorf("%w: a max kernels limit has been set to %d and there are currently %d active and pending kernels",
+			ErrLimit, max, len(g.children))
+	}
+	if max := g.cfg.MaxKernelsPerUser; max >= 0 && g.byUser[user] >= max {
+		return fmt.Errorf("%w: a max kernels per user limit has been set to %d and user '%s' currently has %d active and pending kernels",
+			ErrLimit, max, user, g.byUser[user])
+	}
+	prov, err := g.cfg.Proxies.For(spec)
+	if err != nil {
+		return err
+	}
+	log := g.cfg.Logger.With().Str("kernel_id", id).Str("kernelspec", spec.Name).Str("username", user).Logger()
+	h := newKernelHandle(id, spec.Name, user, nil)
+	k := &kernelActor{
+		cfg: g.cfg, prov: prov, spec: spec, h: h, log: log,
+		env:         kernelEnv(g.cfg, spec, env, id, user),
+		startWaiter: ctx.Sender(),
+	}
+	props := actor.PropsFromProducer(func() actor.Actor { return k },
+		actor.WithReceiverMiddleware(logPanics(log)))
+	pid, err := ctx.SpawnNamed(props, "kernel-"+id)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrConflict, err)
+	}
+	h.pid = pid
+	g.children[id] = pid
+	g.byPID[pid.Id] = id
+	g.pending[id] = user
+	g.byUser[user]++
+	log.Info().Msg("kernel starting")
+	return nil
+}
+

@@ -1,0 +1,476 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"syscall"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/kernelgate/kernelgate/actors/proxy"
+	"github.com/kernelgate/kernelgate/kernelspecs"
+	"github.com/kernelgate/kernelgate/zmq"
+	"github.com/rs/zerolog"
+)
+
+// phase is where a kernel actor is in its life; execution_state (idle,
+// busy, …) is tracked separately from iopub.
+type phase uint8
+
+const (
+	phaseStarting    phase = iota // first launch, the POST waits for it
+	phaseRunning                  // launched and connected
+	phaseRestarting               // relaunching after a death or a restart request
+	phaseTerminating              // shutting down for good
+)
+
+// kernelActor owns one kernel: its process (through a provisioner), its
+// channels, its published state, restarts and shutdown.
+type kernelActor struct {
+	cfg  *Config
+	prov proxy.Provisioner
+	spec kernelspecs.Spec
+	env  map[string]string
+	h    *kernelHandle
+	log  zerolog.Logger
+
+	self *actor.PID
+	sys  *actor.ActorSystem
+
+	phase    phase
+	gen      uint64 // current launch; bumped by every launch
+	proc     proxy.Kernel
+	client   *zmq.Client
+	upSince  time.Time
+	restarts int // automatic restarts in a row
+
+	ready      zmq.Readiness
+	readySince time.Time // when the current handshake began
+	hbOK       time.Time // last heartbeat echo
+	badSigs    uint64
+
+	startWaiter    *actor.PID   // the POST, until the first launch ends
+	restartWaiters []*actor.PID // REST restarts, answered when ready
+	stopWaiters    []*actor.PID // shutdowns, answered when gone
+}
+
+func (k *kernelActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		k.self, k.sys = ctx.Self(), ctx.ActorSystem()
+		k.launch()
+	case *launched:
+		k.onLaunched(ctx, m)
+	case *zmqIn:
+		if m.gen == k.gen {
+			k.onMessage(m.Received)
+		}
+	case *procExited:
+		if m.gen == k.gen {
+			k.onExit(ctx)
+		}
+	case *nudgeTick:
+		if m.gen == k.gen {
+			k.nudge()
+		}
+	case *hbTick:
+		if m.gen == k.gen {
+			k.probeHeartbeat()
+		}
+	case *hbResult:
+		if m.gen == k.gen {
+			k.onHeartbeat(m.err)
+		}
+	case *shutdownStage:
+		if m.gen == k.gen && k.proc != nil {
+			k.escalate(m.stage)
+		}
+	case *interruptKernel:
+		ctx.Respond(&done{err: k.interrupt()})
+	case *restartKernel:
+		k.restart(ctx)
+	case *shutdownKernel:
+		k.shutdown(ctx)
+	case inspect:
+		m(k)
+	case *actor.Stopping:
+		k.release()
+	}
+}
+
+// launch starts the kernel in a goroutine: provision, then dial its channels
+// while watching for it to die. The outcome comes back as *launched.
+func (k *kernelActor) launch() {
+	k.gen++
+	gen, self, sys := k.gen, k.self, k.sys
+	k.ready = zmq.Readiness{Session: "kernelgate-" + k.h.id, Username: "kernelgate"}
+	timeout := launchTimeout(k.env, k.cfg.LaunchTimeout)
+	req := proxy.LaunchRequest{KernelID: k.h.id, Spec: k.spec, Env: k.env, Logger: k.log}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		proc, err := k.prov.Launch(ctx, req)
+		if err != nil {
+			sys.Root.Send(self, &launched{gen: gen, err: err})
+			return
+		}
+		// A kernel that dies while we dial fails the launch at once; the
+		// watcher ends with this goroutine (deferred cancel).
+		go func() {
+			select {
+			case <-proc.Exited():
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		client, err := zmq.Connect(ctx, proc.ConnectionInfo(), zmq.Options{
+			Deliver: func(r zmq.Received) { sys.Root.Send(self, &zmqIn{gen: gen, Received: r}) },
+		})
+		if err != nil {
+			select {
+			case <-proc.Exited():
+				err = fmt.Errorf("%w during start-up: %v", ErrKernelDied, proc.ExitErr())
+			default:
+				if ctx.Err() != nil {
+					err = fmt.Errorf("%w after %v", ErrLaunchTimeout, timeout)
+				} else {
+					err = fmt.Errorf("%w: connecting to the kernel: %w", proxy.ErrLaunch, err)
+				}
+				proxy.Stop(proc, time.Second)
+			}
+			proc.Cleanup()
+			sys.Root.Send(self, &launched{gen: gen, err: err})
+			return
+		}
+		sys.Root.Send(self, &launched{gen: gen, proc: proc, client: client})
+	}()
+}
+
+func (k *kernelActor) onLaunched(ctx actor.Context, m *launched) {
+	if m.gen != k.gen {
+		return
+	}
+	if m.err != nil {
+		k.log.Warn().Err(m.err).Msg("kernel launch failed")
+		if k.phase == phaseStarting {
+			k.answerStart(nil, m.err)
+			ctx.Send(ctx.Parent(), &kernelGone{id: k.h.id})
+			ctx.Stop(k.self)
+			return
+		}
+		if k.phase == phaseTerminating {
+			k.finish(ctx, nil)
+			return
+		}
+		k.die(ctx, m.err)
+		return
+	}
+	k.proc, k.client = m.proc, m.client
+	k.upSince, k.hbOK = time.Now(), time.Now()
+	gen, self, sys := k.gen, k.self, k.sys
+	go func() {
+		<-m.proc.Exited()
+		sys.Root.Send(self, &procExited{gen: gen})
+	}()
+	if k.phase == phaseTerminating { // a shutdown arrived while launching
+		k.requestShutdown(false)
+		return
+	}
+	if k.phase == phaseStarting {
+		k.answerStart(k.h, nil)
+		ctx.Send(ctx.Parent(), &kernelUp{h: k.h})
+	}
+	k.phase = phaseRunning
+	k.readySince = time.Now()
+	k.nudge()
+	k.schedule(k.cfg.HeartbeatInterval, &hbTick{gen: k.gen})
+	k.log.Info().Msg("kernel up")
+}
+
+func (k *kernelActor) answerStart(h *kernelHandle, err error) {
+	if k.startWaiter == nil {
+		return
+	}
+	res := &started{err: err}
+	if h != nil {
+		res.model = h.model()
+	}
+	k.sys.Root.Send(k.startWaiter, res)
+	k.startWaiter = nil
+}
+
+// nudge sends a kernel_info_request until the kernel has answered one and
+// iopub has delivered something (see zmq.Readiness), then answers waiting
+// restarts.
+func (k *kernelActor) nudge() {
+	if k.ready.Ready() || k.client == nil {
+		return
+	}
+	if time.Since(k.readySince) > k.cfg.KernelInfoTimeout {
+		k.log.Warn().Dur("after", k.cfg.KernelInfoTimeout).Msg("kernel never answered kernel_info")
+		k.answerRestarts(fmt.Errorf("%w: no kernel_info reply within %v", ErrLaunchTimeout, k.cfg.KernelInfoTimeout))
+		return
+	}
+	probe, err := k.ready.Probe()
+	if err == nil {
+		err = k.client.Send(zmq.Shell, probe)
+	}
+	if err != nil {
+		k.log.Warn().Err(err).Msg("kernel_info probe failed")
+	}
+	k.schedule(zmq.NudgeInterval, &nudgeTick{gen: k.gen})
+}
+
+func (k *kernelActor) answerRestarts(err error) {
+	for _, w := range k.restartWaiters {
+		res := &started{err: err}
+		if err == nil {
+			res.model = k.h.model()
+		}
+		k.sys.Root.Send(w, res)
+	}
+	k.restartWaiters = nil
+}
+
+// untracked are the requests whose busy/idle brackets do not change a
+// kernel's execution_state (Jupyter Server 2.x's rule), so probes and
+// housekeeping never make a kernel look busy.
+var untracked = map[string]bool{
+	"comm_info_request": true, "kernel_info_request": true, "shutdown_request": true,
+	"interrupt_request": true, "debug_request": true, "input_reply": true,
+}
+
+func (k *kernelActor) onMessage(r zmq.Received) {
+	if r.Err != nil {
+		switch {
+		case errors.Is(r.Err, zmq.ErrSocket):
+			if k.phase == phaseRunning {
+				// The kernel closed a channel: it is of no use any more.
+				k.log.Warn().Err(r.Err).Msg("kernel channel lost; killing the kernel")
+				k.proc.Signal(syscall.SIGKILL)
+			}
+		default:
+			k.badSigs++
+			if k.badSigs&(k.badSigs-1) == 0 { // log the 1st, 2nd, 4th, 8th, …
+				k.log.Warn().Err(r.Err).Uint64("dropped", k.badSigs).Msg("dropped a malformed kernel message")
+			}
+		}
+		return
+	}
+	wasReady := k.ready.Ready()
+	if k.ready.Observe(r) && !wasReady {
+		k.log.Debug().Msg("kernel ready")
+		if *k.h.state.Load() == StateStarting || *k.h.state.Load() == StateRestarting {
+			k.h.setState(StateIdle)
+		}
+		k.answerRestarts(nil)
+	}
+	if r.Channel != zmq.IOPub {
+		return
+	}
+	k.h.touch()
+	if r.Msg.MsgType() == "status" {
+		k.onStatus(r.Msg)
+	}
+}
+
+func (k *kernelActor) onStatus(m *zmq.Message) {
+	var c struct {
+		ExecutionState string `json:"execution_state"`
+	}
+	if m.DecodeContent(&c) != nil || c.ExecutionState == "" || c.ExecutionState == StateStarting {
+		return
+	}
+	cur := *k.h.state.Load()
+	if cur == StateRestarting || cur == StateDead {
+		return
+	}
+	parent, _ := m.Parent()
+	if untracked[parent.MsgType] {
+		if cur == StateStarting {
+			k.h.setState(StateIdle)
+		}
+		return
+	}
+	k.h.setState(c.ExecutionState)
+}
+
+func (k *kernelActor) interrupt() error {
+	if k.phase != phaseRunning {
+		return fmt.Errorf("%w: kernel %s is %s", ErrUnavailable, k.h.id, *k.h.state.Load())
+	}
+	if k.spec.InterruptMode == "message" {
+		m, err := zmq.NewMessage("interrupt_request", k.ready.Session, "kernelgate", nil, nil)
+		if err != nil {
+			return err
+		}
+		return k.client.Send(zmq.Control, m)
+	}
+	sig := syscall.SIGINT
+	if name := k.env["EG_ALTERNATE_SIGINT"]; name != "" {
+		s, ok := signalByName(name)
+		if !ok {
+			return fmt.Errorf("%w: EG_ALTERNATE_SIGINT %q is not a signal", ErrBadRequest, name)
+		}
+		sig = s
+	}
+	return k.proc.Signal(sig)
+}
+
+func (k *kernelActor) restart(ctx actor.Context) {
+	switch k.phase {
+	case phaseTerminating, phaseStarting:
+		ctx.Respond(&started{err: fmt.Errorf("%w: kernel %s is %s", ErrUnavailable, k.h.id, *k.h.state.Load())})
+		return
+	case phaseRestarting:
+		k.restartWaiters = append(k.restartWaiters, ctx.Sender())
+		return
+	}
+	k.restartWaiters = append(k.restartWaiters, ctx.Sender())
+	k.phase = phaseRestarting
+	k.h.setState(StateRestarting)
+	k.log.Info().Msg("kernel restarting on request")
+	k.requestShutdown(true)
+}
+
+func (k *kernelActor) shutdown(ctx actor.Context) {
+	k.stopWaiters = append(k.stopWaiters, ctx.Sender())
+	if k.phase == phaseTerminating {
+		return
+	}
+	prev := k.phase
+	k.phase = phaseTerminating
+	k.answerRestarts(fmt.Errorf("%w: kernel %s is shutting down", ErrUnavailable, k.h.id))
+	k.answerStart(nil, fmt.Errorf("%w: kernel %s was shut down while starting", ErrUnavailable, k.h.id))
+	if k.proc != nil && prev != phaseStarting {
+		k.requestShutdown(false)
+	}
+	// Otherwise the launch in flight ends in onLaunched, which finishes.
+}
+
+// requestShutdown asks the kernel to exit, then escalates to SIGTERM and
+// SIGKILL on a timer; the exit arrives as *procExited.
+func (k *kernelActor) requestShutdown(restart bool) {
+	if k.client != nil {
+		if m, err := zmq.NewMessage("shutdown_request", k.ready.Session, "kernelgate", nil,
+			map[string]bool{"restart": restart}); err == nil {
+			k.client.Send(zmq.Control, m)
+		}
+	}
+	k.schedule(k.cfg.ShutdownWait/2, &shutdownStage{gen: k.gen, stage: 1})
+	k.schedule(k.cfg.ShutdownWait, &shutdownStage{gen: k.gen, stage: 2})
+}
+
+func (k *kernelActor) escalate(stage int) {
+	select {
+	case <-k.proc.Exited():
+		return
+	default:
+	}
+	sig := syscall.SIGTERM
+	if stage > 1 {
+		sig = syscall.SIGKILL
+	}
+	k.log.Info().Str("signal", sig.String()).Msg("kernel did not exit; signalling")
+	k.proc.Signal(sig)
+}
+
+// onExit handles the end of the kernel process: expected (shutdown,
+// restart) or not (auto-restart, or death after too many).
+func (k *kernelActor) onExit(ctx actor.Context) {
+	exitErr := k.proc.ExitErr()
+	k.release()
+	switch k.phase {
+	case phaseTerminating:
+		k.finish(ctx, nil)
+	case phaseRestarting:
+		k.launch()
+	default:
+		if time.Since(k.upSince) > k.cfg.StableAfter {
+			k.restarts = 0
+		}
+		if k.restarts >= k.cfg.RestartLimit {
+			k.die(ctx, fmt.Errorf("%w: restarted %d times in a row, last exit: %v", ErrKernelDied, k.restarts, exitErr))
+			return
+		}
+		k.restarts++
+		k.phase = phaseRestarting
+		k.h.setState(StateRestarting)
+		k.log.Warn().Interface("exit", exitErr).Int("restart", k.restarts).Msg("kernel died; restarting")
+		k.launch()
+	}
+}
+
+// release closes the channels and cleans up the process of this launch.
+func (k *kernelActor) release() {
+	if k.client != nil {
+		go k.client.Close() // waits for its readers; not on the actor's goroutine
+		k.client = nil
+	}
+	if k.proc != nil {
+		if err := k.proc.Cleanup(); err != nil {
+			k.log.Warn().Err(err).Msg("kernel cleanup")
+		}
+		k.proc = nil
+	}
+}
+
+func (k *kernelActor) die(ctx actor.Context, err error) {
+	k.log.Error().Err(err).Msg("kernel dead")
+	k.h.setState(StateDead)
+	k.answerRestarts(err)
+	k.finish(ctx, err)
+}
+
+// finish answers everyone still waiting and leaves the registry.
+func (k *kernelActor) finish(ctx actor.Context, err error) {
+	k.release()
+	k.answerStart(nil, fmt.Errorf("%w: kernel %s stopped", ErrUnavailable, k.h.id))
+	k.answerRestarts(fmt.Errorf("%w: kernel %s stopped", ErrUnavailable, k.h.id))
+	k.gen++ // anything still in flight is stale now
+	// The gateway answers the shutdown waiters once the kernel is out of
+	// the published registry, so a caller never sees it listed afterwards.
+	ctx.Send(ctx.Parent(), &kernelGone{id: k.h.id, waiters: k.stopWaiters})
+	k.stopWaiters = nil
+	ctx.Stop(k.self)
+	if err == nil {
+		k.log.Info().Msg("kernel shut down")
+	}
+}
+
+func (k *kernelActor) probeHeartbeat() {
+	if k.client == nil || k.phase != phaseRunning || k.cfg.HeartbeatInterval < 0 {
+		return
+	}
+	c, gen, self, sys, d := k.client, k.gen, k.self, k.sys, k.cfg.HeartbeatInterval
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		sys.Root.Send(self, &hbResult{gen: gen, err: c.Heartbeat(ctx)})
+	}()
+}
+
+func (k *kernelActor) onHeartbeat(err error) {
+	if k.phase != phaseRunning {
+		return
+	}
+	if err == nil {
+		k.hbOK = time.Now()
+	} else if time.Since(k.hbOK) > k.cfg.HeartbeatTimeout {
+		k.log.Warn().Dur("silent_for", time.Since(k.hbOK)).Msg("kernel heartbeat lost; killing the kernel")
+		k.proc.Signal(syscall.SIGKILL)
+		return
+	}
+	k.schedule(k.cfg.HeartbeatInterval, &hbTick{gen: k.gen})
+}
+
+// schedule delivers msg to this actor after d, from a timer (no goroutine
+// waits meanwhile).
+func (k *kernelActor) schedule(d time.Duration, msg any) {
+	if d <= 0 {
+		return
+	}
+	self, sys := k.self, k.sys
+	time.AfterFunc(d, func() { sys.Root.Send(self, msg) })
+}

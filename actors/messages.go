@@ -1,0 +1,74 @@
+package actors
+
+import (
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/kernelgate/kernelgate/actors/proxy"
+	"github.com/kernelgate/kernelgate/zmq"
+)
+
+// Requests from the Gateway facade. Each is answered to its sender.
+
+// startKernel asks the gateway actor for a kernel; answered with *started.
+type startKernel struct{ req StartRequest }
+
+// started answers startKernel and restartKernel.
+type started struct {
+	model Model
+	err   error
+}
+
+// interruptKernel, restartKernel and shutdownKernel go to a kernel actor.
+// interrupt and shutdown are answered with *done, restart with *started.
+type (
+	interruptKernel struct{}
+	restartKernel   struct{}
+	shutdownKernel  struct{}
+)
+
+// done answers a request that returns only an error.
+type done struct{ err error }
+
+// drain tells the gateway actor to refuse new kernels and shut every kernel
+// down; answered with *done once none is left.
+type drain struct{}
+
+// Notices from kernel actors to the gateway actor: the kernel is up (its
+// first launch succeeded), or it is gone (failed to start, shut down, dead).
+type (
+	kernelUp   struct{ h *kernelHandle }
+	kernelGone struct {
+		id      string
+		waiters []*actor.PID // shutdown requests to answer once it is gone
+	}
+)
+
+// Messages a kernel actor sends itself from its goroutines and timers. gen
+// is the launch they belong to; a message from an earlier launch is stale
+// and dropped.
+type (
+	launched struct {
+		gen    uint64
+		proc   proxy.Kernel
+		client *zmq.Client
+		err    error
+	}
+	zmqIn struct {
+		gen uint64
+		zmq.Received
+	}
+	procExited struct{ gen uint64 }
+	nudgeTick  struct{ gen uint64 }
+	hbTick     struct{ gen uint64 }
+	hbResult   struct {
+		gen uint64
+		err error
+	}
+	shutdownStage struct {
+		gen   uint64
+		stage int
+	}
+)
+
+// inspect runs f inside a kernel actor; tests use it to read or disturb
+// actor state from the actor's own goroutine.
+type inspect func(*kernelActor)

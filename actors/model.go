@@ -1,0 +1,96 @@
+package actors
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// Execution states, as clients know them.
+const (
+	StateStarting   = "starting"
+	StateIdle       = "idle"
+	StateBusy       = "busy"
+	StateRestarting = "restarting"
+	StateDead       = "dead"
+)
+
+// LastActivityFormat is the only layout Jupyter Server's gateway client
+// parses: always six fractional digits and a Z.
+const LastActivityFormat = "2006-01-02T15:04:05.000000Z"
+
+// Model is a kernel as the REST API shows it.
+type Model struct {
+	ID             string `json:"id"`
+	Name           string `json:"name"`
+	LastActivity   string `json:"last_activity"`
+	ExecutionState string `json:"execution_state"`
+	Connections    int    `json:"connections"`
+	Reason         string `json:"reason,omitempty"`
+}
+
+// kernelHandle is what the rest of the gateway sees of one kernel. The
+// identity fields never change; the kernel actor is the only writer of the
+// atomics, which anyone may read.
+type kernelHandle struct {
+	id, name, username string
+	pid                *actor.PID
+
+	state        atomic.Pointer[string]
+	lastActivity atomic.Int64 // unix nanoseconds
+	connections  atomic.Int32
+}
+
+func newKernelHandle(id, name, username string, pid *actor.PID) *kernelHandle {
+	h := &kernelHandle{id: id, name: name, username: username, pid: pid}
+	h.setState(StateStarting)
+	h.touch()
+	return h
+}
+
+func (h *kernelHandle) setState(s string) { h.state.Store(&s) }
+func (h *kernelHandle) touch()            { h.lastActivity.Store(time.Now().UnixNano()) }
+
+func (h *kernelHandle) model() Model {
+	return Model{
+		ID:             h.id,
+		Name:           h.name,
+		LastActivity:   time.Unix(0, h.lastActivity.Load()).UTC().Format(LastActivityFormat),
+		ExecutionState: *h.state.Load(),
+		Connections:    int(h.connections.Load()),
+	}
+}
+
+// registry is an immutable snapshot of the live kernels, replaced as a
+// whole by the gateway actor whenever a kernel is added or removed.
+type registry struct {
+	byID  map[string]*kernelHandle
+	order []*kernelHandle // by start time
+}
+
+var emptyRegistry = &registry{byID: map[string]*kernelHandle{}}
+
+func (r *registry) with(h *kernelHandle) *registry {
+	n := &registry{byID: make(map[string]*kernelHandle, len(r.byID)+1), order: make([]*kernelHandle, 0, len(r.order)+1)}
+	for id, k := range r.byID {
+		n.byID[id] = k
+	}
+	n.byID[h.id] = h
+	n.order = append(append(n.order, r.order...), h)
+	return n
+}
+
+func (r *registry) without(id string) *registry {
+	if _, ok := r.byID[id]; !ok {
+		return r
+	}
+	n := &registry{byID: make(map[string]*kernelHandle, len(r.byID)), order: make([]*kernelHandle, 0, len(r.order))}
+	for _, k := range r.order {
+		if k.id != id {
+			n.byID[k.id] = k
+			n.order = append(n.order, k)
+		}
+	}
+	return n
+}

@@ -1,0 +1,114 @@
+// Package proxy defines the process-proxy interface: how a kernel is
+// launched on some resource (a local process, a remote host, a pod) and how
+// the kernel actor then signals, watches and stops it.
+//
+// Provisioners are plain Go; the kernel actor calls their blocking methods
+// from goroutines, never inside Receive.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kernelgate/kernelgate/kernelspecs"
+	"github.com/kernelgate/kernelgate/zmq"
+	"github.com/rs/zerolog"
+)
+
+// ErrLaunch reports a kernel that could not be started at all (its binary is
+// missing, its connection file cannot be written, …); errors.Is on the
+// returned error also finds the cause.
+var ErrLaunch = errors.New("kernel launch failed")
+
+// ErrUnknownProxy reports a kernelspec naming a process proxy that is not
+// available.
+var ErrUnknownProxy = errors.New("unknown process proxy")
+
+// LaunchRequest is what a provisioner needs to start one kernel.
+type LaunchRequest struct {
+	KernelID string
+	Spec     kernelspecs.Spec
+	// Env is the kernel's complete environment, already filtered and merged.
+	Env map[string]string
+	// Dir is the working directory; empty means the provisioner's default.
+	Dir    string
+	Logger zerolog.Logger
+}
+
+// Kernel is one launched kernel as its provisioner sees it.
+type Kernel interface {
+	// ConnectionInfo is where the kernel's channels listen.
+	ConnectionInfo() zmq.ConnectionInfo
+	// Signal delivers sig to the kernel (its process group, for local
+	// kernels). Signal 0 checks liveness.
+	Signal(sig syscall.Signal) error
+	// Exited is closed once the kernel is gone.
+	Exited() <-chan struct{}
+	// ExitErr describes how the kernel ended; valid after Exited.
+	ExitErr() error
+	// Cleanup releases what the launch acquired (files, ports). Call it
+	// once, after Exited.
+	Cleanup() error
+}
+
+// Provisioner launches kernels on one kind of resource.
+type Provisioner interface {
+	// Launch starts a kernel and returns once its connection info is known.
+	// It does not wait for the kernel to answer.
+	Launch(ctx context.Context, req LaunchRequest) (Kernel, error)
+}
+
+// Registry maps process-proxy class names to provisioners. EG's Python class
+// names are accepted as aliases of ours.
+type Registry struct {
+	byName   map[string]Provisioner
+	fallback Provisioner
+}
+
+// NewRegistry returns a registry whose kernelspecs without a process proxy
+// use fallback.
+func NewRegistry(fallback Provisioner) *Registry {
+	return &Registry{byName: make(map[string]Provisioner), fallback: fallback}
+}
+
+// Register makes p available under each name.
+func (r *Registry) Register(p Provisioner, names ...string) {
+	for _, n := range names {
+		r.byName[strings.ToLower(n)] = p
+	}
+}
+
+// For returns the provisioner a kernelspec asks for.
+func (r *Registry) For(spec kernelspecs.Spec) (Provisioner, error) {
+	name := spec.ProcessProxy.ClassName
+	if name == "" {
+		return r.fallback, nil
+	}
+	if p, ok := r.byName[strings.ToLower(name)]; ok {
+		return p, nil
+	}
+	return nil, fmt.Errorf("%w: kernelspec %s asks for %q", ErrUnknownProxy, spec.Name, name)
+}
+
+// Stop ends a kernel: SIGTERM, then SIGKILL if it is still there after
+// grace, then waits (bounded) for it to be gone. It returns whether the
+// kernel exited.
+func Stop(k Kernel, grace time.Duration) bool {
+	k.Signal(syscall.SIGTERM)
+	select {
+	case <-k.Exited():
+		return true
+	case <-time.After(grace):
+	}
+	k.Signal(syscall.SIGKILL)
+	select {
+	case <-k.Exited():
+		return true
+	case <-time.After(5 * time.Second):
+		return false
+	}
+}

@@ -1,0 +1,166 @@
+package actors
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
+)
+
+// Gateway is the actor tree as the rest of kernelgate uses it. Its methods
+// block the calling goroutine (an HTTP handler) until the actor answers;
+// reads of the kernel list come from the published snapshot and never wait.
+type Gateway struct {
+	cfg      *Config
+	sys      *actor.ActorSystem
+	pid      *actor.PID
+	snapshot atomic.Pointer[registry]
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New starts the actor system and the gateway actor.
+func New(cfg Config) *Gateway {
+	cfg.applyDefaults()
+	actorLog := cfg.Logger.With().Str("component", "protoactor").Logger().Level(zerolog.WarnLevel)
+	sys := actor.NewActorSystem(
+		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+			return slog.New(zerolog.NewSlogHandler(actorLog))
+		}),
+		actor.WithDeadLetterThrottleCount(0))
+	g := &Gateway{cfg: &cfg, sys: sys}
+	g.snapshot.Store(emptyRegistry)
+	props := actor.PropsFromProducer(func() actor.Actor {
+		return &gatewayActor{
+			cfg: g.cfg, reg: g,
+			kernels:  make(map[string]*kernelHandle),
+			pending:  make(map[string]string),
+			byUser:   make(map[string]int),
+			children: make(map[string]*actor.PID),
+			byPID:    make(map[string]string),
+		}
+	},
+		actor.WithSupervisor(resumeSupervisor{maxFailures: 10, window: time.Minute}),
+		actor.WithReceiverMiddleware(logPanics(cfg.Logger)))
+	pid, err := sys.Root.SpawnNamed(props, "gateway")
+	if err != nil {
+		panic(fmt.Sprintf("actors: spawn gateway: %v", err)) // a fresh system has no such name yet
+	}
+	g.pid = pid
+	return g
+}
+
+// request sends msg to pid and waits up to timeout for the answer.
+func (g *Gateway) request(pid *actor.PID, msg any, timeout time.Duration) (any, error) {
+	res, err := g.sys.Root.RequestFuture(pid, msg, timeout).Result()
+	switch {
+	case errors.Is(err, actor.ErrTimeout):
+		return nil, fmt.Errorf("%w: no answer within %v", ErrLaunchTimeout, timeout)
+	case errors.Is(err, actor.ErrDeadLetter):
+		return nil, fmt.Errorf("%w: the kernel is gone", ErrNoSuchKernel)
+	case err != nil:
+		return nil, err
+	}
+	return res, nil
+}
+
+// StartKernel admits req and waits until the kernel is launched and its
+// channels are connected.
+func (g *Gateway) StartKernel(req StartRequest) (Model, error) {
+	timeout := g.cfg.LaunchTimeout
+	if s, ok := req.Env["KERNEL_LAUNCH_TIMEOUT"].(string); ok {
+		timeout = max(timeout, launchTimeout(map[string]string{"KERNEL_LAUNCH_TIMEOUT": s}, timeout))
+	}
+	res, err := g.request(g.pid, &startKernel{req: req}, timeout+10*time.Second)
+	if err != nil {
+		return Model{}, err
+	}
+	r := res.(*started)
+	return r.model, r.err
+}
+
+// Kernels returns the models of all live kernels, oldest first.
+func (g *Gateway) Kernels() []Model {
+	reg := g.snapshot.Load()
+	out := make([]Model, len(reg.order))
+	for i, h := range reg.order {
+		out[i] = h.model()
+	}
+	return out
+}
+
+// Kernel returns one kernel's model.
+func (g *Gateway) Kernel(id string) (Model, error) {
+	h, err := g.handle(id)
+	if err != nil {
+		return Model{}, err
+	}
+	return h.model(), nil
+}
+
+func (g *Gateway) handle(id string) (*kernelHandle, error) {
+	h, ok := g.snapshot.Load().byID[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: Kernel does not exist: %s", ErrNoSuchKernel, id)
+	}
+	return h, nil
+}
+
+// Interrupt interrupts the kernel as its kernelspec says (signal or
+// interrupt_request); it does not wait for the kernel to react.
+func (g *Gateway) Interrupt(id string) error {
+	h, err := g.handle(id)
+	if err != nil {
+		return err
+	}
+	res, err := g.request(h.pid, &interruptKernel{}, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	return res.(*done).err
+}
+
+// Restart restarts the kernel under the same id and returns its model once
+// the new process has answered kernel_info.
+func (g *Gateway) Restart(id string) (Model, error) {
+	h, err := g.handle(id)
+	if err != nil {
+		return Model{}, err
+	}
+	res, err := g.request(h.pid, &restartKernel{}, g.cfg.ShutdownWait+g.cfg.LaunchTimeout+g.cfg.KernelInfoTimeout+10*time.Second)
+	if err != nil {
+		return Model{}, err
+	}
+	r := res.(*started)
+	return r.model, r.err
+}
+
+// Shutdown stops the kernel and waits until it is gone.
+func (g *Gateway) Shutdown(id string) error {
+	h, err := g.handle(id)
+	if err != nil {
+		return err
+	}
+	res, err := g.request(h.pid, &shutdownKernel{}, g.cfg.ShutdownWait+15*time.Second)
+	if err != nil {
+		return err
+	}
+	return res.(*done).err
+}
+
+// Close refuses new kernels, shuts every kernel down (waiting up to
+// timeout), then stops the actor system. Later calls return the first
+// call's result.
+func (g *Gateway) Close(timeout time.Duration) error {
+	g.closeOnce.Do(func() {
+		_, g.closeErr = g.request(g.pid, &drain{}, timeout)
+		g.sys.Shutdown()
+	})
+	return g.closeErr
+}
