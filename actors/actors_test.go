@@ -38,11 +38,11 @@ func kernelJSON(argv ...string) string {
 
 var specs = map[string]string{
 	"python3": kernelJSON(testkit.Python(), "-m", "ipykernel_launcher", "-f", "{connection_file}"),
-	"msgint": `{"argv":["` + testkit.Python() + `","-m","ipykernel_launcher","-f","{connection_file}"],"interrupt_mode":"message","language":"python"}`,
-	"sleeper":  kernelJSON("/bin/sleep", "600"),
-	"missing":  kernelJSON("/nonexistent/kernel-binary", "{connection_file}"),
-	"quitter":  kernelJSON("/bin/true"),
-	"envdump":  `{"argv":["` + testkit.Python() + `","-m","ipykernel_launcher","-f","{connection_file}"],"env":{"FROM_SPEC":"spec-${HOME}","KERNEL_OVERRIDE":"spec"}}`,
+	"msgint":  `{"argv":["` + testkit.Python() + `","-m","ipykernel_launcher","-f","{connection_file}"],"interrupt_mode":"message","language":"python"}`,
+	"sleeper": kernelJSON("/bin/sleep", "600"),
+	"missing": kernelJSON("/nonexistent/kernel-binary", "{connection_file}"),
+	"quitter": kernelJSON("/bin/true"),
+	"envdump": `{"argv":["` + testkit.Python() + `","-m","ipykernel_launcher","-f","{connection_file}"],"env":{"FROM_SPEC":"spec-${HOME}","KERNEL_OVERRIDE":"spec"}}`,
 }
 
 func newHarness(t *testing.T, mod func(*Config)) *harness {

@@ -16,8 +16,8 @@ type gatewayActor struct {
 	reg *Gateway // where the snapshot is published
 
 	kernels  map[string]*kernelHandle
-	pending  map[string]string // kernel id → user, for starts in flight
-	byUser   map[string]int    // live + pending kernels per user
+	pending  map[string]string     // kernel id → user, for starts in flight
+	byUser   map[string]int        // live + pending kernels per user
 	children map[string]*actor.PID // kernel id → kernel actor
 	byPID    map[string]string     // kernel actor id → kernel id
 	draining bool
@@ -159,4 +159,3 @@ func (g *gatewayActor) start(ctx actor.Context, req StartRequest) error {
 	log.Info().Msg("kernel starting")
 	return nil
 }
-
