@@ -36,6 +36,9 @@ func (g *gatewayActor) Receive(ctx actor.Context) {
 			g.kernels[m.h.id] = m.h
 			g.publish(func(r *registry) *registry { return r.with(m.h) })
 		}
+		if m.waiter != nil {
+			ctx.Send(m.waiter, &started{model: m.h.model()})
+		}
 	case *kernelGone:
 		g.forget(ctx, m.id)
 		for _, w := range m.waiters {

@@ -154,7 +154,7 @@ func (k *kernelActor) onLaunched(ctx actor.Context, m *launched) {
 	if m.err != nil {
 		k.log.Warn().Err(m.err).Msg("kernel launch failed")
 		if k.phase == phaseStarting {
-			k.answerStart(nil, m.err)
+			k.answerStart(m.err)
 			ctx.Send(ctx.Parent(), &kernelGone{id: k.h.id})
 			ctx.Stop(k.self)
 			return
@@ -178,8 +178,10 @@ func (k *kernelActor) onLaunched(ctx actor.Context, m *launched) {
 		return
 	}
 	if k.phase == phaseStarting {
-		k.answerStart(k.h, nil)
-		ctx.Send(ctx.Parent(), &kernelUp{h: k.h})
+		// The gateway answers the POST once the kernel is in the published
+		// registry, so the client can use it as soon as it has its id.
+		ctx.Send(ctx.Parent(), &kernelUp{h: k.h, waiter: k.startWaiter})
+		k.startWaiter = nil
 	}
 	k.phase = phaseRunning
 	k.readySince = time.Now()
@@ -188,16 +190,12 @@ func (k *kernelActor) onLaunched(ctx actor.Context, m *launched) {
 	k.log.Info().Msg("kernel up")
 }
 
-func (k *kernelActor) answerStart(h *kernelHandle, err error) {
-	if k.startWaiter == nil {
-		return
+// answerStart fails the POST still waiting for this kernel, if any.
+func (k *kernelActor) answerStart(err error) {
+	if k.startWaiter != nil {
+		k.sys.Root.Send(k.startWaiter, &started{err: err})
+		k.startWaiter = nil
 	}
-	res := &started{err: err}
-	if h != nil {
-		res.model = h.model()
-	}
-	k.sys.Root.Send(k.startWaiter, res)
-	k.startWaiter = nil
 }
 
 // nudge sends a kernel_info_request until the kernel has answered one and
@@ -342,7 +340,7 @@ func (k *kernelActor) shutdown(ctx actor.Context) {
 	prev := k.phase
 	k.phase = phaseTerminating
 	k.answerRestarts(fmt.Errorf("%w: kernel %s is shutting down", ErrUnavailable, k.h.id))
-	k.answerStart(nil, fmt.Errorf("%w: kernel %s was shut down while starting", ErrUnavailable, k.h.id))
+	k.answerStart(fmt.Errorf("%w: kernel %s was shut down while starting", ErrUnavailable, k.h.id))
 	if k.proc != nil && prev != phaseStarting {
 		k.requestShutdown(false)
 	}
@@ -426,7 +424,7 @@ func (k *kernelActor) die(ctx actor.Context, err error) {
 // finish answers everyone still waiting and leaves the registry.
 func (k *kernelActor) finish(ctx actor.Context, err error) {
 	k.release()
-	k.answerStart(nil, fmt.Errorf("%w: kernel %s stopped", ErrUnavailable, k.h.id))
+	k.answerStart(fmt.Errorf("%w: kernel %s stopped", ErrUnavailable, k.h.id))
 	k.answerRestarts(fmt.Errorf("%w: kernel %s stopped", ErrUnavailable, k.h.id))
 	k.gen++ // anything still in flight is stale now
 	// The gateway answers the shutdown waiters once the kernel is out of

@@ -35,7 +35,10 @@ type drain struct{}
 // Notices from kernel actors to the gateway actor: the kernel is up (its
 // first launch succeeded), or it is gone (failed to start, shut down, dead).
 type (
-	kernelUp   struct{ h *kernelHandle }
+	kernelUp struct {
+		h      *kernelHandle
+		waiter *actor.PID // the start request to answer once it is listed
+	}
 	kernelGone struct {
 		id      string
 		waiters []*actor.PID // shutdown requests to answer once it is gone

@@ -21,6 +21,7 @@ type command struct {
 
 func commands() []command {
 	return []command{
+		{"serve", "run the gateway", runServe},
 		{"version", "print the version and exit", runVersion},
 	}
 }

@@ -85,7 +85,9 @@ func (p *Provisioner) Launch(ctx context.Context, req proxy.LaunchRequest) (prox
 		sc := bufio.NewScanner(out)
 		sc.Buffer(make([]byte, 4096), 64<<10)
 		for sc.Scan() {
-			log.Info().Str("output", sc.Text()).Msg("kernel output")
+			if line := sc.Text(); strings.TrimSpace(line) != "" {
+				log.Info().Str("output", line).Msg("kernel output")
+			}
 		}
 	}()
 	go func() {

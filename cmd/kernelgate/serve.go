@@ -1,0 +1,243 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kernelgate/kernelgate/actors"
+	"github.com/kernelgate/kernelgate/actors/proxy"
+	"github.com/kernelgate/kernelgate/actors/proxy/local"
+	kghttp "github.com/kernelgate/kernelgate/http"
+	"github.com/kernelgate/kernelgate/kernelspecs"
+	"github.com/kernelgate/kernelgate/zmq"
+	"github.com/rs/zerolog"
+)
+
+// serveConfig is every setting of `kernelgate serve`. Settings Enterprise
+// Gateway has keep its variable names and defaults; ours use KERNELGATE_.
+type serveConfig struct {
+	IP          string
+	Port        int
+	PortRetries int
+	BaseURL     string
+	AuthToken   string
+
+	AllowOrigin, AllowCredentials, AllowHeaders, AllowMethods, ExposeHeaders, MaxAge string
+
+	ListKernels       bool
+	MaxKernels        int
+	MaxKernelsPerUser int
+	DefaultKernelName string
+	AllowedKernels    []string
+	AuthorizedUsers   []string
+	UnauthorizedUsers []string
+	ClientEnvs        []string
+	InheritedEnvs     []string
+
+	LaunchTimeout     time.Duration
+	KernelInfoTimeout time.Duration
+
+	BaseEnvs          []string
+	RuntimeDir        string
+	LocalPortRange    string
+	ShutdownWait      time.Duration
+	RestartLimit      int
+	HeartbeatInterval time.Duration
+	HeartbeatTimeout  time.Duration
+	MaxBodySize       int
+	StopTimeout       time.Duration
+	LogLevel          string
+	LogFormat         string
+}
+
+func defaultRuntimeDir() string {
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return filepath.Join(d, "kernelgate")
+	}
+	return filepath.Join(os.TempDir(), "kernelgate-"+strconv.Itoa(os.Getuid()))
+}
+
+func serveSettings(c *serveConfig, stderr io.Writer) *settings {
+	s := newSettings("serve", stderr)
+	s.String(&c.IP, "ip", "127.0.0.1", "address to listen on", "EG_IP", "KG_IP")
+	s.Int(&c.Port, "port", 8888, "port to listen on", "EG_PORT", "KG_PORT")
+	s.Int(&c.PortRetries, "port-retries", 50, "further ports to try when the port is taken", "EG_PORT_RETRIES", "KG_PORT_RETRIES")
+	s.String(&c.BaseURL, "base-url", "/", "URL prefix of every route", "EG_BASE_URL", "KG_BASE_URL")
+	s.String(&c.AuthToken, "auth-token", "", "token every request must carry (?token= or 'Authorization: token …'); empty = no auth", "EG_AUTH_TOKEN", "KG_AUTH_TOKEN")
+	s.String(&c.AllowOrigin, "allow-origin", "", "Access-Control-Allow-Origin; also the origin check ('*' allows any)", "EG_ALLOW_ORIGIN", "KG_ALLOW_ORIGIN")
+	s.String(&c.AllowCredentials, "allow-credentials", "", "Access-Control-Allow-Credentials", "EG_ALLOW_CREDENTIALS", "KG_ALLOW_CREDENTIALS")
+	s.String(&c.AllowHeaders, "allow-headers", "", "Access-Control-Allow-Headers", "EG_ALLOW_HEADERS", "KG_ALLOW_HEADERS")
+	s.String(&c.AllowMethods, "allow-methods", "", "Access-Control-Allow-Methods", "EG_ALLOW_METHODS", "KG_ALLOW_METHODS")
+	s.String(&c.ExposeHeaders, "expose-headers", "", "Access-Control-Expose-Headers", "EG_EXPOSE_HEADERS", "KG_EXPOSE_HEADERS")
+	s.String(&c.MaxAge, "max-age", "", "Access-Control-Max-Age", "EG_MAX_AGE", "KG_MAX_AGE")
+	s.Bool(&c.ListKernels, "list-kernels", false, "allow GET /api/kernels and /api/sessions (Jupyter Server clients need it)", "EG_LIST_KERNELS", "KG_LIST_KERNELS")
+	s.Int(&c.MaxKernels, "max-kernels", 0, "most kernels, running and starting; 0 = no limit", "EG_MAX_KERNELS", "KG_MAX_KERNELS")
+	s.Int(&c.MaxKernelsPerUser, "max-kernels-per-user", -1, "most kernels per KERNEL_USERNAME; -1 = no limit", "EG_MAX_KERNELS_PER_USER")
+	s.String(&c.DefaultKernelName, "default-kernel-name", "python3", "kernelspec used when a request names none", "EG_DEFAULT_KERNEL_NAME", "KG_DEFAULT_KERNEL_NAME")
+	s.List(&c.AllowedKernels, "allowed-kernels", nil, "comma list of the only kernelspecs served; empty = all", "EG_ALLOWED_KERNELS")
+	s.List(&c.AuthorizedUsers, "authorized-users", nil, "comma list of the only users who may start kernels; empty = all", "EG_AUTHORIZED_USERS")
+	s.List(&c.UnauthorizedUsers, "unauthorized-users", []string{"root"}, "comma list of users who may not start kernels (wins over authorized)", "EG_UNAUTHORIZED_USERS")
+	s.List(&c.ClientEnvs, "client-envs", nil, "comma list of non-KERNEL_ variables clients may set ('*' = any)", "EG_CLIENT_ENVS", "EG_ENV_WHITELIST")
+	s.List(&c.InheritedEnvs, "inherited-envs", nil, "comma list of the gateway's variables passed to every kernel", "EG_INHERITED_ENVS", "EG_ENV_PROCESS_WHITELIST")
+	s.Seconds(&c.LaunchTimeout, "kernel-launch-timeout", 30*time.Second, "seconds a kernel may take to start (a request's KERNEL_LAUNCH_TIMEOUT overrides)", "EG_KERNEL_LAUNCH_TIMEOUT")
+	s.Seconds(&c.KernelInfoTimeout, "kernel-info-timeout", 60*time.Second, "seconds to wait for kernel_info after a (re)start", "EG_KERNEL_INFO_TIMEOUT")
+
+	s.List(&c.BaseEnvs, "base-envs", []string{"PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME", "SHELL"},
+		"the gateway's variables every local kernel gets so that it can run (unlike EG, kernels never inherit the whole environment)", "KERNELGATE_BASE_ENVS")
+	s.String(&c.RuntimeDir, "runtime-dir", defaultRuntimeDir(), "directory (0700) for kernel connection files", "KERNELGATE_RUNTIME_DIR")
+	s.String(&c.LocalPortRange, "local-port-range", fmt.Sprintf("%d..%d", zmq.DefaultPortLow, zmq.DefaultPortHigh),
+		"ports for local kernels' channels, L..U (keep it clear of the ephemeral range)", "KERNELGATE_LOCAL_PORT_RANGE")
+	s.Seconds(&c.ShutdownWait, "shutdown-wait", 5*time.Second, "seconds a kernel has to exit after shutdown_request (SIGTERM at half, SIGKILL at the end)", "KERNELGATE_SHUTDOWN_WAIT")
+	s.Int(&c.RestartLimit, "restart-limit", 5, "automatic restarts in a row before a kernel is declared dead", "KERNELGATE_RESTART_LIMIT")
+	s.Seconds(&c.HeartbeatInterval, "heartbeat-interval", 3*time.Second, "seconds between heartbeat probes; negative = off", "KERNELGATE_HEARTBEAT_INTERVAL")
+	s.Seconds(&c.HeartbeatTimeout, "heartbeat-timeout", 30*time.Second, "seconds without a heartbeat echo before a kernel is killed and restarted", "KERNELGATE_HEARTBEAT_TIMEOUT")
+	s.Int(&c.MaxBodySize, "max-body-size", 1<<20, "largest request body in bytes", "KERNELGATE_MAX_BODY_SIZE")
+	s.Seconds(&c.StopTimeout, "stop-timeout", 30*time.Second, "seconds to shut kernels down when the gateway stops", "KERNELGATE_STOP_TIMEOUT")
+	s.String(&c.LogLevel, "log-level", "info", "debug, info, warn or error", "KERNELGATE_LOG_LEVEL")
+	s.String(&c.LogFormat, "log-format", "json", "json or console", "KERNELGATE_LOG_FORMAT")
+	return s
+}
+
+func runServe(args []string, stdout, stderr io.Writer) int {
+	var c serveConfig
+	if err := serveSettings(&c, stderr).parse(args, os.LookupEnv); err != nil {
+		if errors.Is(err, flagHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "kernelgate serve:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	signal.Ignore(syscall.SIGHUP)
+	if err := serve(ctx, c, stdout, stderr, nil); err != nil {
+		fmt.Fprintln(stderr, "kernelgate serve:", err)
+		return 1
+	}
+	return 0
+}
+
+// serve runs the gateway until ctx ends. ready, when set, gets the address
+// it listens on.
+func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready func(net.Addr)) error {
+	log, err := newLogger(c, stderr)
+	if err != nil {
+		return err
+	}
+	low, high, err := parseRange(c.LocalPortRange)
+	if err != nil {
+		return fmt.Errorf("local port range: %w", err)
+	}
+	ports := zmq.NewPortAllocator(c.IP, time.Minute)
+	ports.Low, ports.High = low, high
+	username := "kernelgate"
+	if u, err := user.Current(); err == nil {
+		username = u.Username
+	}
+	specs := kernelspecs.NewCache(kernelspecs.CacheOptions{Default: c.DefaultKernelName, Allowed: c.AllowedKernels, Logger: log})
+	access := kernelspecs.Access{Authorized: c.AuthorizedUsers, Unauthorized: c.UnauthorizedUsers}
+	localProxy := &local.Provisioner{Ports: ports, RuntimeDir: c.RuntimeDir}
+	proxies := proxy.NewRegistry(localProxy)
+	proxies.Register(localProxy, local.ClassNames...)
+	gw := actors.New(actors.Config{
+		MaxKernels: c.MaxKernels, MaxKernelsPerUser: c.MaxKernelsPerUser, Access: access,
+		ClientEnvs: c.ClientEnvs, InheritedEnvs: c.InheritedEnvs, BaseEnvs: c.BaseEnvs,
+		DefaultUsername: username, LaunchTimeout: c.LaunchTimeout, ShutdownWait: c.ShutdownWait,
+		RestartLimit: c.RestartLimit, HeartbeatInterval: c.HeartbeatInterval, HeartbeatTimeout: c.HeartbeatTimeout,
+		KernelInfoTimeout: c.KernelInfoTimeout, Specs: specs, Proxies: proxies, Logger: log,
+	})
+	srv := kghttp.New(kghttp.Config{
+		BaseURL: c.BaseURL, AuthToken: c.AuthToken, AllowOrigin: c.AllowOrigin, AllowCredentials: c.AllowCredentials,
+		AllowHeaders: c.AllowHeaders, AllowMethods: c.AllowMethods, ExposeHeaders: c.ExposeHeaders, MaxAge: c.MaxAge,
+		ListKernels: c.ListKernels, MaxBodySize: c.MaxBodySize, Access: access, Version: version, Logger: log,
+	}, gw, specs)
+
+	ln, err := listen(c.IP, c.Port, c.PortRetries)
+	if err != nil {
+		gw.Close(c.StopTimeout)
+		return err
+	}
+	if len(specs.Snapshot().Names) == 0 {
+		log.Warn().Msg("no kernelspecs found (install python3-ipykernel or set JUPYTER_PATH)")
+	}
+	if c.AuthToken == "" {
+		log.Warn().Msg("no auth token set: anyone who reaches this port can run code")
+	}
+	fmt.Fprintf(stdout, "kernelgate %s is available at http://%s%s\n", version, ln.Addr(), strings.TrimRight(c.BaseURL, "/"))
+	if ready != nil {
+		ready(ln.Addr())
+	}
+
+	specCtx, stopSpecs := context.WithCancel(ctx)
+	specsDone := make(chan struct{})
+	go func() { specs.Run(specCtx); close(specsDone) }()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	select {
+	case <-ctx.Done():
+		log.Info().Msg("stopping: shutting kernels down")
+	case err = <-serveErr:
+		log.Error().Err(err).Msg("http server failed")
+	}
+	stopSpecs()
+	srv.Shutdown()
+	closeErr := gw.Close(c.StopTimeout)
+	<-specsDone
+	if err == nil {
+		err = closeErr
+	}
+	return err
+}
+
+// listen binds ip:port, trying the next ports when it is taken, as EG does.
+func listen(ip string, port, retries int) (net.Listener, error) {
+	var err error
+	for i := 0; i <= retries; i++ {
+		var ln net.Listener
+		if ln, err = net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port+i))); err == nil {
+			return ln, nil
+		}
+		if port == 0 {
+			break
+		}
+	}
+	return nil, fmt.Errorf("listen on %s:%d (and %d more ports): %w", ip, port, retries, err)
+}
+
+func parseRange(s string) (int, int, error) {
+	lo, hi, ok := strings.Cut(s, "..")
+	l, err1 := strconv.Atoi(strings.TrimSpace(lo))
+	h, err2 := strconv.Atoi(strings.TrimSpace(hi))
+	if !ok || err1 != nil || err2 != nil || l < 1024 || h > 65535 || h-l < 100 {
+		return 0, 0, fmt.Errorf("%q is not L..U with 1024 <= L, U <= 65535 and at least 100 ports", s)
+	}
+	return l, h, nil
+}
+
+func newLogger(c serveConfig, stderr io.Writer) (zerolog.Logger, error) {
+	level, err := zerolog.ParseLevel(c.LogLevel)
+	if err != nil || c.LogLevel == "" {
+		return zerolog.Logger{}, fmt.Errorf("log level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	var w io.Writer = stderr
+	switch c.LogFormat {
+	case "json":
+	case "console":
+		w = zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.RFC3339}
+	default:
+		return zerolog.Logger{}, fmt.Errorf("log format %q: want json or console", c.LogFormat)
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Logger(), nil
+}

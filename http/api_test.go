@@ -1,0 +1,227 @@
+package http
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	nethttp "net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kernelgate/kernelgate/actors"
+	"github.com/kernelgate/kernelgate/internal/testkit"
+)
+
+func TestKernelspecEndpoints(t *testing.T) {
+	h := newHarness(t, nil)
+	list := decode[struct {
+		Default     string
+		Kernelspecs map[string]struct {
+			Name      string
+			Spec      map[string]any
+			Resources map[string]string
+		}
+	}](t, h.expect("GET", "/api/kernelspecs", "", 200))
+	testkit.Equal(t, list.Default, "python3")
+	py := list.Kernelspecs["python3"]
+	testkit.Equal(t, py.Name, "python3")
+	testkit.Equal(t, py.Resources["logo-64x64"], "/kernelspecs/python3/logo-64x64.png")
+	testkit.Equal(t, py.Spec["interrupt_mode"], any("signal"))
+	testkit.Equal(t, py.Spec["metadata"], any(map[string]any{"debugger": true}))
+
+	one := decode[map[string]any](t, h.expect("GET", "/api/kernelspecs/python3", "", 200))
+	testkit.Equal(t, one["name"], any("python3"))
+	h.expect("GET", "/api/kernelspecs/nope", "", 404)
+
+	// ?user= filters by the user lists; Jupyter Server's "user/name" bug is tolerated.
+	filtered := decode[struct{ Kernelspecs map[string]any }](t, h.expect("GET", "/api/kernelspecs?user=bob", "", 200))
+	testkit.Equal(t, len(filtered.Kernelspecs), 1)
+	filtered = decode[struct{ Kernelspecs map[string]any }](t, h.expect("GET", "/api/kernelspecs?user=alice", "", 200))
+	testkit.Equal(t, len(filtered.Kernelspecs), 2)
+	h.expect("GET", "/api/kernelspecs/restricted?user=bob", "", 403)
+	h.expect("GET", "/api/kernelspecs/python3?user=root", "", 403)
+	bug := decode[map[string]any](t, h.expect("GET", "/api/kernelspecs?user=alice/python3", "", 200))
+	testkit.Equal(t, bug["name"], any("python3"))
+}
+
+func TestKernelspecResourcesCannotEscape(t *testing.T) {
+	h := newHarness(t, nil)
+	status, body, hdr := h.do("GET", "/kernelspecs/python3/logo-64x64.png", "")
+	testkit.Equal(t, status, 200)
+	testkit.Equal(t, string(body), "\x89PNG fake")
+	testkit.Equal(t, hdr.Get("Content-Type"), "image/png")
+	h.expect("HEAD", "/kernelspecs/python3/logo-64x64.png", "", 200)
+	for _, p := range []string{
+		"/kernelspecs/python3/kernel.json",
+		"/kernelspecs/python3/..%2Fkernel.json",
+		"/kernelspecs/python3/..%2F..%2F..%2Fsecret.txt",
+		"/kernelspecs/python3/%2Fetc%2Fpasswd",
+		"/kernelspecs/python3/logo-escape.png",
+		"/kernelspecs/..%2F..%2F/secret.txt",
+		"/kernelspecs/nope/logo-64x64.png",
+		"/kernelspecs/python3/../../secret.txt",
+	} {
+		status, body, _ := h.do("GET", p, "")
+		testkit.True(t, status == 404, "%s: status %d", p, status)
+		testkit.True(t, !strings.Contains(string(body), "secret"), "%s leaked %q", p, body)
+	}
+}
+
+func TestKernelLifecycleEndpoints(t *testing.T) {
+	h := newHarness(t, nil)
+	h.expect("GET", "/api", "", 200)
+	testkit.Equal(t, string(h.expect("GET", "/api/kernels", "", 200)), "[]")
+
+	status, body, hdr := h.do("POST", "/api/kernels", `{"name":"python3","env":{"KERNEL_USERNAME":"alice"}}`)
+	testkit.Equal(t, status, 201)
+	m := decode[actors.Model](t, body)
+	testkit.Equal(t, hdr.Get("Location"), "/api/kernels/"+m.ID)
+	testkit.Equal(t, m.Name, "python3")
+	_, err := time.Parse("2006-01-02T15:04:05.000000Z", m.LastActivity)
+	testkit.NoError(t, err)
+
+	got := decode[actors.Model](t, h.expect("GET", "/api/kernels/"+m.ID, "", 200))
+	testkit.Equal(t, got.ID, m.ID)
+	list := decode[[]actors.Model](t, h.expect("GET", "/api/kernels?1712345678901", "", 200))
+	testkit.Equal(t, len(list), 1)
+
+	h.expect("POST", "/api/kernels/"+m.ID+"/interrupt", "", 204)
+	r := decode[actors.Model](t, h.expect("POST", "/api/kernels/"+m.ID+"/restart", "{}", 200))
+	testkit.Equal(t, r.ID, m.ID)
+	h.expect("DELETE", "/api/kernels/"+m.ID, "", 204)
+	h.expect("GET", "/api/kernels/"+m.ID, "", 404)
+	h.expect("DELETE", "/api/kernels/"+m.ID, "", 404)
+	h.expect("POST", "/api/kernels/"+m.ID+"/interrupt", "", 404)
+	h.expect("POST", "/api/kernels/"+m.ID+"/restart", "", 404)
+}
+
+func TestBadRequestsGetClearErrors(t *testing.T) {
+	h := newHarness(t, nil)
+	unknown := "11111111-2222-4333-8444-555555555555"
+	tests := []struct {
+		method, path, body string
+		status             int
+		contains           string
+	}{
+		{"POST", "/api/kernels", `{"name":`, 400, "Invalid JSON"},
+		{"POST", "/api/kernels", `[1,2]`, 400, "Invalid JSON"},
+		{"POST", "/api/kernels", `{"name":42}`, 400, "'name'"},
+		{"POST", "/api/kernels", `{"env":"x"}`, 400, "'env'"},
+		{"POST", "/api/kernels", `{"name":"nope"}`, 404, "nope"},
+		{"POST", "/api/kernels", `{"env":{"KERNEL_X":1}}`, 400, "must be a string"},
+		{"POST", "/api/kernels", `{"env":{"KERNEL_X":"$(id)"}}`, 400, "prohibited"},
+		{"POST", "/api/kernels", `{"env":{"KERNEL_ID":"nope"}}`, 400, "UUID"},
+		{"POST", "/api/kernels", `{"env":{"KERNEL_USERNAME":"root"}}`, 403, "not authorized"},
+		{"POST", "/api/kernels", `{"name":"restricted","env":{"KERNEL_USERNAME":"bob"}}`, 403, "not authorized"},
+		{"GET", "/api/kernels/" + unknown, "", 404, "Kernel does not exist: " + unknown},
+		{"GET", "/api/kernels/not-a-kernel-id", "", 404, ""},
+		{"PUT", "/api/kernels", "", 405, "method"},
+		{"PATCH", "/api/kernels/" + unknown, "", 405, "method"},
+		{"GET", "/api/kernels/" + unknown + "/interrupt", "", 405, "method"},
+		{"GET", "/api/nothing", "", 404, ""},
+		{"GET", "/", "", 404, ""},
+		{"GET", "/api/kernels/" + unknown + "/channels/extra", "", 404, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.path[:min(len(tt.path), 40)]+" "+tt.body[:min(len(tt.body), 30)], func(t *testing.T) {
+			body := h.expect(tt.method, tt.path, tt.body, tt.status)
+			testkit.True(t, strings.Contains(string(body), tt.contains), "body %s lacks %q", body, tt.contains)
+		})
+	}
+	// Nothing of the above left a kernel behind.
+	testkit.Equal(t, string(h.expect("GET", "/api/kernels", "", 200)), "[]")
+}
+
+func TestOversizedBodyIsRefusedBeforeItIsRead(t *testing.T) {
+	h := newHarness(t, nil)
+	c, err := net.Dial("tcp", strings.TrimPrefix(h.url, "http://"))
+	testkit.NoError(t, err)
+	defer c.Close()
+	// Announce 10 MiB and send none of it: the answer must come anyway.
+	fmt.Fprintf(c, "POST /api/kernels HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", 10<<20)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := nethttp.ReadResponse(bufio.NewReader(c), nil)
+	testkit.NoError(t, err)
+	defer resp.Body.Close()
+	testkit.Equal(t, resp.StatusCode, 413)
+	b, _ := io.ReadAll(resp.Body)
+	testkit.True(t, strings.Contains(string(b), `"reason"`), "body %s", b)
+}
+
+func TestListingCanBeDisabled(t *testing.T) {
+	h := newHarness(t, func(c *Config, _ *actors.Config) { c.ListKernels = false })
+	h.expect("GET", "/api/kernels", "", 403)
+	h.expect("GET", "/api/sessions", "", 403)
+}
+
+func TestTokenAuth(t *testing.T) {
+	h := newHarness(t, func(c *Config, _ *actors.Config) { c.AuthToken = "s3cret" })
+	h.expect("GET", "/api/kernelspecs", "", 200)                                              // header token
+	h.expect("GET", "/api/kernelspecs", "", 401, "Authorization", "")                         // none
+	h.expect("GET", "/api/kernelspecs", "", 401, "Authorization", "token ")                   // empty credential
+	h.expect("GET", "/api/kernelspecs", "", 401, "Authorization", "token wrong")              // wrong
+	h.expect("GET", "/api/kernelspecs", "", 401, "Authorization", "Bearer s3cret")            // wrong scheme
+	h.expect("GET", "/api/kernelspecs?token=s3cret", "", 200, "Authorization", "")            // query token
+	h.expect("GET", "/api/kernelspecs?token=wrong", "", 401, "Authorization", "token s3cret") // query first
+	h.expect("OPTIONS", "/api/kernels", "", 200, "Authorization", "")                         // preflight
+	h.expect("GET", "/nothing/here", "", 404, "Authorization", "")                            // catch-all
+}
+
+func TestCORSAndOrigin(t *testing.T) {
+	h := newHarness(t, func(c *Config, _ *actors.Config) {
+		c.AllowOrigin = "https://lab.example"
+		c.AllowHeaders = "authorization,content-type"
+	})
+	_, _, hdr := h.do("GET", "/api/kernelspecs", "")
+	testkit.Equal(t, hdr.Get("Access-Control-Allow-Origin"), "https://lab.example")
+	testkit.Equal(t, hdr.Get("Access-Control-Allow-Headers"), "authorization,content-type")
+	h.expect("GET", "/api/kernelspecs", "", 200, "Origin", "https://lab.example")
+	h.expect("GET", "/api/kernelspecs", "", 404, "Origin", "https://evil.example")
+	host := strings.TrimPrefix(h.url, "http://")
+	h.expect("GET", "/api/kernelspecs", "", 200, "Origin", "http://"+host) // same origin
+}
+
+func TestBaseURL(t *testing.T) {
+	h := newHarness(t, func(c *Config, _ *actors.Config) { c.BaseURL = "gw/base" })
+	testkit.True(t, strings.HasSuffix(h.url, "/gw/base"), "url %s", h.url)
+	list := decode[struct {
+		Kernelspecs map[string]struct{ Resources map[string]string }
+	}](t, h.expect("GET", "/api/kernelspecs", "", 200))
+	testkit.Equal(t, list.Kernelspecs["python3"].Resources["logo-64x64"], "/gw/base/kernelspecs/python3/logo-64x64.png")
+	h.expect("GET", "/kernelspecs/python3/logo-64x64.png", "", 200)
+}
+
+func TestSessions(t *testing.T) {
+	h := newHarness(t, nil)
+	h.expect("POST", "/api/sessions", "", 400)
+	h.expect("POST", "/api/sessions", `{"type":"notebook"}`, 400)
+	h.expect("POST", "/api/sessions", `{"path":"a.ipynb"}`, 400)
+	h.expect("POST", "/api/sessions", `{"path":"a.ipynb","type":"notebook","kernel":{"name":"nope"}}`, 501)
+	h.expect("POST", "/api/sessions", `{"path":"a.ipynb","type":"notebook","kernel":{"id":"11111111-2222-4333-8444-555555555555"}}`, 400)
+
+	status, body, hdr := h.do("POST", "/api/sessions", `{"path":"a.ipynb","type":"notebook","name":"a","kernel":{"name":"python3"}}`)
+	testkit.Equal(t, status, 201)
+	s := decode[map[string]any](t, body)
+	id := s["id"].(string)
+	testkit.Equal(t, hdr.Get("Location"), "/api/sessions/"+id)
+	kernel := s["kernel"].(map[string]any)
+	testkit.Equal(t, s["notebook"], any(map[string]any{"path": "a.ipynb", "name": "a"}))
+
+	// The same path gives the same session.
+	again := decode[map[string]any](t, h.expect("POST", "/api/sessions", `{"path":"a.ipynb","type":"notebook"}`, 201))
+	testkit.Equal(t, again["id"], any(id))
+	list := decode[[]map[string]any](t, h.expect("GET", "/api/sessions", "", 200))
+	testkit.Equal(t, len(list), 1)
+
+	patched := decode[map[string]any](t, h.expect("PATCH", "/api/sessions/"+id, `{"path":"b.ipynb","name":"b"}`, 200))
+	testkit.Equal(t, patched["path"], any("b.ipynb"))
+	testkit.Equal(t, patched["kernel"].(map[string]any)["id"], kernel["id"])
+	h.expect("GET", "/api/sessions/"+id, "", 200)
+
+	h.expect("DELETE", "/api/sessions/"+id, "", 204)
+	h.expect("GET", "/api/sessions/"+id, "", 404)
+	h.expect("DELETE", "/api/sessions/"+id, "", 404)
+	h.expect("GET", "/api/kernels/"+kernel["id"].(string), "", 404)
+}

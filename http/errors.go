@@ -1,0 +1,70 @@
+package http
+
+import (
+	"encoding/json"
+	"errors"
+
+	"github.com/kernelgate/kernelgate/actors"
+	"github.com/kernelgate/kernelgate/actors/proxy"
+	"github.com/valyala/fasthttp"
+)
+
+// Error is an HTTP error with its status; Message is shown to the client.
+type Error struct {
+	Status  int
+	Message string
+	// Reason overrides the status phrase in the body's "reason".
+	Reason string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// errorf builds an Error.
+func errorf(status int, msg string) *Error { return &Error{Status: status, Message: msg} }
+
+// statusOf maps the gateway's sentinel errors to status codes.
+func statusOf(err error) int {
+	var he *Error
+	switch {
+	case errors.As(err, &he):
+		return he.Status
+	case errors.Is(err, actors.ErrNoSuchKernel), errors.Is(err, actors.ErrNoSuchKernelSpec):
+		return fasthttp.StatusNotFound
+	case errors.Is(err, actors.ErrBadRequest):
+		return fasthttp.StatusBadRequest
+	case errors.Is(err, actors.ErrForbidden), errors.Is(err, actors.ErrLimit):
+		return fasthttp.StatusForbidden
+	case errors.Is(err, actors.ErrConflict):
+		return fasthttp.StatusConflict
+	case errors.Is(err, actors.ErrUnavailable):
+		return fasthttp.StatusServiceUnavailable
+	case errors.Is(err, actors.ErrLaunchTimeout), errors.Is(err, actors.ErrKernelDied),
+		errors.Is(err, proxy.ErrLaunch), errors.Is(err, proxy.ErrUnknownProxy):
+		return fasthttp.StatusInternalServerError
+	}
+	return fasthttp.StatusInternalServerError
+}
+
+// writeError answers with the JSON error shape clients parse.
+func writeError(ctx *fasthttp.RequestCtx, err error) {
+	status := statusOf(err)
+	reason := fasthttp.StatusMessage(status)
+	var he *Error
+	if errors.As(err, &he) && he.Reason != "" {
+		reason = he.Reason
+	}
+	if errors.Is(err, actors.ErrLimit) {
+		reason = "Resource Limit" // what EG says; clients show it
+	}
+	writeJSON(ctx, status, map[string]string{"reason": reason, "message": err.Error()})
+}
+
+func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = fasthttp.StatusInternalServerError, []byte(`{"reason":"Internal Server Error","message":"encoding the response failed"}`)
+	}
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(b)
+}

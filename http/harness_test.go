@@ -1,0 +1,124 @@
+package http
+
+import (
+	"encoding/json"
+	"io"
+	"net"
+	nethttp "net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kernelgate/kernelgate/actors"
+	"github.com/kernelgate/kernelgate/actors/proxy"
+	"github.com/kernelgate/kernelgate/actors/proxy/local"
+	"github.com/kernelgate/kernelgate/internal/testkit"
+	"github.com/kernelgate/kernelgate/kernelspecs"
+	"github.com/kernelgate/kernelgate/zmq"
+	"github.com/rs/zerolog"
+)
+
+// harness is a gateway with its HTTP server on 127.0.0.1:0, real local
+// kernels, and a kernelspec directory of its own.
+type harness struct {
+	t      *testing.T
+	url    string
+	token  string
+	specs  string
+	client *nethttp.Client
+}
+
+func newHarness(t *testing.T, mod func(*Config, *actors.Config)) *harness {
+	t.Helper()
+	testkit.RequireIPyKernel(t)
+	root := t.TempDir()
+	dir := filepath.Join(root, "kernels", "python3")
+	testkit.NoError(t, os.MkdirAll(dir, 0o755))
+	testkit.NoError(t, os.WriteFile(filepath.Join(dir, "kernel.json"), []byte(`{"argv":["`+testkit.Python()+
+		`","-m","ipykernel_launcher","-f","{connection_file}"],"display_name":"Python 3","language":"python","metadata":{"debugger":true}}`), 0o644))
+	testkit.NoError(t, os.WriteFile(filepath.Join(dir, "logo-64x64.png"), []byte("\x89PNG fake"), 0o644))
+	testkit.NoError(t, os.WriteFile(filepath.Join(root, "secret.txt"), []byte("secret"), 0o644))
+	testkit.NoError(t, os.Symlink(filepath.Join(root, "secret.txt"), filepath.Join(dir, "logo-escape.png")))
+	restricted := filepath.Join(root, "kernels", "restricted")
+	testkit.NoError(t, os.MkdirAll(restricted, 0o755))
+	testkit.NoError(t, os.WriteFile(filepath.Join(restricted, "kernel.json"), []byte(`{"argv":["/bin/false"],"display_name":"R","language":"x",`+
+		`"metadata":{"process_proxy":{"class_name":"local","config":{"authorized_users":"alice"}}}}`), 0o644))
+
+	log := zerolog.Nop()
+	if testing.Verbose() {
+		log = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
+	}
+	cache := kernelspecs.NewCache(kernelspecs.CacheOptions{Path: []string{root}, Default: "python3", Logger: log})
+	access := kernelspecs.Access{Unauthorized: []string{"root"}}
+	lp := &local.Provisioner{Ports: zmq.NewPortAllocator("127.0.0.1", time.Minute), RuntimeDir: filepath.Join(t.TempDir(), "rt")}
+	reg := proxy.NewRegistry(lp)
+	reg.Register(lp, local.ClassNames...)
+	acfg := actors.Config{MaxKernelsPerUser: -1, Access: access, BaseEnvs: []string{"PATH", "HOME"}, DefaultUsername: "tester",
+		LaunchTimeout: 20 * time.Second, ShutdownWait: 2 * time.Second, Specs: cache, Proxies: reg, Logger: log}
+	hcfg := Config{ListKernels: true, Access: access, Version: "test", Logger: log}
+	if mod != nil {
+		mod(&hcfg, &acfg)
+	}
+	gw := actors.New(acfg)
+	srv := New(hcfg, gw, cache)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	testkit.NoError(t, err)
+	served := make(chan struct{})
+	go func() { srv.Serve(ln); close(served) }()
+	t.Cleanup(func() {
+		srv.Shutdown()
+		<-served
+		gw.Close(30 * time.Second)
+	})
+	return &harness{t: t, url: "http://" + ln.Addr().String() + strings.TrimSuffix(srv.cfg.BaseURL, "/"),
+		token: hcfg.AuthToken, specs: root, client: &nethttp.Client{Timeout: 60 * time.Second}}
+}
+
+// do sends a request with the harness token (unless headers override
+// Authorization) and returns status, body and response headers.
+func (h *harness) do(method, path, body string, headers ...string) (int, []byte, nethttp.Header) {
+	h.t.Helper()
+	req, err := nethttp.NewRequest(method, h.url+path, strings.NewReader(body))
+	testkit.NoError(h.t, err)
+	if h.token != "" {
+		req.Header.Set("Authorization", "token "+h.token)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := h.client.Do(req)
+	testkit.NoError(h.t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	testkit.NoError(h.t, err)
+	return resp.StatusCode, b, resp.Header
+}
+
+// expect checks the status and, for errors, the JSON error shape.
+func (h *harness) expect(method, path, body string, status int, headers ...string) []byte {
+	h.t.Helper()
+	got, b, hdr := h.do(method, path, body, headers...)
+	if got != status {
+		h.t.Fatalf("%s %s: status %d, want %d; body %s", method, path, got, status, b)
+	}
+	if status >= 400 && method != "HEAD" {
+		var e map[string]any
+		if err := json.Unmarshal(b, &e); err != nil {
+			h.t.Fatalf("%s %s: error body is not JSON: %q", method, path, b)
+		}
+		_, hasReason := e["reason"]
+		_, hasMessage := e["message"]
+		testkit.True(h.t, hasReason && hasMessage, "error body %s lacks reason or message", b)
+		testkit.Equal(h.t, hdr.Get("Content-Type"), "application/json")
+	}
+	return b
+}
+
+func decode[T any](t *testing.T, b []byte) T {
+	t.Helper()
+	var v T
+	testkit.NoError(t, json.Unmarshal(b, &v))
+	return v
+}

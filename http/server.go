@@ -1,0 +1,246 @@
+package http
+
+import (
+	"crypto/subtle"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/kernelgate/kernelgate/actors"
+	"github.com/kernelgate/kernelgate/kernelspecs"
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
+)
+
+// Config configures the HTTP front. Zero values are EG's defaults.
+type Config struct {
+	// BaseURL prefixes every route ("/" by default).
+	BaseURL string
+	// AuthToken, when set, is required on every API call (?token= or
+	// "Authorization: token …").
+	AuthToken string
+	// CORS response headers, each sent when non-empty. AllowOrigin also
+	// drives the origin check.
+	AllowOrigin, AllowCredentials, AllowHeaders, AllowMethods, ExposeHeaders, MaxAge string
+	// ListKernels allows GET /api/kernels and GET /api/sessions.
+	ListKernels bool
+	// MaxBodySize bounds request bodies, in bytes.
+	MaxBodySize int
+	// Access holds the user lists for the ?user= kernelspec filter.
+	Access kernelspecs.Access
+	// Version is reported by GET /api.
+	Version string
+	Logger  zerolog.Logger
+}
+
+// Server serves the gateway's HTTP API.
+type Server struct {
+	cfg      Config
+	gw       *actors.Gateway
+	specs    *kernelspecs.Cache
+	sessions *sessionStore
+	srv      *fasthttp.Server
+}
+
+// New returns a server for gw.
+func New(cfg Config, gw *actors.Gateway, specs *kernelspecs.Cache) *Server {
+	cfg.BaseURL = "/" + strings.Trim(cfg.BaseURL, "/")
+	if cfg.BaseURL != "/" {
+		cfg.BaseURL += "/"
+	}
+	if cfg.MaxBodySize <= 0 {
+		cfg.MaxBodySize = 1 << 20
+	}
+	s := &Server{cfg: cfg, gw: gw, specs: specs, sessions: newSessionStore()}
+	s.srv = &fasthttp.Server{
+		Handler:            s.handle,
+		Name:               "kernelgate",
+		MaxRequestBodySize: cfg.MaxBodySize,
+		// Large cookies and tokens ride in headers.
+		ReadBufferSize:  64 << 10,
+		ReadTimeout:     2 * time.Minute,
+		WriteTimeout:    2 * time.Minute,
+		IdleTimeout:     5 * time.Minute,
+		ErrorHandler:    s.transportError,
+		CloseOnShutdown: true,
+		// Also bounds how long fasthttp's worker cleaner outlives Shutdown.
+		MaxIdleWorkerDuration: 2 * time.Second,
+		Logger:                fasthttpLogger{cfg.Logger},
+	}
+	return s
+}
+
+// Serve accepts connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
+
+// Shutdown stops accepting and waits for open requests.
+func (s *Server) Shutdown() error { return s.srv.Shutdown() }
+
+// route is one matched request: the handler and the path parameters.
+type route struct {
+	handler func(*fasthttp.RequestCtx, []string) error
+	params  []string
+	public  bool // no token needed
+}
+
+// match maps a path below the base URL to its handler. Methods are checked
+// by the handlers.
+func (s *Server) match(segs []string) (route, bool) {
+	n := len(segs)
+	switch {
+	case n == 1 && segs[0] == "api":
+		return route{handler: s.apiVersion}, true
+	case n == 2 && segs[0] == "api" && segs[1] == "kernelspecs":
+		return route{handler: s.kernelspecList}, true
+	case n == 3 && segs[0] == "api" && segs[1] == "kernelspecs":
+		return route{handler: s.kernelspecGet, params: segs[2:]}, true
+	case n == 3 && segs[0] == "kernelspecs":
+		return route{handler: s.kernelspecResource, params: segs[1:]}, true
+	case n == 2 && segs[0] == "api" && segs[1] == "kernels":
+		return route{handler: s.kernels}, true
+	case n == 3 && segs[0] == "api" && segs[1] == "kernels" && isKernelID(segs[2]):
+		return route{handler: s.kernel, params: segs[2:]}, true
+	case n == 4 && segs[0] == "api" && segs[1] == "kernels" && isKernelID(segs[2]) && (segs[3] == "interrupt" || segs[3] == "restart"):
+		return route{handler: s.kernelAction, params: segs[2:]}, true
+	case n == 2 && segs[0] == "api" && segs[1] == "sessions":
+		return route{handler: s.sessionList}, true
+	case n == 3 && segs[0] == "api" && segs[1] == "sessions":
+		return route{handler: s.session, params: segs[2:]}, true
+	}
+	return route{}, false
+}
+
+// isKernelID is Jupyter's route pattern for kernel ids: \w+-\w+-\w+-\w+-\w+.
+func isKernelID(s string) bool {
+	parts := strings.Split(s, "-")
+	if len(parts) != 5 {
+		return false
+	}
+	for _, p := range parts {
+		if p == "" {
+			return false
+		}
+		for _, r := range p {
+			if !(r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	start := time.Now()
+	s.setCORS(ctx)
+	err := s.dispatch(ctx)
+	if err != nil {
+		writeError(ctx, err)
+	}
+	ev := s.cfg.Logger.Info()
+	if ctx.Response.StatusCode() >= 500 {
+		ev = s.cfg.Logger.Warn().AnErr("error", err)
+	}
+	// The path only: the query may carry the token.
+	ev.Str("method", string(ctx.Method())).Str("path", string(ctx.Path())).
+		Int("status", ctx.Response.StatusCode()).Dur("duration", time.Since(start)).Msg("request")
+}
+
+func (s *Server) dispatch(ctx *fasthttp.RequestCtx) error {
+	path := string(ctx.Path())
+	if !strings.HasPrefix(path+"/", s.cfg.BaseURL) {
+		return errorf(fasthttp.StatusNotFound, "")
+	}
+	var segs []string
+	for _, seg := range strings.Split(strings.Trim(path[len(s.cfg.BaseURL)-1:], "/"), "/") {
+		if seg != "" {
+			segs = append(segs, seg)
+		}
+	}
+	r, ok := s.match(segs)
+	if !ok {
+		return errorf(fasthttp.StatusNotFound, "")
+	}
+	if ctx.IsOptions() {
+		ctx.SetStatusCode(fasthttp.StatusOK) // CORS preflight, never token-checked
+		return nil
+	}
+	if !s.originAllowed(ctx) {
+		return errorf(fasthttp.StatusNotFound, "cross-origin request refused")
+	}
+	if !r.public && !s.authorized(ctx) {
+		return errorf(fasthttp.StatusUnauthorized, "")
+	}
+	return r.handler(ctx, r.params)
+}
+
+// authorized checks the token: ?token= first, and only when that is absent
+// the "Authorization: token …" header (EG's order). An empty configured
+// token turns auth off.
+func (s *Server) authorized(ctx *fasthttp.RequestCtx) bool {
+	if s.cfg.AuthToken == "" {
+		return true
+	}
+	var got []byte
+	if q := ctx.QueryArgs(); q.Has("token") {
+		got = q.Peek("token")
+	} else if h := ctx.Request.Header.Peek("Authorization"); len(h) > 6 && strings.EqualFold(string(h[:6]), "token ") {
+		got = h[6:]
+	}
+	return subtle.ConstantTimeCompare(got, []byte(s.cfg.AuthToken)) == 1
+}
+
+// originAllowed is EG's (and Jupyter Server's) origin check: a request whose
+// Origin names another host than Host is refused unless allow_origin is "*"
+// or that exact origin.
+func (s *Server) originAllowed(ctx *fasthttp.RequestCtx) bool {
+	origin := string(ctx.Request.Header.Peek("Origin"))
+	host := string(ctx.Request.Header.Host())
+	if origin == "" || host == "" || s.cfg.AllowOrigin == "*" || s.cfg.AllowOrigin == origin {
+		return true
+	}
+	u, err := url.Parse(origin)
+	return err == nil && u.Host == host
+}
+
+func (s *Server) setCORS(ctx *fasthttp.RequestCtx) {
+	h := &ctx.Response.Header
+	for _, kv := range [][2]string{
+		{"Access-Control-Allow-Origin", s.cfg.AllowOrigin},
+		{"Access-Control-Allow-Credentials", s.cfg.AllowCredentials},
+		{"Access-Control-Allow-Headers", s.cfg.AllowHeaders},
+		{"Access-Control-Allow-Methods", s.cfg.AllowMethods},
+		{"Access-Control-Expose-Headers", s.cfg.ExposeHeaders},
+		{"Access-Control-Max-Age", s.cfg.MaxAge},
+	} {
+		if kv[1] != "" {
+			h.Set(kv[0], kv[1])
+		}
+	}
+}
+
+// transportError answers errors fasthttp meets before a handler runs: an
+// oversized body, a malformed request.
+func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
+	status := fasthttp.StatusBadRequest
+	msg := "malformed request"
+	if strings.Contains(err.Error(), "body size exceeds") {
+		status, msg = fasthttp.StatusRequestEntityTooLarge, "request body exceeds the limit"
+	}
+	s.cfg.Logger.Debug().Err(err).Msg("request refused")
+	writeJSON(ctx, status, map[string]string{"reason": fasthttp.StatusMessage(status), "message": msg})
+}
+
+func (s *Server) apiVersion(ctx *fasthttp.RequestCtx, _ []string) error {
+	if !ctx.IsGet() {
+		return errMethod
+	}
+	writeJSON(ctx, fasthttp.StatusOK, map[string]string{"version": s.cfg.Version, "gateway_version": s.cfg.Version, "gateway": "kernelgate"})
+	return nil
+}
+
+var errMethod = errorf(fasthttp.StatusMethodNotAllowed, "method not allowed")
+
+type fasthttpLogger struct{ l zerolog.Logger }
+
+func (f fasthttpLogger) Printf(format string, args ...any) { f.l.Debug().Msgf(format, args...) }
