@@ -149,3 +149,22 @@ func NewMessage(msgType, session, username string, parent []byte, content any) (
 			Username: username, Date: flexString(h.Date), Version: ProtocolVersion},
 	}, nil
 }
+
+// FromParts builds a message from its four JSON parts and buffers, as a
+// websocket client sends them, and decodes the header's routing fields. An
+// empty part is taken as {}.
+func FromParts(header, parent, metadata, content []byte, buffers [][]byte) (*Message, error) {
+	m := &Message{Header: header, ParentHeader: orEmpty(parent), Metadata: orEmpty(metadata),
+		Content: orEmpty(content), Buffers: buffers}
+	if err := m.decodeHeader(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func orEmpty(b []byte) []byte {
+	if len(b) == 0 || string(b) == "null" {
+		return []byte("{}")
+	}
+	return b
+}
