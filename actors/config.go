@@ -50,6 +50,25 @@ type Config struct {
 	// Default 60 s.
 	KernelInfoTimeout time.Duration
 
+	// WebsocketQueue and WebsocketQueueBytes bound one websocket's backlog;
+	// a client that lets it grow past either is disconnected (it may
+	// reconnect and get what its session buffered). Defaults 4096 and 64 MiB.
+	WebsocketQueue      int
+	WebsocketQueueBytes int64
+	// SessionBuffer and SessionBufferBytes bound what a session keeps while
+	// no websocket is attached; the oldest messages are dropped beyond
+	// them. Defaults 10000 and 64 MiB.
+	SessionBuffer      int
+	SessionBufferBytes int
+	// SessionExpiry is how long a session with no websocket keeps
+	// buffering for a reconnect. Default 10 min.
+	SessionExpiry time.Duration
+	// KernelQueue bounds client messages waiting for a kernel that is not
+	// ready or not reading. Default 1024.
+	KernelQueue int
+	// Metrics receives the counters; default a fresh set.
+	Metrics *Metrics
+
 	// Specs is the kernelspec cache.
 	Specs *kernelspecs.Cache
 	// Proxies maps kernelspecs to provisioners.
@@ -69,7 +88,23 @@ func (c *Config) applyDefaults() {
 	def(&c.HeartbeatInterval, 3*time.Second)
 	def(&c.HeartbeatTimeout, 30*time.Second)
 	def(&c.KernelInfoTimeout, 60*time.Second)
+	def(&c.SessionExpiry, 10*time.Minute)
 	if c.RestartLimit == 0 {
 		c.RestartLimit = 5
+	}
+	defInt := func(p *int, v int) {
+		if *p <= 0 {
+			*p = v
+		}
+	}
+	defInt(&c.WebsocketQueue, 4096)
+	defInt(&c.SessionBuffer, 10000)
+	defInt(&c.SessionBufferBytes, 64<<20)
+	defInt(&c.KernelQueue, 1024)
+	if c.WebsocketQueueBytes <= 0 {
+		c.WebsocketQueueBytes = 64 << 20
+	}
+	if c.Metrics == nil {
+		c.Metrics = &Metrics{}
 	}
 }

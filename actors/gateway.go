@@ -147,6 +147,8 @@ func (g *gatewayActor) start(ctx actor.Context, req StartRequest) error {
 		cfg: g.cfg, prov: prov, spec: spec, h: h, log: log,
 		env:         kernelEnv(g.cfg, spec, env, id, user),
 		startWaiter: ctx.Sender(),
+		sessions:    make(map[string]*actor.PID),
+		routes:      make(map[string]*actor.PID),
 	}
 	props := actor.PropsFromProducer(func() actor.Actor { return k },
 		actor.WithReceiverMiddleware(logPanics(log)))

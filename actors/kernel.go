@@ -53,6 +53,18 @@ type kernelActor struct {
 	startWaiter    *actor.PID   // the POST, until the first launch ends
 	restartWaiters []*actor.PID // REST restarts, answered when ready
 	stopWaiters    []*actor.PID // shutdowns, answered when gone
+
+	sessions map[string]*actor.PID // session id → session actor
+	routes   map[string]*actor.PID // header.session of client requests → session actor
+	out      chan outbound         // to the kernel writer of the current launch
+	held     []outbound            // client messages waiting for the kernel to be ready
+	ending   int                   // sessions still closing before the actor stops
+}
+
+// outbound is a client message on its way to the kernel.
+type outbound struct {
+	ch zmq.Channel
+	m  *zmq.Message
 }
 
 func (k *kernelActor) Receive(ctx actor.Context) {
@@ -92,6 +104,22 @@ func (k *kernelActor) Receive(ctx actor.Context) {
 		k.restart(ctx)
 	case *shutdownKernel:
 		k.shutdown(ctx)
+	case *attachWS:
+		k.attach(ctx, m)
+	case *clientMsg:
+		k.fromClient(m)
+	case *sessionGone:
+		k.dropSession(m.id)
+	case *sessionEnded:
+		if k.ending--; k.ending == 0 {
+			k.stop(ctx)
+		}
+	case *endTimeout:
+		if k.ending > 0 {
+			k.log.Warn().Int("sessions", k.ending).Msg("sessions did not close in time")
+			k.ending = 0
+			k.stop(ctx)
+		}
 	case inspect:
 		m(k)
 	case *actor.Stopping:
@@ -168,6 +196,8 @@ func (k *kernelActor) onLaunched(ctx actor.Context, m *launched) {
 	}
 	k.proc, k.client = m.proc, m.client
 	k.upSince, k.hbOK = time.Now(), time.Now()
+	k.out = make(chan outbound, k.cfg.KernelQueue)
+	go writeToKernel(m.client, k.out, k.cfg.Metrics, k.log)
 	gen, self, sys := k.gen, k.self, k.sys
 	go func() {
 		<-m.proc.Exited()
@@ -263,35 +293,50 @@ func (k *kernelActor) onMessage(r zmq.Received) {
 			k.h.setState(StateIdle)
 		}
 		k.answerRestarts(nil)
+		held := k.held
+		k.held = nil
+		for _, ob := range held {
+			k.toKernel(ob)
+		}
 	}
 	if r.Channel != zmq.IOPub {
+		if !k.ready.IsProbeReply(r.Msg) {
+			k.route(r)
+		}
 		return
 	}
 	k.h.touch()
-	if r.Msg.MsgType() == "status" {
-		k.onStatus(r.Msg)
+	if r.Msg.MsgType() == "status" && !k.onStatus(r.Msg) {
+		return // the bracket of one of our own probes
 	}
+	k.broadcast(&kernelOut{ch: r.Channel, m: r.Msg})
 }
 
-func (k *kernelActor) onStatus(m *zmq.Message) {
+// onStatus tracks execution_state from an iopub status and reports whether
+// the status should reach clients (not when it brackets our own probe).
+func (k *kernelActor) onStatus(m *zmq.Message) bool {
 	var c struct {
 		ExecutionState string `json:"execution_state"`
 	}
+	parent, _ := m.Parent()
+	if parent.Session == k.ready.Session {
+		return false
+	}
 	if m.DecodeContent(&c) != nil || c.ExecutionState == "" || c.ExecutionState == StateStarting {
-		return
+		return true
 	}
 	cur := *k.h.state.Load()
 	if cur == StateRestarting || cur == StateDead {
-		return
+		return true
 	}
-	parent, _ := m.Parent()
 	if untracked[parent.MsgType] {
 		if cur == StateStarting {
 			k.h.setState(StateIdle)
 		}
-		return
+		return true
 	}
 	k.h.setState(c.ExecutionState)
+	return true
 }
 
 func (k *kernelActor) interrupt() error {
@@ -328,6 +373,7 @@ func (k *kernelActor) restart(ctx actor.Context) {
 	k.restartWaiters = append(k.restartWaiters, ctx.Sender())
 	k.phase = phaseRestarting
 	k.h.setState(StateRestarting)
+	k.broadcast(&kernelStatus{state: StateRestarting})
 	k.log.Info().Msg("kernel restarting on request")
 	k.requestShutdown(true)
 }
@@ -395,6 +441,7 @@ func (k *kernelActor) onExit(ctx actor.Context) {
 		k.restarts++
 		k.phase = phaseRestarting
 		k.h.setState(StateRestarting)
+		k.broadcast(&kernelStatus{state: StateRestarting})
 		k.log.Warn().Interface("exit", exitErr).Int("restart", k.restarts).Msg("kernel died; restarting")
 		k.launch()
 	}
@@ -402,6 +449,10 @@ func (k *kernelActor) onExit(ctx actor.Context) {
 
 // release closes the channels and cleans up the process of this launch.
 func (k *kernelActor) release() {
+	if k.out != nil {
+		close(k.out)
+		k.out = nil
+	}
 	if k.client != nil {
 		go k.client.Close() // waits for its readers; not on the actor's goroutine
 		k.client = nil
@@ -415,26 +466,45 @@ func (k *kernelActor) release() {
 }
 
 func (k *kernelActor) die(ctx actor.Context, err error) {
-	k.log.Error().Err(err).Msg("kernel dead")
 	k.h.setState(StateDead)
+	k.broadcast(&kernelStatus{state: StateDead})
 	k.answerRestarts(err)
 	k.finish(ctx, err)
 }
 
-// finish answers everyone still waiting and leaves the registry.
+// finish answers everyone still waiting, closes the sessions' websockets
+// (after what they have queued), then leaves the registry and stops.
 func (k *kernelActor) finish(ctx actor.Context, err error) {
 	k.release()
 	k.answerStart(fmt.Errorf("%w: kernel %s stopped", ErrUnavailable, k.h.id))
 	k.answerRestarts(fmt.Errorf("%w: kernel %s stopped", ErrUnavailable, k.h.id))
 	k.gen++ // anything still in flight is stale now
-	// The gateway answers the shutdown waiters once the kernel is out of
-	// the published registry, so a caller never sees it listed afterwards.
+	k.phase = phaseTerminating
+	reason := "kernel shut down"
+	if err != nil {
+		reason = "kernel died"
+		k.log.Error().Err(err).Msg("kernel dead")
+	} else {
+		k.log.Info().Msg("kernel shut down")
+	}
+	if len(k.sessions) == 0 {
+		k.stop(ctx)
+		return
+	}
+	k.ending = len(k.sessions)
+	for _, pid := range k.sessions {
+		ctx.Request(pid, &kernelEnded{code: CloseNormal, reason: reason})
+	}
+	k.schedule(5*time.Second, &endTimeout{})
+}
+
+// stop leaves the registry; the gateway answers the shutdown waiters once
+// the kernel is out of the published registry, so a caller never sees it
+// listed afterwards.
+func (k *kernelActor) stop(ctx actor.Context) {
 	ctx.Send(ctx.Parent(), &kernelGone{id: k.h.id, waiters: k.stopWaiters})
 	k.stopWaiters = nil
 	ctx.Stop(k.self)
-	if err == nil {
-		k.log.Info().Msg("kernel shut down")
-	}
 }
 
 func (k *kernelActor) probeHeartbeat() {

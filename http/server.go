@@ -5,6 +5,8 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kernelgate/kernelgate/actors"
@@ -29,6 +31,8 @@ type Config struct {
 	MaxBodySize int
 	// Access holds the user lists for the ?user= kernelspec filter.
 	Access kernelspecs.Access
+	// Websocket tunes kernel websockets.
+	Websocket WebsocketConfig
 	// Version is reported by GET /api.
 	Version string
 	Logger  zerolog.Logger
@@ -41,6 +45,9 @@ type Server struct {
 	specs    *kernelspecs.Cache
 	sessions *sessionStore
 	srv      *fasthttp.Server
+
+	wsWriteBuffers sync.Pool     // shared by idle websockets
+	badFrames      atomic.Uint64 // malformed client frames dropped
 }
 
 // New returns a server for gw.
@@ -51,6 +58,9 @@ func New(cfg Config, gw *actors.Gateway, specs *kernelspecs.Cache) *Server {
 	}
 	if cfg.MaxBodySize <= 0 {
 		cfg.MaxBodySize = 1 << 20
+	}
+	if cfg.Websocket.ReadLimit <= 0 {
+		cfg.Websocket.ReadLimit = 10 << 20
 	}
 	s := &Server{cfg: cfg, gw: gw, specs: specs, sessions: newSessionStore()}
 	s.srv = &fasthttp.Server{
@@ -79,9 +89,10 @@ func (s *Server) Shutdown() error { return s.srv.Shutdown() }
 
 // route is one matched request: the handler and the path parameters.
 type route struct {
-	handler func(*fasthttp.RequestCtx, []string) error
-	params  []string
-	public  bool // no token needed
+	handler   func(*fasthttp.RequestCtx, []string) error
+	params    []string
+	public    bool // no token needed
+	websocket bool // refused origins get 403, as Tornado answers upgrades
 }
 
 // match maps a path below the base URL to its handler. Methods are checked
@@ -101,6 +112,8 @@ func (s *Server) match(segs []string) (route, bool) {
 		return route{handler: s.kernels}, true
 	case n == 3 && segs[0] == "api" && segs[1] == "kernels" && isKernelID(segs[2]):
 		return route{handler: s.kernel, params: segs[2:]}, true
+	case n == 4 && segs[0] == "api" && segs[1] == "kernels" && isKernelID(segs[2]) && segs[3] == "channels":
+		return route{handler: s.channels, params: segs[2:], websocket: true}, true
 	case n == 4 && segs[0] == "api" && segs[1] == "kernels" && isKernelID(segs[2]) && (segs[3] == "interrupt" || segs[3] == "restart"):
 		return route{handler: s.kernelAction, params: segs[2:]}, true
 	case n == 2 && segs[0] == "api" && segs[1] == "sessions":
@@ -166,6 +179,9 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx) error {
 		return nil
 	}
 	if !s.originAllowed(ctx) {
+		if r.websocket {
+			return errorf(fasthttp.StatusForbidden, "cross-origin websocket refused")
+		}
 		return errorf(fasthttp.StatusNotFound, "cross-origin request refused")
 	}
 	if !r.public && !s.authorized(ctx) {

@@ -1,0 +1,14 @@
+package actors
+
+import "sync/atomic"
+
+// Metrics are the gateway's counters, updated by the actors that own the
+// events and read by anyone (tests, the metrics endpoint).
+type Metrics struct {
+	MessagesToClients  atomic.Uint64 // kernel messages written to websockets
+	MessagesToKernels  atomic.Uint64 // client messages sent to kernels
+	SlowConsumers      atomic.Uint64 // websockets disconnected for falling behind
+	BufferDropped      atomic.Uint64 // messages dropped from full session buffers
+	BadKernelMessages  atomic.Uint64 // kernel messages dropped (bad signature, malformed)
+	KernelQueueDropped atomic.Uint64 // client messages dropped for a kernel that stopped reading
+}

@@ -1,0 +1,400 @@
+package actors
+
+import (
+	"time"
+
+	"sync/atomic"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/kernelgate/kernelgate/zmq"
+	"github.com/rs/zerolog"
+)
+
+// Socket is one client websocket as the actor tree sees it; package http
+// implements it over a hijacked connection with the negotiated framing.
+type Socket interface {
+	// Write encodes m for the connection and writes it. Only the websocket
+	// actor's writer goroutine calls it.
+	Write(ch zmq.Channel, m *zmq.Message) error
+	// Close sends a close frame with code and reason (none when code is 0)
+	// and closes the connection. It is safe from any goroutine.
+	Close(code int, reason string)
+}
+
+// Close codes kernelgate uses. 1000 tells JupyterLab not to reconnect, so it
+// is only for kernels that are really gone.
+const (
+	CloseNormal      = 1000 // the kernel was shut down or died
+	CloseGoingAway   = 1001 // the gateway is stopping
+	CloseReplaced    = 4000 // a newer connection took over this session
+	CloseTryAgain    = 1013 // the client fell too far behind
+	closeWithoutCode = 0
+)
+
+// queued is one kernel message on its way to a session's websocket. seq
+// orders everything a session sends, so messages a websocket hands back
+// when it closes fall into place before the ones buffered since.
+type queued struct {
+	seq  uint64
+	ch   zmq.Channel
+	m    *zmq.Message
+	size int
+	// reason of a close marker: an entry without a message closes the
+	// connection with code seq.
+	reason string
+}
+
+func (q queued) close() bool { return q.m == nil }
+
+func messageSize(m *zmq.Message) int {
+	n := len(m.Header) + len(m.ParentHeader) + len(m.Metadata) + len(m.Content)
+	for _, b := range m.Buffers {
+		n += len(b)
+	}
+	return n
+}
+
+// wsActor is the only writer of one websocket: it feeds a writer goroutine
+// through a bounded queue and disconnects a client that falls behind.
+type wsActor struct {
+	sock    Socket
+	session *actor.PID
+	maxMsgs int
+	maxSize int64
+	log     zerolog.Logger
+	metrics *Metrics
+
+	q       chan queued
+	qBytes  atomic.Int64
+	stop    chan struct{}
+	done    chan struct{} // closed when the writer has exited
+	closing bool          // a close is queued or done; nothing more is accepted
+}
+
+// Messages of the websocket actor.
+type (
+	wsOut   struct{ q queued }
+	wsClose struct {
+		code   int
+		reason string
+	}
+	writerExited struct{ unsent []queued }
+	// wsSync is answered once everything sent to the actor before it has
+	// been handled.
+	wsSync struct{}
+	// wsReturned hands a session back what its websocket did not write.
+	// final marks the return after the writer exited: the websocket is
+	// done and the session lets it go.
+	wsReturned struct {
+		ws     *actor.PID
+		unsent []queued
+		final  bool
+	}
+)
+
+func (w *wsActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		w.q = make(chan queued, w.maxMsgs)
+		w.stop = make(chan struct{})
+		go w.write(ctx.ActorSystem(), ctx.Self())
+	case *wsOut:
+		w.enqueue(ctx, m.q)
+	case *wsClose:
+		w.close(m.code, m.reason)
+		if ctx.Sender() != nil {
+			ctx.Respond(&done{})
+		}
+	case *wsSync:
+		ctx.Respond(&done{})
+	case *writerExited:
+		unsent := m.unsent
+		for drained := false; !drained; {
+			select {
+			case it := <-w.q:
+				if !it.close() {
+					unsent = append(unsent, it)
+				}
+			default:
+				drained = true
+			}
+		}
+		w.closing = true
+		ctx.Send(w.session, &wsReturned{ws: ctx.Self(), unsent: unsent, final: true})
+	case *actor.Stopping:
+		// Stopped from above with the writer still running (the kernel
+		// actor is going away): end the connection.
+		w.close(CloseGoingAway, "kernel gone")
+	}
+}
+
+// close ends the connection: at once when code is 0 (the client is gone),
+// else after the messages already queued, with a close frame.
+func (w *wsActor) close(code int, reason string) {
+	if w.closing {
+		return
+	}
+	w.closing = true
+	if code != closeWithoutCode {
+		select {
+		case w.q <- queued{seq: uint64(code), ch: 0, m: nil, size: 0, reason: reason}: // the writer closes when it gets here
+			return
+		default: // the queue is full: close now
+			w.sock.Close(code, reason)
+		}
+	}
+	close(w.stop)
+}
+
+func (w *wsActor) enqueue(ctx actor.Context, it queued) {
+	if w.closing {
+		ctx.Send(w.session, &wsReturned{ws: ctx.Self(), unsent: []queued{it}})
+		return
+	}
+	if w.qBytes.Load()+int64(it.size) > w.maxSize && w.maxSize > 0 {
+		w.slow(ctx, it)
+		return
+	}
+	select {
+	case w.q <- it:
+		w.qBytes.Add(int64(it.size))
+	default:
+		w.slow(ctx, it)
+	}
+}
+
+// slow disconnects a client whose backlog passed the bound; what it did
+// not get goes back to its session, which buffers it (bounded) for a
+// reconnect.
+func (w *wsActor) slow(ctx actor.Context, it queued) {
+	w.metrics.SlowConsumers.Add(1)
+	w.log.Warn().Int("queued", len(w.q)).Int64("bytes", w.qBytes.Load()).Msg("websocket client too slow; disconnecting")
+	w.sock.Close(CloseTryAgain, "client too slow: backlog exceeded")
+	w.close(closeWithoutCode, "")
+	ctx.Send(w.session, &wsReturned{ws: ctx.Self(), unsent: []queued{it}})
+}
+
+// write is the writer goroutine: it writes queued messages in order until
+// told to stop, a close is queued, or a write fails, then reports what it
+// did not write.
+func (w *wsActor) write(sys *actor.ActorSystem, self *actor.PID) {
+	defer close(w.done)
+	var unsent []queued
+	defer func() { sys.Root.Send(self, &writerExited{unsent: unsent}) }()
+	for {
+		select {
+		case <-w.stop:
+			return
+		case it := <-w.q:
+			if it.close() {
+				w.sock.Close(int(it.seq), it.reason)
+				return
+			}
+			w.qBytes.Add(-int64(it.size))
+			if err := w.sock.Write(it.ch, it.m); err != nil {
+				unsent = append(unsent, it)
+				return
+			}
+			w.metrics.MessagesToClients.Add(1)
+		}
+	}
+}
+
+// sessionActor is one client session of a kernel: the session_id a
+// websocket connects with. It holds at most one websocket (a newer one
+// replaces the older, as in Jupyter Server) and, while none is attached,
+// buffers what the kernel sends, bounded by count and bytes, replaying it in
+// order on reattach.
+type sessionActor struct {
+	id     string
+	kernel *kernelHandle
+	cfg    *Config
+	log    zerolog.Logger
+
+	ws         *actor.PID
+	replayable bool   // the client chose the session id, so it can come back for the buffer
+	attaches   uint64 // counts attaches, so a stale expiry timer is ignored
+	seq        uint64
+	buffer     []queued
+	bufBytes   int
+	ending     *actor.PID // the kernel actor waiting for this session to end
+}
+
+// Messages of the session actor.
+type (
+	// attachWS attaches a websocket; answered with *attached.
+	attachWS struct {
+		sessionID  string
+		replayable bool // the client sent this session id (else it is made up)
+		sock       Socket
+	}
+	// sessionExpire ends a session that no websocket reattached to.
+	sessionExpire struct{ attaches uint64 }
+	attached      struct {
+		session, ws *actor.PID
+		done        <-chan struct{}
+		err         error
+	}
+	kernelOut struct {
+		ch zmq.Channel
+		m  *zmq.Message
+	}
+	// kernelStatus asks sessions to tell their clients a status the kernel
+	// itself never sends (restarting, dead).
+	kernelStatus struct{ state string }
+	// kernelEnded tells a session its kernel is gone; it closes its
+	// websocket with code and answers *done once that is queued.
+	kernelEnded struct {
+		code   int
+		reason string
+	}
+)
+
+func (s *sessionActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *attachWS:
+		s.attach(ctx, m)
+	case *kernelOut:
+		s.seq++
+		s.deliver(ctx, queued{seq: s.seq, ch: m.ch, m: m.m, size: messageSize(m.m)})
+	case *kernelStatus:
+		st, err := zmq.NewMessage("status", s.id, "kernelgate", nil, map[string]string{"execution_state": m.state})
+		if err == nil {
+			s.seq++
+			s.deliver(ctx, queued{seq: s.seq, ch: zmq.IOPub, m: st, size: messageSize(st)})
+		}
+	case *wsReturned:
+		s.requeue(ctx, m.ws, m.unsent)
+		if m.final && m.ws.Equal(s.ws) {
+			s.detached(ctx)
+			// Poison, not Stop: messages sent to it before now are still
+			// in its mailbox and come back as returns first.
+			ctx.Poison(m.ws)
+		}
+		s.maybeEnd(ctx)
+	case *wsSync:
+		ctx.Respond(&done{})
+	case *kernelEnded:
+		s.ending = ctx.Sender()
+		if s.ws != nil {
+			ctx.Send(s.ws, &wsClose{code: m.code, reason: m.reason})
+		}
+		s.maybeEnd(ctx)
+	case *sessionExpire:
+		if s.ws == nil && m.attaches == s.attaches && s.ending == nil {
+			s.log.Debug().Str("session", s.id).Int("dropped", len(s.buffer)).Msg("session expired")
+			s.cfg.Metrics.BufferDropped.Add(uint64(len(s.buffer)))
+			ctx.Send(ctx.Parent(), &sessionGone{id: s.id})
+			ctx.Stop(ctx.Self())
+		}
+	case *actor.Terminated:
+		if m.Who.Equal(s.ws) { // it stopped without a final return (it panicked too often)
+			s.detached(ctx)
+		}
+		s.maybeEnd(ctx)
+	}
+}
+
+// detached is called when the session's websocket is gone. A session whose
+// id the client chose keeps buffering for a reconnect until it expires; one
+// with a made-up id can never be reattached, so it ends now.
+func (s *sessionActor) detached(ctx actor.Context) {
+	s.ws = nil
+	s.kernel.connections.Add(-1)
+	if s.ending != nil {
+		return
+	}
+	if !s.replayable {
+		ctx.Send(ctx.Parent(), &sessionGone{id: s.id})
+		ctx.Stop(ctx.Self())
+		return
+	}
+	self, sys, n := ctx.Self(), ctx.ActorSystem(), s.attaches
+	time.AfterFunc(s.cfg.SessionExpiry, func() { sys.Root.Send(self, &sessionExpire{attaches: n}) })
+}
+
+// maybeEnd answers the kernel once the session's websocket is gone.
+func (s *sessionActor) maybeEnd(ctx actor.Context) {
+	if s.ending != nil && s.ws == nil {
+		ctx.Send(s.ending, &sessionEnded{})
+		s.ending = nil
+	}
+}
+
+func (s *sessionActor) attach(ctx actor.Context, m *attachWS) {
+	if s.ws != nil {
+		// Two live connections with one session id: the newer wins.
+		ctx.Send(s.ws, &wsClose{code: CloseReplaced, reason: "replaced by a newer connection for this session"})
+	}
+	log := s.log.With().Str("session", s.id).Logger()
+	w := &wsActor{sock: m.sock, session: ctx.Self(), maxMsgs: s.cfg.WebsocketQueue, maxSize: s.cfg.WebsocketQueueBytes,
+		log: log, metrics: s.cfg.Metrics, done: make(chan struct{})}
+	s.ws = ctx.Spawn(actor.PropsFromProducer(func() actor.Actor { return w },
+		actor.WithReceiverMiddleware(logPanics(log))))
+	s.replayable = m.replayable
+	s.attaches++
+	s.kernel.connections.Add(1)
+	ctx.Respond(&attached{session: ctx.Self(), ws: s.ws, done: w.done})
+	// Replay what was buffered while no websocket was attached.
+	buffered := s.buffer
+	s.buffer, s.bufBytes = nil, 0
+	for _, it := range buffered {
+		ctx.Send(s.ws, &wsOut{q: it})
+	}
+	if len(buffered) > 0 {
+		log.Debug().Int("messages", len(buffered)).Msg("replayed buffered messages")
+	}
+}
+
+func (s *sessionActor) deliver(ctx actor.Context, it queued) {
+	if s.ws != nil {
+		ctx.Send(s.ws, &wsOut{q: it})
+		return
+	}
+	s.buffer = append(s.buffer, it)
+	s.bufBytes += it.size
+	s.trim()
+}
+
+// requeue takes back messages a websocket did not write. With no websocket
+// attached they go into the buffer in sequence order, ahead of anything
+// newer; a websocket that attached meanwhile gets them at once.
+func (s *sessionActor) requeue(ctx actor.Context, from *actor.PID, items []queued) {
+	if len(items) == 0 {
+		return
+	}
+	if s.ws != nil && !s.ws.Equal(from) {
+		for _, it := range items {
+			ctx.Send(s.ws, &wsOut{q: it})
+		}
+		return
+	}
+	merged := make([]queued, 0, len(items)+len(s.buffer))
+	i, j := 0, 0
+	for i < len(items) || j < len(s.buffer) {
+		if j == len(s.buffer) || i < len(items) && items[i].seq < s.buffer[j].seq {
+			merged = append(merged, items[i])
+			s.bufBytes += items[i].size
+			i++
+		} else {
+			merged = append(merged, s.buffer[j])
+			j++
+		}
+	}
+	s.buffer = merged
+	s.trim()
+}
+
+// trim drops the oldest buffered messages beyond the bounds.
+func (s *sessionActor) trim() {
+	drop := 0
+	for len(s.buffer)-drop > s.cfg.SessionBuffer || s.bufBytes > s.cfg.SessionBufferBytes && drop < len(s.buffer) {
+		s.bufBytes -= s.buffer[drop].size
+		drop++
+	}
+	if drop > 0 {
+		s.cfg.Metrics.BufferDropped.Add(uint64(drop))
+		s.buffer = append(s.buffer[:0:0], s.buffer[drop:]...)
+		s.log.Warn().Str("session", s.id).Int("dropped", drop).Msg("session buffer full; dropped the oldest messages")
+	}
+}

@@ -1,0 +1,176 @@
+package http
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/fasthttp/websocket"
+	"github.com/google/uuid"
+	"github.com/kernelgate/kernelgate/actors"
+	"github.com/kernelgate/kernelgate/zmq"
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
+)
+
+// WebsocketConfig tunes kernel websockets.
+type WebsocketConfig struct {
+	// PingInterval between server pings; 0 turns them off. A connection
+	// that answers nothing for max(3 intervals, 30 s) is closed.
+	PingInterval time.Duration
+	// ReadLimit is the largest message a client may send.
+	ReadLimit int64
+}
+
+// channels serves GET /api/kernels/{id}/channels: the websocket.
+func (s *Server) channels(ctx *fasthttp.RequestCtx, p []string) error {
+	if !ctx.IsGet() {
+		return errMethod
+	}
+	// Everything the connection needs is copied now: ctx is recycled when
+	// this handler returns, before the hijacked connection is served.
+	kernelID := p[0]
+	if _, err := s.gw.Kernel(kernelID); err != nil {
+		return err
+	}
+	sessionID := string(ctx.QueryArgs().Peek("session_id"))
+	replayable := sessionID != ""
+	if !replayable {
+		sessionID = uuid.NewString()
+	}
+	upgrader := websocket.FastHTTPUpgrader{
+		Subprotocols:    []string{SubprotocolV1},
+		CheckOrigin:     func(*fasthttp.RequestCtx) bool { return true }, // dispatch checked it
+		ReadBufferSize:  16 << 10,
+		WriteBufferSize: 16 << 10,
+		WriteBufferPool: &s.wsWriteBuffers,
+	}
+	log := s.cfg.Logger.With().Str("kernel_id", kernelID).Str("session", sessionID).Logger()
+	err := upgrader.Upgrade(ctx, func(c *websocket.Conn) {
+		var f framing = legacy{}
+		if c.Subprotocol() == SubprotocolV1 {
+			f = v1{}
+		}
+		conn := &wsConn{c: c, f: f}
+		a, err := s.gw.Attach(kernelID, sessionID, replayable, conn)
+		if err != nil {
+			log.Info().Err(err).Msg("websocket refused")
+			conn.Close(actors.CloseNormal, err.Error())
+			return
+		}
+		log.Debug().Str("protocol", c.Subprotocol()).Msg("websocket open")
+		s.serveWebsocket(conn, a, log)
+		a.Close()
+		conn.Close(0, "")
+		log.Debug().Msg("websocket closed")
+	})
+	if err != nil {
+		log.Debug().Err(err).Msg("websocket upgrade failed") // the upgrader answered 4xx
+	}
+	return nil
+}
+
+// serveWebsocket is the connection's read loop: decode each frame and pass
+// it on, until the client goes or the connection fails.
+func (s *Server) serveWebsocket(conn *wsConn, a *actors.Attachment, log zerolog.Logger) {
+	c := conn.c
+	c.SetReadLimit(s.cfg.Websocket.ReadLimit)
+	wait := max(3*s.cfg.Websocket.PingInterval, 30*time.Second)
+	extend := func() { c.SetReadDeadline(time.Now().Add(wait)) }
+	if s.cfg.Websocket.PingInterval > 0 {
+		extend()
+		c.SetPongHandler(func(string) error { extend(); return nil })
+		stop := conn.pinger(s.cfg.Websocket.PingInterval)
+		defer stop()
+	}
+	for {
+		typ, data, err := c.ReadMessage()
+		if err != nil {
+			var ce *websocket.CloseError
+			switch {
+			case errors.As(err, &ce):
+			case errors.Is(err, websocket.ErrReadLimit):
+				log.Warn().Int64("limit", s.cfg.Websocket.ReadLimit).Msg("client message over the size limit; closing")
+				conn.Close(websocket.CloseMessageTooBig, "message too big")
+			default:
+				log.Debug().Err(err).Msg("websocket read ended")
+			}
+			return
+		}
+		if s.cfg.Websocket.PingInterval > 0 {
+			extend()
+		}
+		ch, m, err := conn.f.decode(data, typ == websocket.TextMessage)
+		if err != nil {
+			// One bad frame does not end the connection: report and go on.
+			if n := s.badFrames.Add(1); n&(n-1) == 0 {
+				log.Warn().Err(err).Uint64("total", n).Msg("dropped a malformed client frame")
+			}
+			continue
+		}
+		a.Send(ch, m)
+	}
+}
+
+// wsConn is a websocket as actors.Socket: the websocket actor's writer
+// goroutine is its only writer; pings and closes use the concurrency-safe
+// control writes.
+type wsConn struct {
+	c         *websocket.Conn
+	f         framing
+	buf       []byte
+	closeOnce sync.Once
+}
+
+var _ actors.Socket = (*wsConn)(nil)
+
+func (w *wsConn) Write(ch zmq.Channel, m *zmq.Message) error {
+	var bin bool
+	w.buf, bin = w.f.encode(w.buf[:0], ch, m)
+	typ := websocket.TextMessage
+	if bin {
+		typ = websocket.BinaryMessage
+	}
+	w.c.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	err := w.c.WriteMessage(typ, w.buf)
+	if cap(w.buf) > 1<<20 { // do not keep a huge buffer after one big message
+		w.buf = nil
+	}
+	return err
+}
+
+func (w *wsConn) Close(code int, reason string) {
+	w.closeOnce.Do(func() {
+		if code != 0 {
+			if len(reason) > 120 {
+				reason = reason[:120]
+			}
+			w.c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
+		}
+		w.c.NetConn().Close()
+	})
+}
+
+// pinger pings every interval from a timer (no goroutine waits meanwhile)
+// until the returned stop is called.
+func (w *wsConn) pinger(interval time.Duration) (stop func()) {
+	var mu sync.Mutex
+	stopped := false
+	var t *time.Timer
+	t = time.AfterFunc(interval, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
+		}
+		if w.c.WriteControl(websocket.PingMessage, nil, time.Now().Add(5*time.Second)) == nil {
+			t.Reset(interval)
+		}
+	})
+	return func() {
+		mu.Lock()
+		stopped = true
+		mu.Unlock()
+		t.Stop()
+	}
+}

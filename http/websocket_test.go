@@ -1,0 +1,219 @@
+package http
+
+import (
+	"fmt"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kernelgate/kernelgate/actors"
+	"github.com/kernelgate/kernelgate/internal/testkit"
+	"github.com/kernelgate/kernelgate/zmq"
+)
+
+// startKernel starts a kernel over REST and returns its id.
+func (h *harness) startKernel() string {
+	h.t.Helper()
+	return decode[actors.Model](h.t, h.expect("POST", "/api/kernels", `{"name":"python3"}`, 201)).ID
+}
+
+const echoComm = `
+def _target(comm, open_msg):
+    @comm.on_msg
+    def _recv(msg):
+        comm.send({"echo": msg["content"]["data"]}, buffers=[bytes(b) for b in msg["buffers"]])
+get_ipython().kernel.comm_manager.register_target("echo", _target)
+`
+
+func TestWebsocketProtocols(t *testing.T) {
+	for _, proto := range []struct {
+		name string
+		v1   bool
+	}{{"v1", true}, {"legacy", false}} {
+		t.Run(proto.name, func(t *testing.T) {
+			h := newHarness(t, nil)
+			id := h.startKernel()
+			w := h.dialWS(id, "sess-"+proto.name, proto.v1)
+
+			req := w.send(zmq.Shell, "kernel_info_request", nil, nil)
+			info := pick(t, w.reply(req, 30*time.Second), "shell", "kernel_info_reply")
+			testkit.True(t, strings.HasPrefix(info.content["protocol_version"].(string), "5."), "protocol %v", info.content)
+
+			all := w.reply(w.execute("print('hi')\nfrom IPython.display import display, HTML\ndisplay(HTML('<b>x</b>'))\n6*7"), 30*time.Second)
+			testkit.Equal(t, pick(t, all, "iopub", "stream").content["text"], any("hi\n"))
+			testkit.Equal(t, pick(t, all, "iopub", "execute_result").content["data"].(map[string]any)["text/plain"], any("42"))
+			testkit.Equal(t, pick(t, all, "iopub", "display_data").content["data"].(map[string]any)["text/html"], any("<b>x</b>"))
+			testkit.Equal(t, pick(t, all, "shell", "execute_reply").content["status"], any("ok"))
+
+			all = w.reply(w.execute("1/0"), 30*time.Second)
+			e := pick(t, all, "iopub", "error")
+			testkit.Equal(t, e.content["ename"], any("ZeroDivisionError"))
+			testkit.True(t, len(e.content["traceback"].([]any)) > 0, "no traceback")
+
+			// input() round trip on stdin.
+			req = w.execute(`print("got", input("name? "))`)
+			ask := w.until(30*time.Second, func(g got) bool { return g.msgType == "input_request" })
+			testkit.Equal(t, ask[len(ask)-1].channel, "stdin")
+			askHeader := fmt.Sprintf(`{"msg_id":%q,"msg_type":"input_request","session":%q,"username":"","date":"","version":"5.3"}`,
+				ask[len(ask)-1].header["msg_id"], ask[len(ask)-1].header["session"])
+			w.send(zmq.Stdin, "input_reply", map[string]any{"value": "alice"}, []byte(askHeader))
+			testkit.Equal(t, pick(t, w.reply(req, 30*time.Second), "iopub", "stream").content["text"], any("got alice\n"))
+
+			// Comms with binary buffers round-trip unchanged.
+			w.reply(w.execute(echoComm), 30*time.Second)
+			w.send(zmq.Shell, "comm_open", map[string]any{"comm_id": "c1", "target_name": "echo", "data": map[string]any{}}, nil)
+			payload := []byte{0, 1, 2, 255, 254, 0}
+			w.send(zmq.Shell, "comm_msg", map[string]any{"comm_id": "c1", "data": map[string]any{"n": 1}}, nil, payload, []byte("second"))
+			echo := w.until(30*time.Second, func(g got) bool { return g.msgType == "comm_msg" })
+			last := echo[len(echo)-1]
+			testkit.Equal(t, last.channel, "iopub")
+			testkit.Equal(t, last.content["data"], any(map[string]any{"echo": map[string]any{"n": float64(1)}}))
+			testkit.Equal(t, last.buffers, [][]byte{payload, []byte("second")})
+
+			// Interrupt a running cell through REST.
+			req = w.execute("import time; time.sleep(60)")
+			w.until(30*time.Second, isStatus("busy"))
+			h.expect("POST", "/api/kernels/"+id+"/interrupt", "", 204)
+			r := pick(t, w.reply(req, 30*time.Second), "shell", "execute_reply")
+			testkit.Equal(t, r.content["ename"], any("KeyboardInterrupt"))
+
+			m := decode[actors.Model](t, h.expect("GET", "/api/kernels/"+id, "", 200))
+			testkit.Equal(t, m.Connections, 1)
+		})
+	}
+}
+
+func TestRestartWhileConnected(t *testing.T) {
+	h := newHarness(t, nil)
+	id := h.startKernel()
+	w := h.dialWS(id, "s1", true)
+	w.reply(w.execute("x = 1"), 30*time.Second)
+	h.expect("POST", "/api/kernels/"+id+"/restart", "", 200)
+	w.until(30*time.Second, isStatus("restarting"))
+	// The same websocket reaches the new kernel: x is gone.
+	all := w.reply(w.execute("print('x' in dir())"), 30*time.Second)
+	testkit.Equal(t, pick(t, all, "iopub", "stream").content["text"], any("False\n"))
+}
+
+func TestKilledKernelReachesClientAsRestartingThenDead(t *testing.T) {
+	h := newHarness(t, func(_ *Config, a *actors.Config) { a.RestartLimit = 1 })
+	id := h.startKernel()
+	w := h.dialWS(id, "s1", false)
+	w.reply(w.execute("import os; print(os.getpid())"), 30*time.Second)
+	kill := func() {
+		all := w.reply(w.execute("import os; print(os.getpid())"), 30*time.Second)
+		var pid int
+		fmt.Sscan(pick(t, all, "iopub", "stream").content["text"].(string), &pid)
+		testkit.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+	}
+	kill()
+	w.until(30*time.Second, isStatus("restarting"))
+	kill()
+	w.until(30*time.Second, isStatus("dead"))
+	_, err := w.recv(10 * time.Second)
+	testkit.True(t, err != nil && strings.Contains(err.Error(), "1000"), "want a normal close after dead, got %v", err)
+	h.expect("GET", "/api/kernels/"+id, "", 404)
+}
+
+func TestTwoClientsBothSeeIOPubButOnlyTheAskerGetsInput(t *testing.T) {
+	h := newHarness(t, nil)
+	id := h.startKernel()
+	a := h.dialWS(id, "tab-a", true)
+	b := h.dialWS(id, "tab-b", false)
+	req := a.execute(`print("shared"); v = input("? ")`)
+	a.until(30*time.Second, func(g got) bool { return g.msgType == "input_request" })
+	seen := b.until(30*time.Second, func(g got) bool { return g.msgType == "stream" })
+	testkit.Equal(t, seen[len(seen)-1].content["text"], any("shared\n"))
+	for _, g := range seen {
+		testkit.True(t, g.msgType != "input_request", "the other tab got the input_request")
+	}
+	m := decode[actors.Model](t, h.expect("GET", "/api/kernels/"+id, "", 200))
+	testkit.Equal(t, m.Connections, 2)
+	_ = req
+}
+
+func TestReconnectLosesNothing(t *testing.T) {
+	h := newHarness(t, nil)
+	id := h.startKernel()
+	w := h.dialWS(id, "reconnecting", true)
+	w.reply(w.execute("import time"), 30*time.Second)
+	req := w.execute("for i in range(1, 2001):\n    print(i, flush=True)\n    if i % 100 == 0: time.sleep(0.02)")
+	var text strings.Builder
+	collect := func(all []got) {
+		for _, g := range all {
+			if g.msgType == "stream" && g.parent == req.Head().MsgID {
+				text.WriteString(g.content["text"].(string)) // chunks need not end at line breaks
+			}
+		}
+	}
+	collect(w.until(30*time.Second, func(g got) bool { return g.msgType == "stream" && len(g.content["text"].(string)) > 0 }))
+	// Close gracefully in the middle of the output, reading until the
+	// server's close so nothing already sent is lost in flight.
+	testkit.NoError(t, w.c.WriteControl(8, []byte{3, 232}, time.Now().Add(time.Second)))
+	for {
+		g, err := w.recv(10 * time.Second)
+		if err != nil {
+			break
+		}
+		collect([]got{g})
+	}
+	before := text.Len()
+	w2 := h.dialWS(id, "reconnecting", true)
+	collect(w2.reply(req, 60*time.Second))
+	testkit.True(t, before > 0 && before < text.Len(), "the reconnect did not split the output (%d of %d bytes before)", before, text.Len())
+	lines := strings.Split(strings.TrimSuffix(text.String(), "\n"), "\n")
+	testkit.Equal(t, len(lines), 2000)
+	for i, l := range lines {
+		if l != fmt.Sprint(i+1) {
+			t.Fatalf("line %d is %q", i, l)
+		}
+	}
+}
+
+func TestBadClientFramesDoNotHurtTheKernel(t *testing.T) {
+	h := newHarness(t, nil)
+	id := h.startKernel()
+	bad := h.dialWS(id, "bad", true)
+	good := h.dialWS(id, "good", false)
+	for _, f := range [][]byte{
+		[]byte("not binary at all"),
+		{1, 2, 3},
+		append([]byte{6, 0, 0, 0, 0, 0, 0, 0}, make([]byte, 48)...),
+	} {
+		testkit.NoError(t, bad.c.WriteMessage(2, f))
+	}
+	testkit.NoError(t, good.c.WriteMessage(1, []byte("{not json")))
+	testkit.NoError(t, good.c.WriteMessage(1, []byte(`{"header":{"msg_id":"1","msg_type":"x"},"channel":"nope"}`)))
+	testkit.NoError(t, good.c.WriteMessage(1, []byte(`{"header":"not an object","channel":"shell"}`)))
+	// Both connections and the kernel still work.
+	testkit.Equal(t, pick(t, good.reply(good.execute("print(1)"), 30*time.Second), "iopub", "stream").content["text"], any("1\n"))
+	testkit.Equal(t, pick(t, bad.reply(bad.execute("print(2)"), 30*time.Second), "iopub", "stream").content["text"], any("2\n"))
+}
+
+func TestOversizedClientFrameClosesOnlyThatConnection(t *testing.T) {
+	h := newHarness(t, func(c *Config, _ *actors.Config) { c.Websocket.ReadLimit = 1 << 20 })
+	id := h.startKernel()
+	big := h.dialWS(id, "big", true)
+	other := h.dialWS(id, "other", true)
+	big.c.WriteMessage(2, make([]byte, 2<<20))
+	var err error
+	for err == nil { // kernel messages may still arrive before the close
+		_, err = big.recv(10 * time.Second)
+	}
+	testkit.True(t, err != nil && strings.Contains(err.Error(), "1009"), "want close 1009, got %v", err)
+	testkit.Equal(t, pick(t, other.reply(other.execute("print(3)"), 30*time.Second), "iopub", "stream").content["text"], any("3\n"))
+}
+
+func TestWebsocketAuthAndUnknownKernel(t *testing.T) {
+	h := newHarness(t, func(c *Config, _ *actors.Config) { c.AuthToken = "tok" })
+	id := h.startKernel()
+	h.token = ""
+	_, err := h.tryDialWS(id, "s", true)
+	testkit.True(t, err != nil && strings.Contains(err.Error(), "bad handshake"), "unauthenticated upgrade: %v", err)
+	h.token = "tok"
+	_, err = h.tryDialWS("11111111-2222-4333-8444-555555555555", "s", true)
+	testkit.True(t, err != nil, "upgrade to an unknown kernel succeeded")
+	h.dialWS(id, "s", true)
+	h.expect("GET", "/api/kernels/"+id+"/channels", "", 403, "Origin", "https://evil.example")
+}
