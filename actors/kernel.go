@@ -487,6 +487,10 @@ func (k *kernelActor) finish(ctx actor.Context, err error) {
 	} else {
 		k.log.Info().Msg("kernel shut down")
 	}
+	// Out of the registry first: once a client sees its websocket close, the
+	// kernel is already gone from the REST API.
+	ctx.Send(ctx.Parent(), &kernelGone{id: k.h.id, waiters: k.stopWaiters})
+	k.stopWaiters = nil
 	if len(k.sessions) == 0 {
 		k.stop(ctx)
 		return
@@ -498,14 +502,8 @@ func (k *kernelActor) finish(ctx actor.Context, err error) {
 	k.schedule(5*time.Second, &endTimeout{})
 }
 
-// stop leaves the registry; the gateway answers the shutdown waiters once
-// the kernel is out of the published registry, so a caller never sees it
-// listed afterwards.
-func (k *kernelActor) stop(ctx actor.Context) {
-	ctx.Send(ctx.Parent(), &kernelGone{id: k.h.id, waiters: k.stopWaiters})
-	k.stopWaiters = nil
-	ctx.Stop(k.self)
-}
+// stop ends the actor once its sessions have closed their websockets.
+func (k *kernelActor) stop(ctx actor.Context) { ctx.Stop(k.self) }
 
 func (k *kernelActor) probeHeartbeat() {
 	if k.client == nil || k.phase != phaseRunning || k.cfg.HeartbeatInterval < 0 {

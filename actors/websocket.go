@@ -212,6 +212,7 @@ type sessionActor struct {
 	log    zerolog.Logger
 
 	ws         *actor.PID
+	live       map[string]bool // websockets attached and not yet gone, by actor id
 	replayable bool   // the client chose the session id, so it can come back for the buffer
 	attaches   uint64 // counts attaches, so a stale expiry timer is ignored
 	seq        uint64
@@ -265,11 +266,11 @@ func (s *sessionActor) Receive(ctx actor.Context) {
 		}
 	case *wsReturned:
 		s.requeue(ctx, m.ws, m.unsent)
-		if m.final && m.ws.Equal(s.ws) {
-			s.detached(ctx)
+		if m.final {
 			// Poison, not Stop: messages sent to it before now are still
 			// in its mailbox and come back as returns first.
 			ctx.Poison(m.ws)
+			s.gone(ctx, m.ws)
 		}
 		s.maybeEnd(ctx)
 	case *wsSync:
@@ -287,11 +288,22 @@ func (s *sessionActor) Receive(ctx actor.Context) {
 			ctx.Send(ctx.Parent(), &sessionGone{id: s.id})
 			ctx.Stop(ctx.Self())
 		}
-	case *actor.Terminated:
-		if m.Who.Equal(s.ws) { // it stopped without a final return (it panicked too often)
-			s.detached(ctx)
-		}
+	case *actor.Terminated: // normally after its final return; else it panicked too often
+		s.gone(ctx, m.Who)
 		s.maybeEnd(ctx)
+	}
+}
+
+// gone accounts for a websocket that has stopped writing. Each one counts
+// in the kernel's connections from its attach until here, once.
+func (s *sessionActor) gone(ctx actor.Context, ws *actor.PID) {
+	if !s.live[ws.Id] {
+		return
+	}
+	delete(s.live, ws.Id)
+	s.kernel.connections.Add(-1)
+	if ws.Equal(s.ws) {
+		s.detached(ctx)
 	}
 }
 
@@ -300,7 +312,6 @@ func (s *sessionActor) Receive(ctx actor.Context) {
 // with a made-up id can never be reattached, so it ends now.
 func (s *sessionActor) detached(ctx actor.Context) {
 	s.ws = nil
-	s.kernel.connections.Add(-1)
 	if s.ending != nil {
 		return
 	}
@@ -315,7 +326,7 @@ func (s *sessionActor) detached(ctx actor.Context) {
 
 // maybeEnd answers the kernel once the session's websocket is gone.
 func (s *sessionActor) maybeEnd(ctx actor.Context) {
-	if s.ending != nil && s.ws == nil {
+	if s.ending != nil && len(s.live) == 0 {
 		ctx.Send(s.ending, &sessionEnded{})
 		s.ending = nil
 	}
@@ -333,6 +344,10 @@ func (s *sessionActor) attach(ctx actor.Context, m *attachWS) {
 		actor.WithReceiverMiddleware(logPanics(log))))
 	s.replayable = m.replayable
 	s.attaches++
+	if s.live == nil {
+		s.live = make(map[string]bool)
+	}
+	s.live[s.ws.Id] = true
 	s.kernel.connections.Add(1)
 	ctx.Respond(&attached{session: ctx.Self(), ws: s.ws, done: w.done})
 	// Replay what was buffered while no websocket was attached.

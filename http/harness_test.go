@@ -48,7 +48,7 @@ func newHarness(t *testing.T, mod func(*Config, *actors.Config)) *harness {
 
 	log := zerolog.Nop()
 	if testing.Verbose() {
-		log = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
+		log = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.DebugLevel)
 	}
 	cache := kernelspecs.NewCache(kernelspecs.CacheOptions{Path: []string{root}, Default: "python3", Logger: log})
 	access := kernelspecs.Access{Unauthorized: []string{"root"}}

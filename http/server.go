@@ -48,6 +48,13 @@ type Server struct {
 
 	wsWriteBuffers sync.Pool     // shared by idle websockets
 	badFrames      atomic.Uint64 // malformed client frames dropped
+
+	// Live websockets: fasthttp neither tracks nor waits for hijacked
+	// connections, so the server does.
+	wsMu    sync.Mutex
+	wsLive  map[*wsConn]struct{}
+	wsWG    sync.WaitGroup
+	closing bool
 }
 
 // New returns a server for gw.
@@ -62,7 +69,7 @@ func New(cfg Config, gw *actors.Gateway, specs *kernelspecs.Cache) *Server {
 	if cfg.Websocket.ReadLimit <= 0 {
 		cfg.Websocket.ReadLimit = 10 << 20
 	}
-	s := &Server{cfg: cfg, gw: gw, specs: specs, sessions: newSessionStore()}
+	s := &Server{cfg: cfg, gw: gw, specs: specs, sessions: newSessionStore(), wsLive: make(map[*wsConn]struct{})}
 	s.srv = &fasthttp.Server{
 		Handler:            s.handle,
 		Name:               "kernelgate",
@@ -84,8 +91,39 @@ func New(cfg Config, gw *actors.Gateway, specs *kernelspecs.Cache) *Server {
 // Serve accepts connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
 
-// Shutdown stops accepting and waits for open requests.
-func (s *Server) Shutdown() error { return s.srv.Shutdown() }
+// Shutdown stops accepting, waits for open requests, then closes every
+// websocket with 1001 (going away) and waits for their handlers to end.
+func (s *Server) Shutdown() error {
+	err := s.srv.Shutdown()
+	s.wsMu.Lock()
+	s.closing = true
+	for c := range s.wsLive {
+		c.Close(1001, "gateway shutting down")
+	}
+	s.wsMu.Unlock()
+	s.wsWG.Wait()
+	return err
+}
+
+// track registers a live websocket; it returns false when the server is
+// shutting down. untrack must follow a successful track.
+func (s *Server) track(c *wsConn) bool {
+	s.wsMu.Lock()
+	defer s.wsMu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.wsLive[c] = struct{}{}
+	s.wsWG.Add(1)
+	return true
+}
+
+func (s *Server) untrack(c *wsConn) {
+	s.wsMu.Lock()
+	delete(s.wsLive, c)
+	s.wsMu.Unlock()
+	s.wsWG.Done()
+}
 
 // route is one matched request: the handler and the path parameters.
 type route struct {

@@ -52,6 +52,11 @@ func (s *Server) channels(ctx *fasthttp.RequestCtx, p []string) error {
 			f = v1{}
 		}
 		conn := &wsConn{c: c, f: f}
+		if !s.track(conn) {
+			conn.Close(1001, "gateway shutting down")
+			return
+		}
+		defer s.untrack(conn)
 		a, err := s.gw.Attach(kernelID, sessionID, replayable, conn)
 		if err != nil {
 			log.Info().Err(err).Msg("websocket refused")

@@ -2,12 +2,14 @@ package http
 
 import (
 	"fmt"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/kernelgate/kernelgate/actors"
+	"github.com/kernelgate/kernelgate/internal/leaktest"
 	"github.com/kernelgate/kernelgate/internal/testkit"
 	"github.com/kernelgate/kernelgate/zmq"
 )
@@ -73,7 +75,7 @@ func TestWebsocketProtocols(t *testing.T) {
 
 			// Interrupt a running cell through REST.
 			req = w.execute("import time; time.sleep(60)")
-			w.until(30*time.Second, isStatus("busy"))
+			w.until(30*time.Second, func(g got) bool { return g.msgType == "execute_input" }) // SIGINT is only caught while code runs
 			h.expect("POST", "/api/kernels/"+id+"/interrupt", "", 204)
 			r := pick(t, w.reply(req, 30*time.Second), "shell", "execute_reply")
 			testkit.Equal(t, r.content["ename"], any("KeyboardInterrupt"))
@@ -216,4 +218,62 @@ func TestWebsocketAuthAndUnknownKernel(t *testing.T) {
 	testkit.True(t, err != nil, "upgrade to an unknown kernel succeeded")
 	h.dialWS(id, "s", true)
 	h.expect("GET", "/api/kernels/"+id+"/channels", "", 403, "Origin", "https://evil.example")
+}
+
+func TestSlowConsumerIsDisconnectedAndOthersKeepWorking(t *testing.T) {
+	metrics := &actors.Metrics{}
+	h := newHarness(t, func(_ *Config, a *actors.Config) {
+		a.Metrics = metrics
+		a.WebsocketQueue = 256
+		a.WebsocketQueueBytes = 4 << 20
+		a.SessionBuffer = 1000
+		a.SessionBufferBytes = 8 << 20
+	})
+	flood, other := h.startKernel(), h.startKernel()
+	stalled := h.dialWS(flood, "stalled", true)
+	busy := h.dialWS(other, "busy", true)
+	// The stalled client asks for about 100 MB of output and never reads.
+	stalled.execute("import sys\nfor i in range(10000):\n    sys.stdout.write('y' * 10000 + '\\n'); sys.stdout.flush()")
+	testkit.Eventually(t, 60*time.Second, func() error {
+		if metrics.SlowConsumers.Load() == 0 {
+			return fmt.Errorf("no slow consumer detected yet")
+		}
+		return nil
+	})
+	// Meanwhile another user's kernel answers.
+	testkit.Equal(t, pick(t, busy.reply(busy.execute("print(5)"), 30*time.Second), "iopub", "stream").content["text"], any("5\n"))
+	testkit.Eventually(t, 60*time.Second, func() error {
+		m := decode[actors.Model](t, h.expect("GET", "/api/kernels/"+flood, "", 200))
+		if m.ExecutionState != "idle" {
+			return fmt.Errorf("flooding kernel is %s", m.ExecutionState)
+		}
+		return nil
+	})
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	testkit.True(t, ms.HeapInuse < 256<<20, "heap in use %d MiB after a 100 MB flood to a stalled client", ms.HeapInuse>>20)
+	testkit.True(t, metrics.BufferDropped.Load() > 0, "the session buffer was not bounded")
+}
+
+func TestConnectDisconnectCyclesLeaveNoGoroutines(t *testing.T) {
+	h := newHarness(t, nil)
+	id := h.startKernel()
+	w := h.dialWS(id, "warm", true) // the kernel's goroutines exist before the check
+	w.reply(w.execute("1"), 30*time.Second)
+	check := leaktest.Check(t)
+	for i := range 1000 {
+		c, err := h.tryDialWS(id, fmt.Sprint("s", i%7), i%2 == 0)
+		testkit.NoError(t, err)
+		c.Close()
+	}
+	testkit.Eventually(t, 30*time.Second, func() error {
+		m := decode[actors.Model](t, h.expect("GET", "/api/kernels/"+id, "", 200))
+		if m.Connections != 1 {
+			return fmt.Errorf("%d connections", m.Connections)
+		}
+		return nil
+	})
+	h.client.CloseIdleConnections() // the test client's own keep-alive goroutines
+	check()
 }

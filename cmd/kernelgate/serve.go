@@ -57,8 +57,16 @@ type serveConfig struct {
 	HeartbeatTimeout  time.Duration
 	MaxBodySize       int
 	StopTimeout       time.Duration
-	LogLevel          string
-	LogFormat         string
+
+	WSPingInterval     time.Duration
+	WSReadLimit        int
+	WSQueue            int
+	WSQueueBytes       int
+	SessionBuffer      int
+	SessionBufferBytes int
+	SessionExpiry      time.Duration
+	LogLevel           string
+	LogFormat          string
 }
 
 func defaultRuntimeDir() string {
@@ -103,6 +111,13 @@ func serveSettings(c *serveConfig, stderr io.Writer) *settings {
 	s.Seconds(&c.HeartbeatInterval, "heartbeat-interval", 3*time.Second, "seconds between heartbeat probes; negative = off", "KERNELGATE_HEARTBEAT_INTERVAL")
 	s.Seconds(&c.HeartbeatTimeout, "heartbeat-timeout", 30*time.Second, "seconds without a heartbeat echo before a kernel is killed and restarted", "KERNELGATE_HEARTBEAT_TIMEOUT")
 	s.Int(&c.MaxBodySize, "max-body-size", 1<<20, "largest request body in bytes", "KERNELGATE_MAX_BODY_SIZE")
+	s.Seconds(&c.WSPingInterval, "ws-ping-interval", 30*time.Second, "seconds between websocket pings; 0 = off", "EG_WS_PING_INTERVAL_SECS")
+	s.Int(&c.WSReadLimit, "ws-read-limit", 10<<20, "largest websocket message a client may send, in bytes", "KERNELGATE_WS_READ_LIMIT")
+	s.Int(&c.WSQueue, "ws-queue", 4096, "messages a websocket may fall behind before it is disconnected", "KERNELGATE_WS_QUEUE")
+	s.Int(&c.WSQueueBytes, "ws-queue-bytes", 64<<20, "bytes a websocket may fall behind before it is disconnected", "KERNELGATE_WS_QUEUE_BYTES")
+	s.Int(&c.SessionBuffer, "session-buffer", 10000, "messages kept per session while no websocket is attached (oldest dropped)", "KERNELGATE_SESSION_BUFFER")
+	s.Int(&c.SessionBufferBytes, "session-buffer-bytes", 64<<20, "bytes kept per session while no websocket is attached", "KERNELGATE_SESSION_BUFFER_BYTES")
+	s.Seconds(&c.SessionExpiry, "session-expiry", 10*time.Minute, "seconds a session without a websocket keeps buffering for a reconnect", "KERNELGATE_SESSION_EXPIRY")
 	s.Seconds(&c.StopTimeout, "stop-timeout", 30*time.Second, "seconds to shut kernels down when the gateway stops", "KERNELGATE_STOP_TIMEOUT")
 	s.String(&c.LogLevel, "log-level", "info", "debug, info, warn or error", "KERNELGATE_LOG_LEVEL")
 	s.String(&c.LogFormat, "log-format", "json", "json or console", "KERNELGATE_LOG_FORMAT")
@@ -156,11 +171,14 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 		DefaultUsername: username, LaunchTimeout: c.LaunchTimeout, ShutdownWait: c.ShutdownWait,
 		RestartLimit: c.RestartLimit, HeartbeatInterval: c.HeartbeatInterval, HeartbeatTimeout: c.HeartbeatTimeout,
 		KernelInfoTimeout: c.KernelInfoTimeout, Specs: specs, Proxies: proxies, Logger: log,
+		WebsocketQueue: c.WSQueue, WebsocketQueueBytes: int64(c.WSQueueBytes),
+		SessionBuffer: c.SessionBuffer, SessionBufferBytes: c.SessionBufferBytes, SessionExpiry: c.SessionExpiry,
 	})
 	srv := kghttp.New(kghttp.Config{
 		BaseURL: c.BaseURL, AuthToken: c.AuthToken, AllowOrigin: c.AllowOrigin, AllowCredentials: c.AllowCredentials,
 		AllowHeaders: c.AllowHeaders, AllowMethods: c.AllowMethods, ExposeHeaders: c.ExposeHeaders, MaxAge: c.MaxAge,
 		ListKernels: c.ListKernels, MaxBodySize: c.MaxBodySize, Access: access, Version: version, Logger: log,
+		Websocket: kghttp.WebsocketConfig{PingInterval: c.WSPingInterval, ReadLimit: int64(c.WSReadLimit)},
 	}, gw, specs)
 
 	ln, err := listen(c.IP, c.Port, c.PortRetries)
