@@ -213,8 +213,8 @@ type sessionActor struct {
 
 	ws         *actor.PID
 	live       map[string]bool // websockets attached and not yet gone, by actor id
-	replayable bool   // the client chose the session id, so it can come back for the buffer
-	attaches   uint64 // counts attaches, so a stale expiry timer is ignored
+	replayable bool            // the client chose the session id, so it can come back for the buffer
+	attaches   uint64          // counts attaches, so a stale expiry timer is ignored
 	seq        uint64
 	buffer     []queued
 	bufBytes   int
