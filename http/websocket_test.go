@@ -74,8 +74,9 @@ func TestWebsocketProtocols(t *testing.T) {
 			testkit.Equal(t, last.buffers, [][]byte{payload, []byte("second")})
 
 			// Interrupt a running cell through REST.
-			req = w.execute("import time; time.sleep(60)")
-			w.until(30*time.Second, func(g got) bool { return g.msgType == "execute_input" }) // SIGINT is only caught while code runs
+			req = w.execute("import time; print('sleeping', flush=True); time.sleep(60)")
+			// SIGINT is only caught once user code runs: wait for it to.
+			w.until(30*time.Second, func(g got) bool { return g.msgType == "stream" && g.parent == req.Head().MsgID })
 			h.expect("POST", "/api/kernels/"+id+"/interrupt", "", 204)
 			r := pick(t, w.reply(req, 30*time.Second), "shell", "execute_reply")
 			testkit.Equal(t, r.content["ename"], any("KeyboardInterrupt"))

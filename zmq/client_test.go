@@ -40,10 +40,9 @@ func TestInputRequestReachesStdin(t *testing.T) {
 
 func TestInterruptRequestEndsRunningCell(t *testing.T) {
 	k := startKernel(t)
-	req := k.execute("import time; time.sleep(60)")
-	k.next(req, 10*time.Second, func(rc Received) bool {
-		return rc.Channel == IOPub && rc.Msg.MsgType() == "execute_input"
-	})
+	req := k.execute("import time; print('sleeping', flush=True); time.sleep(60)")
+	// The kernel catches SIGINT only once user code runs: wait for it to.
+	k.next(req, 10*time.Second, isType(IOPub, "stream"))
 	k.request(Control, "interrupt_request", nil, nil)
 	reply := k.next(req, 20*time.Second, isType(Shell, "execute_reply"))
 	c := content(t, reply.Msg)
