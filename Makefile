@@ -40,6 +40,10 @@ lint:
 # Each fuzz target runs for FUZZTIME; their seed corpora also run in `make test`.
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./zmq
+	$(GO) test -run '^$$' -fuzz '^FuzzScanHeader$$' -fuzztime $(FUZZTIME) ./zmq
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./kernelspecs
+	$(GO) test -run '^$$' -fuzz '^FuzzV1Decode$$' -fuzztime $(FUZZTIME) ./http
+	$(GO) test -run '^$$' -fuzz '^FuzzLegacyDecode$$' -fuzztime $(FUZZTIME) ./http
 
 # deps installs the Debian packages that are missing; silent when all are there.
 deps:

@@ -14,6 +14,7 @@ import (
 	"github.com/kernelgate/kernelgate/actors"
 	"github.com/kernelgate/kernelgate/actors/proxy"
 	"github.com/kernelgate/kernelgate/actors/proxy/local"
+	"github.com/kernelgate/kernelgate/bench/synthkernel"
 	"github.com/kernelgate/kernelgate/internal/testkit"
 	"github.com/kernelgate/kernelgate/kernelspecs"
 	"github.com/kernelgate/kernelgate/zmq"
@@ -23,14 +24,14 @@ import (
 // harness is a gateway with its HTTP server on 127.0.0.1:0, real local
 // kernels, and a kernelspec directory of its own.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	url    string
 	token  string
 	specs  string
 	client *nethttp.Client
 }
 
-func newHarness(t *testing.T, mod func(*Config, *actors.Config)) *harness {
+func newHarness(t testing.TB, mod func(*Config, *actors.Config)) *harness {
 	t.Helper()
 	testkit.RequireIPyKernel(t)
 	root := t.TempDir()
@@ -41,6 +42,11 @@ func newHarness(t *testing.T, mod func(*Config, *actors.Config)) *harness {
 	testkit.NoError(t, os.WriteFile(filepath.Join(dir, "logo-64x64.png"), []byte("\x89PNG fake"), 0o644))
 	testkit.NoError(t, os.WriteFile(filepath.Join(root, "secret.txt"), []byte("secret"), 0o644))
 	testkit.NoError(t, os.Symlink(filepath.Join(root, "secret.txt"), filepath.Join(dir, "logo-escape.png")))
+	synth := filepath.Join(root, "kernels", "synthetic")
+	testkit.NoError(t, os.MkdirAll(synth, 0o755))
+	self, err := os.Executable()
+	testkit.NoError(t, err)
+	testkit.NoError(t, os.WriteFile(filepath.Join(synth, "kernel.json"), []byte(synthkernel.Spec(self, "synth-kernel")), 0o644))
 	restricted := filepath.Join(root, "kernels", "restricted")
 	testkit.NoError(t, os.MkdirAll(restricted, 0o755))
 	testkit.NoError(t, os.WriteFile(filepath.Join(restricted, "kernel.json"), []byte(`{"argv":["/bin/false"],"display_name":"R","language":"x",`+
@@ -116,7 +122,7 @@ func (h *harness) expect(method, path, body string, status int, headers ...strin
 	return b
 }
 
-func decode[T any](t *testing.T, b []byte) T {
+func decode[T any](t testing.TB, b []byte) T {
 	t.Helper()
 	var v T
 	testkit.NoError(t, json.Unmarshal(b, &v))

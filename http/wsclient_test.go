@@ -17,7 +17,7 @@ import (
 // framing, as JupyterLab (v1) or Jupyter Server's gateway client (legacy)
 // would.
 type wsClient struct {
-	t       *testing.T
+	t       testing.TB
 	c       *websocket.Conn
 	v1      bool
 	session string

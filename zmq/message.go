@@ -68,10 +68,7 @@ func (m *Message) decodeHeader() error {
 		return ErrBadHeader
 	}
 	m.hdr = Header{}
-	if err := json.Unmarshal(m.Header, &m.hdr); err != nil {
-		return fmt.Errorf("%w: %w", ErrBadHeader, err)
-	}
-	return nil
+	return scanHeader(m.Header, &m.hdr)
 }
 
 // Head returns the decoded routing fields of the header.
@@ -87,7 +84,7 @@ func (m *Message) Parent() (Header, error) {
 	if len(m.ParentHeader) == 0 {
 		return h, nil
 	}
-	if err := json.Unmarshal(m.ParentHeader, &h); err != nil {
+	if err := scanHeader(m.ParentHeader, &h); err != nil {
 		return h, fmt.Errorf("zmq: parent header: %w", err)
 	}
 	return h, nil

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/kernelgate/kernelgate/internal/testkit"
 )
@@ -181,4 +182,58 @@ func FuzzParse(f *testing.F) {
 func noKeyF() *Signer {
 	s, _ := NewSigner("", "")
 	return s
+}
+
+// The hand-written header scanner agrees with encoding/json.
+func TestScanHeaderMatchesEncodingJSON(t *testing.T) {
+	for _, in := range []string{
+		`{"msg_id":"a","msg_type":"status","session":"s","username":"u","date":"2026-01-01T00:00:00.000000Z","version":"5.3"}`,
+		`{ "date" : 1700000000.25 , "msg_id" : "x\"y\\u00e9", "nested": {"a": [1, {"b": "}"}]}, "n": null, "t": true, "msg_type": "x" }`,
+		`{}`,
+		`{"subshell_id": null, "msg_type": "execute_request", "extra": [1,2,3], "version": "5.4"}`,
+	} {
+		var fast, slow Header
+		testkit.NoError(t, scanHeader([]byte(in), &fast))
+		testkit.NoError(t, json.Unmarshal([]byte(in), &slow))
+		testkit.Equal(t, fast, slow)
+	}
+	for _, bad := range []string{``, `[]`, `{`, `{"a"}`, `{"a":}`, `{"a":1,}`, `{"a":1} x`, "{\"a\":\"\n\"}", `{"a":{"b":1}`, `"str"`, `{"a":tru"e"}`} {
+		var h Header
+		testkit.True(t, scanHeader([]byte(bad), &h) != nil, "accepted %q", bad)
+	}
+}
+
+func FuzzScanHeader(f *testing.F) {
+	f.Add([]byte(`{"msg_id":"a","msg_type":"status","nested":{"x":[1,"]"]},"date":1.5}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var fast Header
+		slow, ok := strictHeader(data)
+		// encoding/json replaces invalid UTF-8; the scanner keeps the bytes.
+		if scanHeader(data, &fast) == nil && ok && utf8.Valid(data) && fast != slow {
+			t.Fatalf("scanner %+v, encoding/json %+v", fast, slow)
+		}
+	})
+}
+
+// strictHeader is the reference decoding: exact (case-sensitive) keys, as
+// Python's jupyter_client reads them; encoding/json's struct decoding
+// would match keys case-insensitively.
+func strictHeader(data []byte) (Header, bool) {
+	var raw map[string]json.RawMessage
+	if json.Unmarshal(data, &raw) != nil {
+		return Header{}, false
+	}
+	var h Header
+	for key, dst := range map[string]*string{"msg_id": &h.MsgID, "msg_type": &h.MsgType, "session": &h.Session,
+		"username": &h.Username, "date": (*string)(&h.Date), "version": &h.Version} {
+		if v, ok := raw[key]; ok {
+			var f flexString
+			// Only date may be a number; other fields count as strings only.
+			numeric := len(v) > 0 && (v[0] == '-' || v[0] >= '0' && v[0] <= '9')
+			if f.UnmarshalJSON(v) == nil && (v[0] == '"' || key == "date" && numeric) {
+				*dst = string(f)
+			}
+		}
+	}
+	return h, true
 }

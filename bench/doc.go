@@ -1,0 +1,5 @@
+// Package bench is kernelgate's load harness: it drives any
+// Enterprise-Gateway-compatible URL (kernelgate, Enterprise Gateway, Kernel
+// Gateway, a plain Jupyter Server) and measures start latency, round trips
+// and throughput. Its synthetic kernel lives in bench/synthkernel.
+package bench

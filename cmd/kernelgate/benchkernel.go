@@ -1,0 +1,36 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/kernelgate/kernelgate/bench/synthkernel"
+)
+
+func runBenchKernel(args []string, _, stderr io.Writer) int {
+	s := newSettings("bench-kernel", stderr)
+	var connFile string
+	s.String(&connFile, "f", "", "the kernel's connection file", "KERNELGATE_CONNECTION_FILE")
+	if err := s.parse(args, os.LookupEnv); err != nil {
+		if err == flagHelp {
+			return 0
+		}
+		fmt.Fprintln(stderr, "kernelgate bench-kernel:", err)
+		return 2
+	}
+	if connFile == "" {
+		fmt.Fprintln(stderr, "kernelgate bench-kernel: -f <connection file> is required")
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	if err := synthkernel.Run(ctx, connFile); err != nil {
+		fmt.Fprintln(stderr, "kernelgate bench-kernel:", err)
+		return 1
+	}
+	return 0
+}
