@@ -4,12 +4,13 @@ GO        ?= go
 BIN       := bin/kernelgate
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
-# Debian packages the tests and `make run` need: the kernels and the Python
-# reference client used for interop checks.
-APT_PACKAGES := python3-ipykernel python3-jupyter-client
+# Debian packages the tests and `make run` need: the kernels, the Python
+# reference client used for interop checks, and Jupyter Server for the
+# end-to-end tests in gateway mode.
+APT_PACKAGES := python3-ipykernel python3-jupyter-client python3-jupyter-server
 FUZZTIME  ?= 30s
 
-.PHONY: all run build test bench lint fuzz deps clean
+.PHONY: all run build test e2e bench lint fuzz deps clean
 
 all: build
 
@@ -26,6 +27,11 @@ test: deps
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m ./...
+
+# The end-to-end suite alone: real clients (Jupyter Server in gateway mode)
+# against an in-process gateway. `make test` runs it too.
+e2e: deps
+	$(GO) test -race -count=1 -run 'E2E' ./http
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem ./...

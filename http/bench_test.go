@@ -65,17 +65,32 @@ func directRun(b *testing.B, c *zmq.Client, code string) int {
 }
 
 // gatewaySynthetic starts a synthetic kernel behind an in-process gateway
-// and opens a websocket to it.
-func gatewaySynthetic(b *testing.B, v1 bool) *wsClient {
+// and opens a websocket to it. A raw client has no reader goroutine: the
+// benchmark reads frames itself.
+func gatewaySynthetic(b *testing.B, v1, raw bool) *wsClient {
 	h := newHarness(b, func(_ *Config, a *actors.Config) {
 		// Measure forwarding, not the slow-consumer guard: the synthetic
 		// kernel outruns any client on a shared 2-core machine.
 		a.WebsocketQueue, a.WebsocketQueueBytes = 1<<17, 1<<30
 	})
 	id := decode[actors.Model](b, h.expect("POST", "/api/kernels", `{"name":"synthetic"}`, 201)).ID
-	w := h.dialWS(id, "bench", v1)
-	w.reply(w.send(zmq.Shell, "kernel_info_request", nil, nil), 30*time.Second)
-	return w
+	if !raw {
+		w := h.dialWS(id, "bench", v1)
+		w.ready(30 * time.Second)
+		return w
+	}
+	c, err := h.tryDialWS(id, "bench", v1)
+	testkit.NoError(b, err)
+	b.Cleanup(func() { c.Close() })
+	w := &wsClient{t: b, c: c, v1: v1, session: "bench"}
+	w.send(zmq.Shell, "kernel_info_request", nil, nil)
+	for {
+		_, data, err := c.ReadMessage()
+		testkit.NoError(b, err)
+		if bytes.Contains(data, []byte("kernel_info_reply")) {
+			return w
+		}
+	}
 }
 
 func gatewayRun(w *wsClient, code string) { w.reply(w.execute(code), 5*time.Minute) }
@@ -100,7 +115,7 @@ func BenchmarkIOPubThroughput(b *testing.B) {
 		v1   bool
 	}{{"gateway-v1", true}, {"gateway-legacy", false}} {
 		b.Run(proto.name, func(b *testing.B) {
-			w := gatewaySynthetic(b, proto.v1)
+			w := gatewaySynthetic(b, proto.v1, true)
 			b.ResetTimer()
 			start := time.Now()
 			req := w.execute(code(b.N))
@@ -151,7 +166,7 @@ func BenchmarkExecuteRoundTrip(b *testing.B) {
 		report(b, d)
 	})
 	b.Run("gateway-v1", func(b *testing.B) {
-		w := gatewaySynthetic(b, true)
+		w := gatewaySynthetic(b, true, false)
 		d := make([]time.Duration, 0, b.N)
 		b.ResetTimer()
 		for range b.N {

@@ -3,6 +3,7 @@ package http
 import (
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
@@ -21,6 +22,12 @@ type wsClient struct {
 	c       *websocket.Conn
 	v1      bool
 	session string
+	in      chan received // filled by the reader goroutine
+}
+
+type received struct {
+	g   got
+	err error
 }
 
 // got is one message as a client sees it.
@@ -42,8 +49,21 @@ func (h *harness) dialWS(kernelID, session string, v1 bool) *wsClient {
 	} else {
 		testkit.Equal(h.t, c.Subprotocol(), "")
 	}
-	w := &wsClient{t: h.t, c: c, v1: v1, session: session}
-	h.t.Cleanup(func() { c.Close() })
+	w := &wsClient{t: h.t, c: c, v1: v1, session: session, in: make(chan received, 1<<16)}
+	done := make(chan struct{})
+	go func() { // gorilla fails a connection for good after a read timeout: read in the background
+		defer close(done)
+		for {
+			typ, data, err := c.ReadMessage()
+			if err != nil {
+				w.in <- received{err: err}
+				return
+			}
+			g, err := w.decodeFrame(typ, data)
+			w.in <- received{g: g, err: err}
+		}
+	}()
+	h.t.Cleanup(func() { c.Close(); <-done })
 	return w
 }
 
@@ -91,17 +111,27 @@ func (w *wsClient) execute(code string) *zmq.Message {
 		"user_expressions": map[string]any{}, "allow_stdin": true, "stop_on_error": true}, nil)
 }
 
-// recv reads one message.
+// recv returns the next message, or an error when the connection ended
+// or nothing came within d.
 func (w *wsClient) recv(d time.Duration) (got, error) {
-	w.c.SetReadDeadline(time.Now().Add(d))
-	typ, data, err := w.c.ReadMessage()
-	if err != nil {
-		return got{}, err
+	select {
+	case r := <-w.in:
+		if r.err != nil {
+			w.in <- r // the connection stays ended for later calls
+		}
+		return r.g, r.err
+	case <-time.After(d):
+		return got{}, fmt.Errorf("nothing received within %v", d)
 	}
+}
+
+func (w *wsClient) decodeFrame(typ int, data []byte) (got, error) {
 	var g got
 	var header, parent, content []byte
 	if w.v1 {
-		testkit.Equal(w.t, typ, websocket.BinaryMessage)
+		if typ != websocket.BinaryMessage || len(data) < 8 {
+			return g, fmt.Errorf("v1 frame of type %d, %d bytes", typ, len(data))
+		}
 		n := binary.LittleEndian.Uint64(data)
 		offs := make([]uint64, n)
 		for i := range offs {
@@ -117,8 +147,10 @@ func (w *wsClient) recv(d time.Duration) (got, error) {
 		jsonPart := data
 		if typ == websocket.BinaryMessage {
 			var bufs [][]byte
-			jsonPart, bufs, err = splitLegacyBinary(data)
-			testkit.NoError(w.t, err)
+			var err error
+			if jsonPart, bufs, err = splitLegacyBinary(data); err != nil {
+				return g, err
+			}
 			g.buffers = bufs
 		}
 		var obj struct {
@@ -129,18 +161,25 @@ func (w *wsClient) recv(d time.Duration) (got, error) {
 			MsgID        string          `json:"msg_id"`
 			Channel      string          `json:"channel"`
 		}
-		testkit.NoError(w.t, json.Unmarshal(jsonPart, &obj))
+		if err := json.Unmarshal(jsonPart, &obj); err != nil {
+			return g, err
+		}
+		if obj.MsgType == "" || obj.MsgID == "" || obj.Channel == "" {
+			return g, fmt.Errorf("legacy frame lacks top-level fields: %s", jsonPart)
+		}
 		g.channel = obj.Channel
 		header, parent, content = obj.Header, obj.ParentHeader, obj.Content
-		testkit.True(w.t, obj.MsgType != "" && obj.MsgID != "" && obj.Channel != "", "legacy frame lacks top-level fields: %s", jsonPart)
 	}
-	testkit.NoError(w.t, json.Unmarshal(header, &g.header))
+	if err := json.Unmarshal(header, &g.header); err != nil {
+		return g, err
+	}
 	g.msgType, _ = g.header["msg_type"].(string)
 	var p map[string]any
-	testkit.NoError(w.t, json.Unmarshal(parent, &p))
+	if err := json.Unmarshal(parent, &p); err != nil {
+		return g, err
+	}
 	g.parent, _ = p["msg_id"].(string)
-	testkit.NoError(w.t, json.Unmarshal(content, &g.content))
-	return g, nil
+	return g, json.Unmarshal(content, &g.content)
 }
 
 // until reads until match accepts a message, returning everything read.
@@ -158,6 +197,30 @@ func (w *wsClient) until(d time.Duration, match func(got) bool) []got {
 			return all
 		}
 	}
+}
+
+// ready sends kernel_info_request once a second until one is answered, as
+// JupyterLab does on connect: Jupyter Server 1.x's gateway proxy drops
+// messages a client sends before its own connection to the gateway is up.
+func (w *wsClient) ready(d time.Duration) {
+	w.t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		req := w.send(zmq.Shell, "kernel_info_request", nil, nil)
+		for {
+			g, err := w.recv(time.Second)
+			if err != nil {
+				if strings.HasPrefix(err.Error(), "nothing received") {
+					break // ask again
+				}
+				w.t.Fatalf("waiting for kernel_info_reply: %v", err)
+			}
+			if g.msgType == "kernel_info_reply" && g.parent == req.Head().MsgID {
+				return
+			}
+		}
+	}
+	w.t.Fatalf("no kernel_info_reply within %v", d)
 }
 
 // reply collects what answers req until its shell reply and idle status
