@@ -66,6 +66,15 @@ type Config struct {
 	// KernelQueue bounds client messages waiting for a kernel that is not
 	// ready or not reading. Default 1024.
 	KernelQueue int
+	// CullIdleTimeout culls kernels idle longer than this; 0 turns culling
+	// off. CullInterval is how often kernels are checked (default 300 s);
+	// CullConnected and CullBusy also cull kernels with websockets or that
+	// are busy (EG's cull_* settings).
+	CullIdleTimeout time.Duration
+	CullInterval    time.Duration
+	CullConnected   bool
+	CullBusy        bool
+
 	// Metrics receives the counters; default a fresh set.
 	Metrics *Metrics
 
@@ -89,6 +98,9 @@ func (c *Config) applyDefaults() {
 	def(&c.HeartbeatTimeout, 30*time.Second)
 	def(&c.KernelInfoTimeout, 60*time.Second)
 	def(&c.SessionExpiry, 10*time.Minute)
+	if c.CullInterval <= 0 {
+		c.CullInterval = 300 * time.Second
+	}
 	if c.RestartLimit == 0 {
 		c.RestartLimit = 5
 	}

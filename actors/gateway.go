@@ -26,6 +26,10 @@ type gatewayActor struct {
 
 func (g *gatewayActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		if g.cfg.CullIdleTimeout > 0 {
+			ctx.Spawn(actor.PropsFromProducer(func() actor.Actor { return &cullerActor{cfg: g.cfg, reg: g.reg} }))
+		}
 	case *startKernel:
 		if err := g.start(ctx, m.req); err != nil {
 			ctx.Respond(&started{err: err})

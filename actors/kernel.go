@@ -59,6 +59,9 @@ type kernelActor struct {
 	out      chan outbound         // to the kernel writer of the current launch
 	held     []outbound            // client messages waiting for the kernel to be ready
 	ending   int                   // sessions still closing before the actor stops
+	// endReason tells clients why the kernel is going (a cull); empty for
+	// an ordinary shutdown.
+	endReason string
 }
 
 // outbound is a client message on its way to the kernel.
@@ -103,7 +106,7 @@ func (k *kernelActor) Receive(ctx actor.Context) {
 	case *restartKernel:
 		k.restart(ctx)
 	case *shutdownKernel:
-		k.shutdown(ctx)
+		k.shutdown(ctx, m.reason)
 	case *attachWS:
 		k.attach(ctx, m)
 	case *clientMsg:
@@ -378,11 +381,14 @@ func (k *kernelActor) restart(ctx actor.Context) {
 	k.requestShutdown(true)
 }
 
-func (k *kernelActor) shutdown(ctx actor.Context) {
-	k.stopWaiters = append(k.stopWaiters, ctx.Sender())
+func (k *kernelActor) shutdown(ctx actor.Context, reason string) {
+	if ctx.Sender() != nil {
+		k.stopWaiters = append(k.stopWaiters, ctx.Sender())
+	}
 	if k.phase == phaseTerminating {
 		return
 	}
+	k.endReason = reason
 	prev := k.phase
 	k.phase = phaseTerminating
 	k.answerRestarts(fmt.Errorf("%w: kernel %s is shutting down", ErrUnavailable, k.h.id))
@@ -481,10 +487,16 @@ func (k *kernelActor) finish(ctx actor.Context, err error) {
 	k.gen++ // anything still in flight is stale now
 	k.phase = phaseTerminating
 	reason := "kernel shut down"
-	if err != nil {
+	switch {
+	case err != nil:
 		reason = "kernel died"
 		k.log.Error().Err(err).Msg("kernel dead")
-	} else {
+	case k.endReason != "":
+		reason = k.endReason
+		// Culled clients learn it the way they learn of a death.
+		k.broadcast(&kernelStatus{state: StateDead})
+		k.log.Info().Str("reason", reason).Msg("kernel shut down")
+	default:
 		k.log.Info().Msg("kernel shut down")
 	}
 	// Out of the registry first: once a client sees its websocket close, the

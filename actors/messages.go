@@ -22,7 +22,9 @@ type started struct {
 type (
 	interruptKernel struct{}
 	restartKernel   struct{}
-	shutdownKernel  struct{}
+	// shutdownKernel ends a kernel; reason, when set, is what its clients
+	// are told in the close frame (a cull, say).
+	shutdownKernel struct{ reason string }
 )
 
 // done answers a request that returns only an error.

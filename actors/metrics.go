@@ -11,4 +11,5 @@ type Metrics struct {
 	BufferDropped      atomic.Uint64 // messages dropped from full session buffers
 	BadKernelMessages  atomic.Uint64 // kernel messages dropped (bad signature, malformed)
 	KernelQueueDropped atomic.Uint64 // client messages dropped for a kernel that stopped reading
+	Culled             atomic.Uint64 // kernels shut down for inactivity
 }

@@ -278,3 +278,49 @@ func TestConnectDisconnectCyclesLeaveNoGoroutines(t *testing.T) {
 	h.client.CloseIdleConnections() // the test client's own keep-alive goroutines
 	check()
 }
+
+func TestIdleKernelsAreCulled(t *testing.T) {
+	for _, tt := range []struct {
+		name           string
+		cullConnected  bool
+		connectedCulls bool
+	}{{"connected kernels kept", false, false}, {"connected kernels culled", true, true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			metrics := &actors.Metrics{}
+			h := newHarness(t, func(_ *Config, a *actors.Config) {
+				a.CullIdleTimeout, a.CullInterval, a.CullConnected = 2*time.Second, 200*time.Millisecond, tt.cullConnected
+				a.Metrics = metrics
+			})
+			alone, watched := h.startKernel(), h.startKernel()
+			w := h.dialWS(watched, "watcher", false)
+			w.ready(30 * time.Second)
+			testkit.Eventually(t, 30*time.Second, func() error {
+				if s, _, _ := h.do("GET", "/api/kernels/"+alone, ""); s != 404 {
+					return fmt.Errorf("idle kernel not culled yet (%d)", s)
+				}
+				return nil
+			})
+			if !tt.connectedCulls {
+				// Once it has been idle well past the timeout, it is still there.
+				testkit.Eventually(t, 30*time.Second, func() error {
+					m := decode[actors.Model](t, h.expect("GET", "/api/kernels/"+watched, "", 200))
+					last, err := time.Parse(actors.LastActivityFormat, m.LastActivity)
+					if err != nil || time.Since(last) < 3*time.Second {
+						return fmt.Errorf("idle for %v only", time.Since(last))
+					}
+					return nil
+				})
+				testkit.Equal(t, metrics.Culled.Load(), uint64(1))
+				return
+			}
+			w.until(30*time.Second, isStatus("dead"))
+			var err error
+			for err == nil {
+				_, err = w.recv(30 * time.Second)
+			}
+			testkit.True(t, strings.Contains(err.Error(), "1000") && strings.Contains(err.Error(), "culled"), "close: %v", err)
+			h.expect("GET", "/api/kernels/"+watched, "", 404)
+			testkit.Equal(t, metrics.Culled.Load(), uint64(2))
+		})
+	}
+}

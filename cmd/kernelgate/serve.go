@@ -58,6 +58,11 @@ type serveConfig struct {
 	MaxBodySize       int
 	StopTimeout       time.Duration
 
+	CullIdleTimeout time.Duration
+	CullInterval    time.Duration
+	CullConnected   bool
+	CullBusy        bool
+
 	WSPingInterval     time.Duration
 	WSReadLimit        int
 	WSQueue            int
@@ -111,6 +116,10 @@ func serveSettings(c *serveConfig, stderr io.Writer) *settings {
 	s.Seconds(&c.HeartbeatInterval, "heartbeat-interval", 3*time.Second, "seconds between heartbeat probes; negative = off", "KERNELGATE_HEARTBEAT_INTERVAL")
 	s.Seconds(&c.HeartbeatTimeout, "heartbeat-timeout", 30*time.Second, "seconds without a heartbeat echo before a kernel is killed and restarted", "KERNELGATE_HEARTBEAT_TIMEOUT")
 	s.Int(&c.MaxBodySize, "max-body-size", 1<<20, "largest request body in bytes", "KERNELGATE_MAX_BODY_SIZE")
+	s.Seconds(&c.CullIdleTimeout, "cull-idle-timeout", 0, "seconds of inactivity after which a kernel is shut down; 0 = never", "EG_CULL_IDLE_TIMEOUT")
+	s.Seconds(&c.CullInterval, "cull-interval", 300*time.Second, "seconds between checks for idle kernels", "EG_CULL_INTERVAL")
+	s.Bool(&c.CullConnected, "cull-connected", false, "also cull idle kernels that have websockets", "EG_CULL_CONNECTED")
+	s.Bool(&c.CullBusy, "cull-busy", false, "also cull kernels that are busy", "EG_CULL_BUSY")
 	s.Seconds(&c.WSPingInterval, "ws-ping-interval", 30*time.Second, "seconds between websocket pings; 0 = off", "EG_WS_PING_INTERVAL_SECS")
 	s.Int(&c.WSReadLimit, "ws-read-limit", 10<<20, "largest websocket message a client may send, in bytes", "KERNELGATE_WS_READ_LIMIT")
 	s.Int(&c.WSQueue, "ws-queue", 4096, "messages a websocket may fall behind before it is disconnected", "KERNELGATE_WS_QUEUE")
@@ -173,6 +182,7 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 		KernelInfoTimeout: c.KernelInfoTimeout, Specs: specs, Proxies: proxies, Logger: log,
 		WebsocketQueue: c.WSQueue, WebsocketQueueBytes: int64(c.WSQueueBytes),
 		SessionBuffer: c.SessionBuffer, SessionBufferBytes: c.SessionBufferBytes, SessionExpiry: c.SessionExpiry,
+		CullIdleTimeout: c.CullIdleTimeout, CullInterval: c.CullInterval, CullConnected: c.CullConnected, CullBusy: c.CullBusy,
 	})
 	srv := kghttp.New(kghttp.Config{
 		BaseURL: c.BaseURL, AuthToken: c.AuthToken, AllowOrigin: c.AllowOrigin, AllowCredentials: c.AllowCredentials,
