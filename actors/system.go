@@ -23,7 +23,12 @@ type Gateway struct {
 
 	closeOnce sync.Once
 	closeErr  error
+	draining  atomic.Bool
 }
+
+// Accepting reports whether the gateway takes new kernels (false once Close
+// has begun).
+func (g *Gateway) Accepting() bool { return !g.draining.Load() }
 
 // New starts the actor system and the gateway actor.
 func New(cfg Config) *Gateway {
@@ -159,6 +164,7 @@ func (g *Gateway) Shutdown(id string) error {
 // call's result.
 func (g *Gateway) Close(timeout time.Duration) error {
 	g.closeOnce.Do(func() {
+		g.draining.Store(true)
 		_, g.closeErr = g.request(g.pid, &drain{}, timeout)
 		g.sys.Shutdown()
 	})

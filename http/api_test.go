@@ -153,6 +153,14 @@ func TestOversizedBodyIsRefusedBeforeItIsRead(t *testing.T) {
 	testkit.True(t, strings.Contains(string(b), `"reason"`), "body %s", b)
 }
 
+func TestHealthEndpointsNeedNoToken(t *testing.T) {
+	h := newHarness(t, func(c *Config, _ *actors.Config) { c.AuthToken = "tok" })
+	h.token = ""
+	h.expect("GET", "/healthz", "", 200)
+	h.expect("GET", "/readyz", "", 200)
+	h.expect("GET", "/api/kernels", "", 401)
+}
+
 func TestListingCanBeDisabled(t *testing.T) {
 	h := newHarness(t, func(c *Config, _ *actors.Config) { c.ListKernels = false })
 	h.expect("GET", "/api/kernels", "", 403)

@@ -138,6 +138,10 @@ type route struct {
 func (s *Server) match(segs []string) (route, bool) {
 	n := len(segs)
 	switch {
+	case n == 1 && segs[0] == "healthz":
+		return route{handler: s.healthz, public: true}, true
+	case n == 1 && segs[0] == "readyz":
+		return route{handler: s.readyz, public: true}, true
 	case n == 1 && segs[0] == "api":
 		return route{handler: s.apiVersion}, true
 	case n == 2 && segs[0] == "api" && segs[1] == "kernelspecs":
@@ -290,6 +294,25 @@ func (s *Server) apiVersion(ctx *fasthttp.RequestCtx, _ []string) error {
 		return errMethod
 	}
 	writeJSON(ctx, fasthttp.StatusOK, map[string]string{"version": s.cfg.Version, "gateway_version": s.cfg.Version, "gateway": "kernelgate"})
+	return nil
+}
+
+// healthz answers while the process serves at all (liveness).
+func (s *Server) healthz(ctx *fasthttp.RequestCtx, _ []string) error {
+	writeJSON(ctx, fasthttp.StatusOK, map[string]string{"status": "ok"})
+	return nil
+}
+
+// readyz answers 200 while kernels are accepted and 503 once the gateway is
+// draining (readiness: take it out of the load balancer).
+func (s *Server) readyz(ctx *fasthttp.RequestCtx, _ []string) error {
+	s.wsMu.Lock()
+	closing := s.closing
+	s.wsMu.Unlock()
+	if closing || !s.gw.Accepting() {
+		return &Error{Status: fasthttp.StatusServiceUnavailable, Message: "draining: not accepting kernels"}
+	}
+	writeJSON(ctx, fasthttp.StatusOK, map[string]string{"status": "ready"})
 	return nil
 }
 
