@@ -33,7 +33,7 @@ func (k *kernelActor) attach(ctx actor.Context, m *attachWS) {
 	if !ok {
 		s := &sessionActor{id: m.sessionID, kernel: k.h, cfg: k.cfg, log: k.log}
 		pid = ctx.Spawn(actor.PropsFromProducer(func() actor.Actor { return s },
-			actor.WithReceiverMiddleware(logPanics(k.log))))
+			actor.WithDispatcher(inline), actor.WithReceiverMiddleware(logPanics(k.log))))
 		k.sessions[m.sessionID] = pid
 	}
 	ctx.Forward(pid)

@@ -54,6 +54,13 @@ func messageSize(m *zmq.Message) int {
 	return n
 }
 
+// inline runs session and websocket actors on the goroutine of whoever
+// sends to them, so a kernel message reaches a websocket's writer queue in
+// one goroutine hand-off instead of three. It is safe because neither
+// actor's Receive ever blocks; mailboxes still process one message at a
+// time.
+var inline = actor.NewSynchronizedDispatcher(300)
+
 // wsActor is the only writer of one websocket: it feeds a writer goroutine
 // through a bounded queue and disconnects a client that falls behind.
 type wsActor struct {
@@ -140,7 +147,7 @@ func (w *wsActor) close(code int, reason string) {
 		case w.q <- queued{seq: uint64(code), ch: 0, m: nil, size: 0, reason: reason}: // the writer closes when it gets here
 			return
 		default: // the queue is full: close now
-			w.sock.Close(code, reason)
+			go w.sock.Close(code, reason) // may wait on the client
 		}
 	}
 	close(w.stop)
@@ -169,7 +176,7 @@ func (w *wsActor) enqueue(ctx actor.Context, it queued) {
 func (w *wsActor) slow(ctx actor.Context, it queued) {
 	w.metrics.SlowConsumers.Add(1)
 	w.log.Warn().Int("queued", len(w.q)).Int64("bytes", w.qBytes.Load()).Msg("websocket client too slow; disconnecting")
-	w.sock.Close(CloseTryAgain, "client too slow: backlog exceeded")
+	go w.sock.Close(CloseTryAgain, "client too slow: backlog exceeded") // may wait on the client
 	w.close(closeWithoutCode, "")
 	ctx.Send(w.session, &wsReturned{ws: ctx.Self(), unsent: []queued{it}})
 }
@@ -341,7 +348,7 @@ func (s *sessionActor) attach(ctx actor.Context, m *attachWS) {
 	w := &wsActor{sock: m.sock, session: ctx.Self(), maxMsgs: s.cfg.WebsocketQueue, maxSize: s.cfg.WebsocketQueueBytes,
 		log: log, metrics: s.cfg.Metrics, done: make(chan struct{})}
 	s.ws = ctx.Spawn(actor.PropsFromProducer(func() actor.Actor { return w },
-		actor.WithReceiverMiddleware(logPanics(log))))
+		actor.WithDispatcher(inline), actor.WithReceiverMiddleware(logPanics(log))))
 	s.replayable = m.replayable
 	s.attaches++
 	if s.live == nil {
