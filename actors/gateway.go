@@ -48,6 +48,9 @@ func (g *gatewayActor) Receive(ctx actor.Context) {
 		for _, w := range m.waiters {
 			ctx.Send(w, &done{})
 		}
+		if ctx.Sender() != nil {
+			ctx.Respond(&goneAck{})
+		}
 	case *actor.Terminated:
 		// A kernel actor that stopped without saying goodbye (it kept
 		// panicking) must not stay in the registry.

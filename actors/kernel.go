@@ -61,7 +61,8 @@ type kernelActor struct {
 	ending   int                   // sessions still closing before the actor stops
 	// endReason tells clients why the kernel is going (a cull); empty for
 	// an ordinary shutdown.
-	endReason string
+	endReason   string
+	closeReason string // what the websockets' close frames say
 }
 
 // outbound is a client message on its way to the kernel.
@@ -113,6 +114,8 @@ func (k *kernelActor) Receive(ctx actor.Context) {
 		k.fromClient(m)
 	case *sessionGone:
 		k.dropSession(m.id)
+	case *goneAck:
+		k.endSessions(ctx)
 	case *sessionEnded:
 		if k.ending--; k.ending == 0 {
 			k.stop(ctx)
@@ -500,16 +503,23 @@ func (k *kernelActor) finish(ctx actor.Context, err error) {
 		k.log.Info().Msg("kernel shut down")
 	}
 	// Out of the registry first: once a client sees its websocket close, the
-	// kernel is already gone from the REST API.
-	ctx.Send(ctx.Parent(), &kernelGone{id: k.h.id, waiters: k.stopWaiters})
+	// kernel is already gone from the REST API. The sessions are ended when
+	// the gateway confirms (*goneAck).
+	k.closeReason = reason
+	ctx.Request(ctx.Parent(), &kernelGone{id: k.h.id, waiters: k.stopWaiters})
 	k.stopWaiters = nil
+}
+
+// endSessions closes every session's websocket after what it has queued,
+// then the actor stops.
+func (k *kernelActor) endSessions(ctx actor.Context) {
 	if len(k.sessions) == 0 {
 		k.stop(ctx)
 		return
 	}
 	k.ending = len(k.sessions)
 	for _, pid := range k.sessions {
-		ctx.Request(pid, &kernelEnded{code: CloseNormal, reason: reason})
+		ctx.Request(pid, &kernelEnded{code: CloseNormal, reason: k.closeReason})
 	}
 	k.schedule(5*time.Second, &endTimeout{})
 }

@@ -45,6 +45,8 @@ type (
 		id      string
 		waiters []*actor.PID // shutdown requests to answer once it is gone
 	}
+	// goneAck tells a finishing kernel actor it is out of the registry.
+	goneAck struct{}
 )
 
 // Messages a kernel actor sends itself from its goroutines and timers. gen
