@@ -188,6 +188,7 @@ func (k *kernelActor) onLaunched(ctx actor.Context, m *launched) {
 	if m.err != nil {
 		k.log.Warn().Err(m.err).Msg("kernel launch failed")
 		if k.phase == phaseStarting {
+			k.cfg.Metrics.StartFailures.Add(1)
 			k.answerStart(m.err)
 			ctx.Send(ctx.Parent(), &kernelGone{id: k.h.id})
 			ctx.Stop(k.self)
@@ -214,6 +215,7 @@ func (k *kernelActor) onLaunched(ctx actor.Context, m *launched) {
 		return
 	}
 	if k.phase == phaseStarting {
+		k.cfg.Metrics.Starts.Add(1)
 		// The gateway answers the POST once the kernel is in the published
 		// registry, so the client can use it as soon as it has its id.
 		ctx.Send(ctx.Parent(), &kernelUp{h: k.h, waiter: k.startWaiter})
@@ -285,6 +287,7 @@ func (k *kernelActor) onMessage(r zmq.Received) {
 				k.proc.Signal(syscall.SIGKILL)
 			}
 		default:
+			k.cfg.Metrics.BadKernelMessages.Add(1)
 			k.badSigs++
 			if k.badSigs&(k.badSigs-1) == 0 { // log the 1st, 2nd, 4th, 8th, …
 				k.log.Warn().Err(r.Err).Uint64("dropped", k.badSigs).Msg("dropped a malformed kernel message")
@@ -438,6 +441,7 @@ func (k *kernelActor) onExit(ctx actor.Context) {
 	case phaseTerminating:
 		k.finish(ctx, nil)
 	case phaseRestarting:
+		k.cfg.Metrics.Restarts.Add(1)
 		k.launch()
 	default:
 		if time.Since(k.upSince) > k.cfg.StableAfter {
@@ -448,6 +452,7 @@ func (k *kernelActor) onExit(ctx actor.Context) {
 			return
 		}
 		k.restarts++
+		k.cfg.Metrics.Restarts.Add(1)
 		k.phase = phaseRestarting
 		k.h.setState(StateRestarting)
 		k.broadcast(&kernelStatus{state: StateRestarting})

@@ -12,4 +12,10 @@ type Metrics struct {
 	BadKernelMessages  atomic.Uint64 // kernel messages dropped (bad signature, malformed)
 	KernelQueueDropped atomic.Uint64 // client messages dropped for a kernel that stopped reading
 	Culled             atomic.Uint64 // kernels shut down for inactivity
+	Starts             atomic.Uint64 // kernels started (first launches that came up)
+	StartFailures      atomic.Uint64 // kernels that failed to start
+	Restarts           atomic.Uint64 // restarts, automatic and requested
 }
+
+// Metrics returns the counters the actors update.
+func (g *Gateway) Metrics() *Metrics { return g.cfg.Metrics }

@@ -3,6 +3,8 @@ package http
 import (
 	"bufio"
 	"fmt"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
 	"io"
 	"net"
 	nethttp "net/http"
@@ -235,4 +237,60 @@ func TestSessions(t *testing.T) {
 	h.expect("GET", "/api/sessions/"+id, "", 404)
 	h.expect("DELETE", "/api/sessions/"+id, "", 404)
 	h.expect("GET", "/api/kernels/"+kernel["id"].(string), "", 404)
+}
+
+func TestMetricsMoveAsTheGatewayWorks(t *testing.T) {
+	h := newHarness(t, nil)
+	scrape := func() map[string]*dto.MetricFamily {
+		t.Helper()
+		status, body, hdr := h.do("GET", "/metrics", "", "Authorization", "")
+		testkit.Equal(t, status, 200)
+		testkit.True(t, strings.HasPrefix(hdr.Get("Content-Type"), "text/plain"), "content type %q", hdr.Get("Content-Type"))
+		var p expfmt.TextParser
+		fams, err := p.TextToMetricFamilies(strings.NewReader(string(body)))
+		testkit.NoError(t, err)
+		return fams
+	}
+	value := func(fams map[string]*dto.MetricFamily, name string, labels ...string) float64 {
+		t.Helper()
+		f, ok := fams[name]
+		if !ok {
+			return 0
+		}
+	next:
+		for _, m := range f.Metric {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, l := range m.Label {
+					if l.GetName() == labels[i] && l.GetValue() == labels[i+1] {
+						found = true
+					}
+				}
+				if !found {
+					continue next
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				return m.Counter.GetValue()
+			case m.Gauge != nil:
+				return m.Gauge.GetValue()
+			}
+		}
+		return 0
+	}
+	before := scrape()
+	testkit.True(t, value(before, "go_goroutines") > 0, "no Go runtime metrics")
+	id := h.startKernel()
+	w := h.dialWS(id, "m", true)
+	w.reply(w.execute("print(1)"), 30*time.Second)
+	h.expect("GET", "/api/kernels/nope-nope-nope-nope-nope", "", 404)
+	after := scrape()
+	testkit.Equal(t, value(after, "kernelgate_kernel_starts_total"), value(before, "kernelgate_kernel_starts_total")+1)
+	testkit.Equal(t, value(after, "kernelgate_kernels", "state", "idle", "kernelspec", "python3"), 1.0)
+	testkit.Equal(t, value(after, "kernelgate_websocket_connections"), 1.0)
+	testkit.True(t, value(after, "kernelgate_messages_to_clients_total") >= 4, "messages to clients did not move")
+	testkit.True(t, value(after, "kernelgate_messages_to_kernels_total") >= 1, "messages to kernels did not move")
+	testkit.Equal(t, value(after, "kernelgate_http_requests_total", "route", "kernels", "method", "POST", "status", "Created"), 1.0)
+	testkit.Equal(t, value(after, "kernelgate_http_requests_total", "route", "kernel", "status", "Not Found"), 1.0)
 }

@@ -31,6 +31,9 @@ type Config struct {
 	MaxBodySize int
 	// Access holds the user lists for the ?user= kernelspec filter.
 	Access kernelspecs.Access
+	// MetricsAuth puts /metrics behind the token (it is open by default,
+	// like the health endpoints).
+	MetricsAuth bool
 	// Websocket tunes kernel websockets.
 	Websocket WebsocketConfig
 	// Version is reported by GET /api.
@@ -45,6 +48,7 @@ type Server struct {
 	specs    *kernelspecs.Cache
 	sessions *sessionStore
 	srv      *fasthttp.Server
+	metrics  *metrics
 
 	wsWriteBuffers sync.Pool     // shared by idle websockets
 	badFrames      atomic.Uint64 // malformed client frames dropped
@@ -70,6 +74,7 @@ func New(cfg Config, gw *actors.Gateway, specs *kernelspecs.Cache) *Server {
 		cfg.Websocket.ReadLimit = 10 << 20
 	}
 	s := &Server{cfg: cfg, gw: gw, specs: specs, sessions: newSessionStore(), wsLive: make(map[*wsConn]struct{})}
+	s.metrics = newMetrics(gw, s.badFrames.Load)
 	s.srv = &fasthttp.Server{
 		Handler:            s.handle,
 		Name:               "kernelgate",
@@ -127,6 +132,7 @@ func (s *Server) untrack(c *wsConn) {
 
 // route is one matched request: the handler and the path parameters.
 type route struct {
+	name      string // the route's label in metrics
 	handler   func(*fasthttp.RequestCtx, []string) error
 	params    []string
 	public    bool // no token needed
@@ -138,30 +144,32 @@ type route struct {
 func (s *Server) match(segs []string) (route, bool) {
 	n := len(segs)
 	switch {
+	case n == 1 && segs[0] == "metrics":
+		return route{name: "metrics", handler: s.metricsHandler, public: true}, true
 	case n == 1 && segs[0] == "healthz":
-		return route{handler: s.healthz, public: true}, true
+		return route{name: "healthz", handler: s.healthz, public: true}, true
 	case n == 1 && segs[0] == "readyz":
-		return route{handler: s.readyz, public: true}, true
+		return route{name: "readyz", handler: s.readyz, public: true}, true
 	case n == 1 && segs[0] == "api":
-		return route{handler: s.apiVersion}, true
+		return route{name: "api", handler: s.apiVersion}, true
 	case n == 2 && segs[0] == "api" && segs[1] == "kernelspecs":
-		return route{handler: s.kernelspecList}, true
+		return route{name: "kernelspecs", handler: s.kernelspecList}, true
 	case n == 3 && segs[0] == "api" && segs[1] == "kernelspecs":
-		return route{handler: s.kernelspecGet, params: segs[2:]}, true
+		return route{name: "kernelspec", handler: s.kernelspecGet, params: segs[2:]}, true
 	case n == 3 && segs[0] == "kernelspecs":
-		return route{handler: s.kernelspecResource, params: segs[1:]}, true
+		return route{name: "kernelspec_resource", handler: s.kernelspecResource, params: segs[1:]}, true
 	case n == 2 && segs[0] == "api" && segs[1] == "kernels":
-		return route{handler: s.kernels}, true
+		return route{name: "kernels", handler: s.kernels}, true
 	case n == 3 && segs[0] == "api" && segs[1] == "kernels" && isKernelID(segs[2]):
-		return route{handler: s.kernel, params: segs[2:]}, true
+		return route{name: "kernel", handler: s.kernel, params: segs[2:]}, true
 	case n == 4 && segs[0] == "api" && segs[1] == "kernels" && isKernelID(segs[2]) && segs[3] == "channels":
-		return route{handler: s.channels, params: segs[2:], websocket: true}, true
+		return route{name: "channels", handler: s.channels, params: segs[2:], websocket: true}, true
 	case n == 4 && segs[0] == "api" && segs[1] == "kernels" && isKernelID(segs[2]) && (segs[3] == "interrupt" || segs[3] == "restart"):
-		return route{handler: s.kernelAction, params: segs[2:]}, true
+		return route{name: "kernel_action", handler: s.kernelAction, params: segs[2:]}, true
 	case n == 2 && segs[0] == "api" && segs[1] == "sessions":
-		return route{handler: s.sessionList}, true
+		return route{name: "sessions", handler: s.sessionList}, true
 	case n == 3 && segs[0] == "api" && segs[1] == "sessions":
-		return route{handler: s.session, params: segs[2:]}, true
+		return route{name: "session", handler: s.session, params: segs[2:]}, true
 	}
 	return route{}, false
 }
@@ -188,10 +196,11 @@ func isKernelID(s string) bool {
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
 	s.setCORS(ctx)
-	err := s.dispatch(ctx)
+	name, err := s.dispatch(ctx)
 	if err != nil {
 		writeError(ctx, err)
 	}
+	s.metrics.observe(name, string(ctx.Method()), ctx.Response.StatusCode(), time.Since(start))
 	ev := s.cfg.Logger.Info()
 	if ctx.Response.StatusCode() >= 500 {
 		ev = s.cfg.Logger.Warn().AnErr("error", err)
@@ -201,10 +210,11 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		Int("status", ctx.Response.StatusCode()).Dur("duration", time.Since(start)).Msg("request")
 }
 
-func (s *Server) dispatch(ctx *fasthttp.RequestCtx) error {
+// dispatch routes a request and returns the route's name for metrics.
+func (s *Server) dispatch(ctx *fasthttp.RequestCtx) (string, error) {
 	path := string(ctx.Path())
 	if !strings.HasPrefix(path+"/", s.cfg.BaseURL) {
-		return errorf(fasthttp.StatusNotFound, "")
+		return "unmatched", errorf(fasthttp.StatusNotFound, "")
 	}
 	var segs []string
 	for _, seg := range strings.Split(strings.Trim(path[len(s.cfg.BaseURL)-1:], "/"), "/") {
@@ -214,22 +224,22 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx) error {
 	}
 	r, ok := s.match(segs)
 	if !ok {
-		return errorf(fasthttp.StatusNotFound, "")
+		return "unmatched", errorf(fasthttp.StatusNotFound, "")
 	}
 	if ctx.IsOptions() {
 		ctx.SetStatusCode(fasthttp.StatusOK) // CORS preflight, never token-checked
-		return nil
+		return r.name, nil
 	}
 	if !s.originAllowed(ctx) {
 		if r.websocket {
-			return errorf(fasthttp.StatusForbidden, "cross-origin websocket refused")
+			return r.name, errorf(fasthttp.StatusForbidden, "cross-origin websocket refused")
 		}
-		return errorf(fasthttp.StatusNotFound, "cross-origin request refused")
+		return r.name, errorf(fasthttp.StatusNotFound, "cross-origin request refused")
 	}
 	if !r.public && !s.authorized(ctx) {
-		return errorf(fasthttp.StatusUnauthorized, "")
+		return r.name, errorf(fasthttp.StatusUnauthorized, "")
 	}
-	return r.handler(ctx, r.params)
+	return r.name, r.handler(ctx, r.params)
 }
 
 // authorized checks the token: ?token= first, and only when that is absent

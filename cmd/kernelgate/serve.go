@@ -57,6 +57,7 @@ type serveConfig struct {
 	HeartbeatTimeout  time.Duration
 	MaxBodySize       int
 	StopTimeout       time.Duration
+	MetricsAuth       bool
 
 	CullIdleTimeout time.Duration
 	CullInterval    time.Duration
@@ -127,6 +128,7 @@ func serveSettings(c *serveConfig, stderr io.Writer) *settings {
 	s.Int(&c.SessionBuffer, "session-buffer", 10000, "messages kept per session while no websocket is attached (oldest dropped)", "KERNELGATE_SESSION_BUFFER")
 	s.Int(&c.SessionBufferBytes, "session-buffer-bytes", 64<<20, "bytes kept per session while no websocket is attached", "KERNELGATE_SESSION_BUFFER_BYTES")
 	s.Seconds(&c.SessionExpiry, "session-expiry", 10*time.Minute, "seconds a session without a websocket keeps buffering for a reconnect", "KERNELGATE_SESSION_EXPIRY")
+	s.Bool(&c.MetricsAuth, "metrics-auth", false, "require the token on /metrics (open by default, like /healthz)", "KERNELGATE_METRICS_AUTH")
 	s.Seconds(&c.StopTimeout, "stop-timeout", 30*time.Second, "seconds to shut kernels down when the gateway stops", "KERNELGATE_STOP_TIMEOUT")
 	s.String(&c.LogLevel, "log-level", "info", "debug, info, warn or error", "KERNELGATE_LOG_LEVEL")
 	s.String(&c.LogFormat, "log-format", "json", "json or console", "KERNELGATE_LOG_FORMAT")
@@ -188,7 +190,8 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 		BaseURL: c.BaseURL, AuthToken: c.AuthToken, AllowOrigin: c.AllowOrigin, AllowCredentials: c.AllowCredentials,
 		AllowHeaders: c.AllowHeaders, AllowMethods: c.AllowMethods, ExposeHeaders: c.ExposeHeaders, MaxAge: c.MaxAge,
 		ListKernels: c.ListKernels, MaxBodySize: c.MaxBodySize, Access: access, Version: version, Logger: log,
-		Websocket: kghttp.WebsocketConfig{PingInterval: c.WSPingInterval, ReadLimit: int64(c.WSReadLimit)},
+		MetricsAuth: c.MetricsAuth,
+		Websocket:   kghttp.WebsocketConfig{PingInterval: c.WSPingInterval, ReadLimit: int64(c.WSReadLimit)},
 	}, gw, specs)
 
 	ln, err := listen(c.IP, c.Port, c.PortRetries)

@@ -1,0 +1,122 @@
+package http
+
+import (
+	"bytes"
+	"time"
+
+	"github.com/kernelgate/kernelgate/actors"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/common/expfmt"
+	"github.com/valyala/fasthttp"
+)
+
+// metrics is the Prometheus registry behind /metrics: Go runtime and
+// process metrics, HTTP requests, and the gateway's own state, read at
+// scrape time from the actors' counters and the published kernel list.
+type metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+func newMetrics(gw *actors.Gateway, badFrames func() uint64) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kernelgate_http_requests_total", Help: "HTTP requests by route, method and status.",
+		}, []string{"route", "method", "status"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "kernelgate_http_request_duration_seconds", Help: "HTTP request latency by route.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
+		}, []string{"route"}),
+	}
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.requests, m.latency, gatewayCollector{gw: gw, badFrames: badFrames})
+	return m
+}
+
+func (m *metrics) observe(route, method string, status int, d time.Duration) {
+	m.requests.WithLabelValues(route, method, fasthttp.StatusMessage(status)).Inc()
+	m.latency.WithLabelValues(route).Observe(d.Seconds())
+}
+
+var (
+	descKernels     = prometheus.NewDesc("kernelgate_kernels", "Kernels by execution state and kernelspec.", []string{"state", "kernelspec"}, nil)
+	descConnections = prometheus.NewDesc("kernelgate_websocket_connections", "Open kernel websockets.", nil, nil)
+	descCounters    = []struct {
+		desc *prometheus.Desc
+		get  func(*actors.Metrics) uint64
+	}{
+		{prometheus.NewDesc("kernelgate_kernel_starts_total", "Kernels started.", nil, nil), func(m *actors.Metrics) uint64 { return m.Starts.Load() }},
+		{prometheus.NewDesc("kernelgate_kernel_start_failures_total", "Kernels that failed to start.", nil, nil), func(m *actors.Metrics) uint64 { return m.StartFailures.Load() }},
+		{prometheus.NewDesc("kernelgate_kernel_restarts_total", "Kernel restarts, automatic and requested.", nil, nil), func(m *actors.Metrics) uint64 { return m.Restarts.Load() }},
+		{prometheus.NewDesc("kernelgate_kernels_culled_total", "Kernels shut down for inactivity.", nil, nil), func(m *actors.Metrics) uint64 { return m.Culled.Load() }},
+		{prometheus.NewDesc("kernelgate_messages_to_clients_total", "Kernel messages written to websockets.", nil, nil), func(m *actors.Metrics) uint64 { return m.MessagesToClients.Load() }},
+		{prometheus.NewDesc("kernelgate_messages_to_kernels_total", "Client messages sent to kernels.", nil, nil), func(m *actors.Metrics) uint64 { return m.MessagesToKernels.Load() }},
+		{prometheus.NewDesc("kernelgate_slow_consumers_total", "Websockets disconnected for falling behind.", nil, nil), func(m *actors.Metrics) uint64 { return m.SlowConsumers.Load() }},
+		{prometheus.NewDesc("kernelgate_session_buffer_dropped_total", "Messages dropped from full session buffers.", nil, nil), func(m *actors.Metrics) uint64 { return m.BufferDropped.Load() }},
+		{prometheus.NewDesc("kernelgate_bad_kernel_messages_total", "Kernel messages dropped for a bad signature or framing.", nil, nil), func(m *actors.Metrics) uint64 { return m.BadKernelMessages.Load() }},
+		{prometheus.NewDesc("kernelgate_kernel_queue_dropped_total", "Client messages dropped for a kernel that stopped reading.", nil, nil), func(m *actors.Metrics) uint64 { return m.KernelQueueDropped.Load() }},
+	}
+	descBadFrames = prometheus.NewDesc("kernelgate_bad_client_frames_total", "Malformed websocket frames from clients, dropped.", nil, nil)
+)
+
+// gatewayCollector reads the gateway at scrape time; nothing on the message
+// path pays for metrics beyond its atomic counters.
+type gatewayCollector struct {
+	gw        *actors.Gateway
+	badFrames func() uint64
+}
+
+func (c gatewayCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descKernels
+	ch <- descConnections
+	ch <- descBadFrames
+	for _, d := range descCounters {
+		ch <- d.desc
+	}
+}
+
+func (c gatewayCollector) Collect(ch chan<- prometheus.Metric) {
+	type key struct{ state, spec string }
+	counts := map[key]int{}
+	conns := 0
+	for _, k := range c.gw.Kernels() {
+		counts[key{k.ExecutionState, k.Name}]++
+		conns += k.Connections
+	}
+	for k, n := range counts {
+		ch <- prometheus.MustNewConstMetric(descKernels, prometheus.GaugeValue, float64(n), k.state, k.spec)
+	}
+	ch <- prometheus.MustNewConstMetric(descConnections, prometheus.GaugeValue, float64(conns))
+	ch <- prometheus.MustNewConstMetric(descBadFrames, prometheus.CounterValue, float64(c.badFrames()))
+	m := c.gw.Metrics()
+	for _, d := range descCounters {
+		ch <- prometheus.MustNewConstMetric(d.desc, prometheus.CounterValue, float64(d.get(m)))
+	}
+}
+
+// metricsHandler serves GET /metrics in the Prometheus text format.
+func (s *Server) metricsHandler(ctx *fasthttp.RequestCtx, _ []string) error {
+	if !ctx.IsGet() {
+		return errMethod
+	}
+	if s.cfg.MetricsAuth && !s.authorized(ctx) {
+		return errorf(fasthttp.StatusUnauthorized, "")
+	}
+	families, err := s.metrics.reg.Gather()
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	enc := expfmt.NewEncoder(&buf, expfmt.FmtText)
+	for _, f := range families {
+		if err := enc.Encode(f); err != nil {
+			return err
+		}
+	}
+	ctx.SetContentType(string(expfmt.FmtText))
+	ctx.SetBody(buf.Bytes())
+	return nil
+}
