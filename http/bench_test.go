@@ -93,7 +93,6 @@ func gatewaySynthetic(b *testing.B, v1, raw bool) *wsClient {
 	}
 }
 
-
 // BenchmarkIOPubThroughput: one cell emits b.N small stream messages; how
 // many per second reach the client, directly over ZMQ and through the
 // gateway's websocket in each framing.
