@@ -366,3 +366,48 @@ func TestPanicInOneKernelActorDisturbsNoOther(t *testing.T) {
 	testkit.Equal(t, r.ExecutionState, StateIdle)
 	testkit.Equal(t, len(h.g.Kernels()), 2)
 }
+
+func TestHungKernelIsKilledAndRestarted(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.HeartbeatInterval, c.HeartbeatTimeout = 200*time.Millisecond, time.Second })
+	m := h.start("python3", nil)
+	h.waitState(m.ID, StateIdle)
+	pid := h.kernelPID(m.ID)
+	testkit.NoError(t, syscall.Kill(pid, syscall.SIGSTOP)) // hung: alive, but its heartbeat stops
+	testkit.Eventually(t, 30*time.Second, func() error {
+		if p := findProcess("kernel-" + m.ID + ".json"); p == 0 || p == pid {
+			return errors.New("not restarted yet")
+		}
+		return nil
+	})
+	h.waitState(m.ID, StateIdle)
+	testkit.Equal(t, testkit.ProcessState(pid), "")
+}
+
+func TestConnectionFilesArePrivateAndKeysFresh(t *testing.T) {
+	h := newHarness(t, nil)
+	a, b := h.start("python3", nil), h.start("python3", nil)
+	st, err := os.Stat(h.runtime)
+	testkit.NoError(t, err)
+	testkit.Equal(t, st.Mode().Perm(), os.FileMode(0o700))
+	keys := map[string]bool{}
+	for _, id := range []string{a.ID, b.ID} {
+		path := filepath.Join(h.runtime, "kernel-"+id+".json")
+		st, err := os.Stat(path)
+		testkit.NoError(t, err)
+		testkit.Equal(t, st.Mode().Perm(), os.FileMode(0o600))
+		ci, err := zmq.ReadConnectionFile(path)
+		testkit.NoError(t, err)
+		testkit.True(t, len(ci.Key) >= 32, "short key %q", ci.Key)
+		keys[ci.Key] = true
+	}
+	testkit.Equal(t, len(keys), 2)
+}
+
+func TestUnwritableRuntimeDirFailsCleanly(t *testing.T) {
+	h := newHarness(t, nil)
+	testkit.NoError(t, os.MkdirAll(filepath.Dir(h.runtime), 0o755))
+	testkit.NoError(t, os.WriteFile(h.runtime, []byte("a file, not a directory"), 0o600))
+	_, err := h.g.StartKernel(StartRequest{Name: "python3"})
+	testkit.ErrorIs(t, err, proxy.ErrLaunch)
+	testkit.Equal(t, len(h.g.Kernels()), 0)
+}
