@@ -38,13 +38,6 @@ type ProcessProxy struct {
 	Config    map[string]any `json:"config"`
 }
 
-// ConfigString returns config[key] as a string ("" when absent or not a
-// string).
-func (p ProcessProxy) ConfigString(key string) string {
-	s, _ := p.Config[key].(string)
-	return s
-}
-
 // ErrInvalid reports a kernel.json that cannot be used.
 var ErrInvalid = errors.New("kernelspecs: invalid kernel.json")
 

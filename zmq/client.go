@@ -57,7 +57,6 @@ type Options struct {
 // Client holds one kernel's five channels. Send is safe for concurrent use,
 // although a single owner keeps message order well defined.
 type Client struct {
-	info    ConnectionInfo
 	signer  *Signer
 	opts    Options
 	sockets [5]zmq4.Socket
@@ -102,7 +101,7 @@ func Connect(ctx context.Context, ci ConnectionInfo, opts Options) (*Client, err
 		opts.Logger = log.New(io.Discard, "", 0)
 	}
 	sctx, cancel := context.WithCancel(withLimits(context.Background(), opts.Limits))
-	c := &Client{info: ci, signer: signer, opts: opts, cancel: cancel, hbReply: make(chan []byte, 1)}
+	c := &Client{signer: signer, opts: opts, cancel: cancel, hbReply: make(chan []byte, 1)}
 	if opts.Deliver == nil {
 		c.inbox = make(chan Received, opts.InboxSize)
 	}
@@ -165,12 +164,6 @@ func (c *Client) abort() {
 	}
 }
 
-// Info returns the connection info the client was made from.
-func (c *Client) Info() ConnectionInfo { return c.info }
-
-// Signer returns the signer for the kernel's key.
-func (c *Client) Signer() *Signer { return c.signer }
-
 // Identity returns the routing identity of shell, control and stdin.
 func (c *Client) Identity() string { return c.opts.Identity }
 
@@ -183,18 +176,13 @@ func (c *Client) Dropped() uint64 { return c.dropped.Load() }
 
 // Send signs m and sends it on ch (shell, control or stdin).
 func (c *Client) Send(ch Channel, m *Message) error {
-	return c.SendFrames(ch, c.signer.Serialize(m))
-}
-
-// SendFrames sends already serialized wire frames on ch.
-func (c *Client) SendFrames(ch Channel, frames [][]byte) error {
 	if c.closing.Load() {
 		return ErrClosed
 	}
 	if ch > Stdin {
 		return fmt.Errorf("zmq: cannot send on %s", ch)
 	}
-	if err := c.sockets[ch].SendMulti(zmq4.NewMsgFrom(frames...)); err != nil {
+	if err := c.sockets[ch].SendMulti(zmq4.NewMsgFrom(c.signer.Serialize(m)...)); err != nil {
 		return fmt.Errorf("%w: send on %s: %w", ErrSocket, ch, err)
 	}
 	return nil
