@@ -65,12 +65,10 @@ type kernelActor struct {
 	closeReason string // what the websockets' close frames say
 }
 
-// outbound is a client message on its way to the kernel, or, with m nil,
-// a marker: the writer closes flushed once everything before it is sent.
+// outbound is a client message on its way to the kernel.
 type outbound struct {
-	ch      zmq.Channel
-	m       *zmq.Message
-	flushed chan struct{}
+	ch zmq.Channel
+	m  *zmq.Message
 }
 
 func (k *kernelActor) Receive(ctx actor.Context) {
@@ -309,7 +307,6 @@ func (k *kernelActor) onMessage(r zmq.Received) {
 		for _, ob := range held {
 			k.toKernel(ob)
 		}
-		k.h.direct.Store(k.client)
 	}
 	if r.Channel != zmq.IOPub {
 		if !k.ready.IsProbeReply(r.Msg) {
@@ -466,7 +463,6 @@ func (k *kernelActor) onExit(ctx actor.Context) {
 
 // release closes the channels and cleans up the process of this launch.
 func (k *kernelActor) release() {
-	k.h.direct.Store(nil) // readers fall back to the actor before the client goes
 	if k.out != nil {
 		close(k.out)
 		k.out = nil
