@@ -60,13 +60,11 @@ func clientEnv(raw map[string]any, allowed []string) (map[string]string, error) 
 	return out, nil
 }
 
-// launchTimeout is KERNEL_LAUNCH_TIMEOUT (seconds) when the client set a
-// usable value, else def.
-func launchTimeout(env map[string]string, def time.Duration) time.Duration {
-	if s, ok := env["KERNEL_LAUNCH_TIMEOUT"]; ok {
-		if f, err := strconv.ParseFloat(s, 64); err == nil && f > 0 && f < 24*3600 {
-			return time.Duration(f * float64(time.Second))
-		}
+// launchTimeout is a KERNEL_LAUNCH_TIMEOUT value (seconds) when it is
+// usable, else def.
+func launchTimeout(value string, def time.Duration) time.Duration {
+	if f, err := strconv.ParseFloat(value, 64); err == nil && f > 0 && f < 24*3600 {
+		return time.Duration(f * float64(time.Second))
 	}
 	return def
 }

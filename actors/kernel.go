@@ -139,7 +139,7 @@ func (k *kernelActor) launch() {
 	k.gen++
 	gen, self, sys := k.gen, k.self, k.sys
 	k.ready = zmq.Readiness{Session: "kernelgate-" + k.h.id, Username: "kernelgate"}
-	timeout := launchTimeout(k.env, k.cfg.LaunchTimeout)
+	timeout := launchTimeout(k.env["KERNEL_LAUNCH_TIMEOUT"], k.cfg.LaunchTimeout)
 	req := proxy.LaunchRequest{KernelID: k.h.id, Spec: k.spec, Env: k.env, Logger: k.log}
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)

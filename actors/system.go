@@ -78,10 +78,8 @@ func (g *Gateway) request(pid *actor.PID, msg any, timeout time.Duration) (any, 
 // StartKernel admits req and waits until the kernel is launched and its
 // channels are connected.
 func (g *Gateway) StartKernel(req StartRequest) (Model, error) {
-	timeout := g.cfg.LaunchTimeout
-	if s, ok := req.Env["KERNEL_LAUNCH_TIMEOUT"].(string); ok {
-		timeout = max(timeout, launchTimeout(map[string]string{"KERNEL_LAUNCH_TIMEOUT": s}, timeout))
-	}
+	s, _ := req.Env["KERNEL_LAUNCH_TIMEOUT"].(string)
+	timeout := max(g.cfg.LaunchTimeout, launchTimeout(s, g.cfg.LaunchTimeout))
 	res, err := g.request(g.pid, &startKernel{req: req}, timeout+10*time.Second)
 	if err != nil {
 		return Model{}, err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"os/signal"
 	"syscall"
 
@@ -15,12 +14,8 @@ func runBenchKernel(args []string, _, stderr io.Writer) int {
 	s := newSettings("bench-kernel", stderr)
 	var connFile string
 	s.String(&connFile, "f", "", "the kernel's connection file", "KERNELGATE_CONNECTION_FILE")
-	if err := s.parse(args, os.LookupEnv); err != nil {
-		if err == flagHelp {
-			return 0
-		}
-		fmt.Fprintln(stderr, "kernelgate bench-kernel:", err)
-		return 2
+	if code, ok := s.load(args); !ok {
+		return code
 	}
 	if connFile == "" {
 		fmt.Fprintln(stderr, "kernelgate bench-kernel: -f <connection file> is required")

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -137,12 +136,8 @@ func serveSettings(c *serveConfig, stderr io.Writer) *settings {
 
 func runServe(args []string, stdout, stderr io.Writer) int {
 	var c serveConfig
-	if err := serveSettings(&c, stderr).parse(args, os.LookupEnv); err != nil {
-		if errors.Is(err, flagHelp) {
-			return 0
-		}
-		fmt.Fprintln(stderr, "kernelgate serve:", err)
-		return 2
+	if code, ok := serveSettings(&c, stderr).load(args); !ok {
+		return code
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -63,16 +64,10 @@ func (s *settings) List(p *[]string, name string, def []string, usage string, en
 	s.add((*listValue)(p), name, usage, env...)
 }
 
-// flagHelp reports that --help was asked for and answered.
-var flagHelp = flag.ErrHelp
-
 // parse reads flags, then fills what no flag set from the environment.
 func (s *settings) parse(args []string, lookupEnv func(string) (string, bool)) error {
 	s.fs.Usage = func() { s.usage(s.fs.Output()) }
 	if err := s.fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return flagHelp
-		}
 		return err
 	}
 	if s.fs.NArg() > 0 {
@@ -94,6 +89,21 @@ func (s *settings) parse(args []string, lookupEnv func(string) (string, bool)) e
 		}
 	}
 	return nil
+}
+
+// load parses args and the environment for a subcommand. When it returns
+// false the subcommand exits with code: 0 after --help, 2 after an error,
+// which it has reported on stderr.
+func (s *settings) load(args []string) (code int, ok bool) {
+	err := s.parse(args, os.LookupEnv)
+	switch {
+	case err == nil:
+		return 0, true
+	case errors.Is(err, flag.ErrHelp):
+		return 0, false
+	}
+	fmt.Fprintf(s.fs.Output(), "kernelgate %s: %v\n", s.fs.Name(), err)
+	return 2, false
 }
 
 // usage lists every setting with its variable, default and meaning.
