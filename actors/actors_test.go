@@ -20,6 +20,14 @@ import (
 	"github.com/rs/zerolog"
 )
 
+// testPorts is shared by every harness of this package, so kernels of one
+// test and the next never get the same port.
+var testPorts = func() *zmq.PortAllocator {
+	a := zmq.NewPortAllocator("127.0.0.1", time.Minute)
+	a.Low, a.High = testkit.PortRange("actors")
+	return a
+}()
+
 // harness is a Gateway over real local kernels with a kernelspec dir of
 // its own.
 type harness struct {
@@ -67,7 +75,7 @@ func newHarness(t *testing.T, mod func(*Config)) *harness {
 		ShutdownWait:      2 * time.Second,
 		Specs:             kernelspecs.NewCache(kernelspecs.CacheOptions{Path: []string{root}, Default: "python3", Logger: log}),
 		Proxies: proxy.NewRegistry(&local.Provisioner{
-			Ports: zmq.NewPortAllocator("127.0.0.1", time.Minute), RuntimeDir: runtime}),
+			Ports: testPorts, RuntimeDir: runtime}),
 		Logger: log,
 	}
 	if mod != nil {

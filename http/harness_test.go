@@ -21,6 +21,13 @@ import (
 	"github.com/rs/zerolog"
 )
 
+// testPorts is shared by every harness and benchmark of this package.
+var testPorts = func() *zmq.PortAllocator {
+	a := zmq.NewPortAllocator("127.0.0.1", time.Minute)
+	a.Low, a.High = testkit.PortRange("http")
+	return a
+}()
+
 // harness is a gateway with its HTTP server on 127.0.0.1:0, real local
 // kernels, and a kernelspec directory of its own.
 type harness struct {
@@ -58,7 +65,7 @@ func newHarness(t testing.TB, mod func(*Config, *actors.Config)) *harness {
 	}
 	cache := kernelspecs.NewCache(kernelspecs.CacheOptions{Path: []string{root}, Default: "python3", Logger: log})
 	access := kernelspecs.Access{Unauthorized: []string{"root"}}
-	lp := &local.Provisioner{Ports: zmq.NewPortAllocator("127.0.0.1", time.Minute), RuntimeDir: filepath.Join(t.TempDir(), "rt")}
+	lp := &local.Provisioner{Ports: testPorts, RuntimeDir: filepath.Join(t.TempDir(), "rt")}
 	reg := proxy.NewRegistry(lp)
 	reg.Register(lp, local.ClassNames...)
 	acfg := actors.Config{MaxKernelsPerUser: -1, Access: access, BaseEnvs: []string{"PATH", "HOME"}, DefaultUsername: "tester",

@@ -12,6 +12,7 @@ import (
 
 func TestConnectionFileRoundTripIsPrivate(t *testing.T) {
 	a := NewPortAllocator("127.0.0.1", time.Minute)
+	a.Low, a.High = testkit.PortRange("zmq")
 	ci, err := NewConnectionInfo(a, "python3")
 	testkit.NoError(t, err)
 	path := filepath.Join(t.TempDir(), "kernel-1.json")
@@ -65,6 +66,7 @@ func TestReadConnectionFileRejectsGarbage(t *testing.T) {
 
 func TestPortAllocatorNeverHandsOutAPortTwice(t *testing.T) {
 	a := NewPortAllocator("127.0.0.1", time.Minute)
+	a.Low, a.High = testkit.PortRange("zmq")
 	var mu sync.Mutex
 	seen := make(map[int]bool)
 	var wg sync.WaitGroup

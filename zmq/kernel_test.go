@@ -11,7 +11,11 @@ import (
 	"github.com/kernelgate/kernelgate/internal/testkit"
 )
 
-var testPorts = NewPortAllocator("127.0.0.1", time.Minute)
+var testPorts = func() *PortAllocator {
+	a := NewPortAllocator("127.0.0.1", time.Minute)
+	a.Low, a.High = testkit.PortRange("zmq")
+	return a
+}()
 
 // testKernel is a real ipykernel with a connected Client.
 type testKernel struct {

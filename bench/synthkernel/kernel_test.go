@@ -13,7 +13,9 @@ import (
 
 func start(t *testing.T) (*zmq.Client, <-chan error) {
 	t.Helper()
-	ci, err := zmq.NewConnectionInfo(zmq.NewPortAllocator("127.0.0.1", time.Minute), "synthetic")
+	ports := zmq.NewPortAllocator("127.0.0.1", time.Minute)
+	ports.Low, ports.High = testkit.PortRange("synthkernel")
+	ci, err := zmq.NewConnectionInfo(ports, "synthetic")
 	testkit.NoError(t, err)
 	path := filepath.Join(t.TempDir(), "k.json")
 	testkit.NoError(t, zmq.WriteConnectionFile(path, ci))

@@ -219,6 +219,12 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 	}
 	stopSpecs()
 	srv.Shutdown()
+	// fasthttp closes only listeners its Serve has registered; a stop that
+	// comes before Serve got that far would leave it accepting forever.
+	ln.Close()
+	if serveFailed := err != nil; !serveFailed {
+		<-serveErr
+	}
 	closeErr := gw.Close(c.StopTimeout)
 	<-specsDone
 	if err == nil {

@@ -164,3 +164,22 @@ func Stop(t testing.TB, pid int) {
 	})
 	t.Cleanup(func() { syscall.Kill(-pid, syscall.SIGCONT) })
 }
+
+// PortRange gives each test package that starts kernels a range of kernel
+// ports of its own. `go test ./...` runs packages as parallel processes, and
+// a port allocator only knows its own process: two processes could hand the
+// same port to two kernels, and a client would then dial the other kernel's
+// socket (seen as a stdin that never delivers input_request).
+func PortRange(pkg string) (low, high int) {
+	switch pkg {
+	case "zmq":
+		return 20000, 21999
+	case "actors":
+		return 22000, 23999
+	case "http":
+		return 24000, 26999
+	case "synthkernel":
+		return 27000, 27999
+	}
+	panic("testkit: no port range for package " + pkg) // a test setup error
+}
