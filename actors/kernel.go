@@ -65,10 +65,12 @@ type kernelActor struct {
 	closeReason string // what the websockets' close frames say
 }
 
-// outbound is a client message on its way to the kernel.
+// outbound is a client message on its way to the kernel, or, with m nil,
+// a marker: the writer closes flushed once everything before it is sent.
 type outbound struct {
-	ch zmq.Channel
-	m  *zmq.Message
+	ch      zmq.Channel
+	m       *zmq.Message
+	flushed chan struct{}
 }
 
 func (k *kernelActor) Receive(ctx actor.Context) {
@@ -307,6 +309,7 @@ func (k *kernelActor) onMessage(r zmq.Received) {
 		for _, ob := range held {
 			k.toKernel(ob)
 		}
+		k.h.direct.Store(k.client)
 	}
 	if r.Channel != zmq.IOPub {
 		if !k.ready.IsProbeReply(r.Msg) {
@@ -463,6 +466,7 @@ func (k *kernelActor) onExit(ctx actor.Context) {
 
 // release closes the channels and cleans up the process of this launch.
 func (k *kernelActor) release() {
+	k.h.direct.Store(nil) // readers fall back to the actor before the client goes
 	if k.out != nil {
 		close(k.out)
 		k.out = nil

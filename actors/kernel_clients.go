@@ -8,11 +8,14 @@ import (
 
 // Messages between a kernel actor, its sessions and the websockets' readers.
 type (
-	// clientMsg is a message a client sent on its websocket.
+	// clientMsg is a message a client sent on its websocket; with m nil it
+	// is a marker whose flushed channel closes once everything the client
+	// sent before has gone to the kernel.
 	clientMsg struct {
 		session *actor.PID
 		ch      zmq.Channel
 		m       *zmq.Message
+		flushed chan struct{}
 	}
 	// sessionGone: a session without a websocket expired.
 	sessionGone struct{ id string }
@@ -56,6 +59,17 @@ func (k *kernelActor) dropSession(id string) {
 // (replies are routed back by it) and sends the message on, or holds it
 // until the kernel is ready.
 func (k *kernelActor) fromClient(m *clientMsg) {
+	if m.m == nil { // a marker keeps its place in line
+		if k.out == nil || !k.ready.Ready() {
+			k.held = append(k.held, outbound{flushed: m.flushed})
+			return
+		}
+		select {
+		case k.out <- outbound{flushed: m.flushed}:
+		default: // the kernel is not reading: the reader gives up waiting and stays on this path
+		}
+		return
+	}
 	if sess := m.m.Head().Session; sess != "" && m.session != nil {
 		if len(k.routes) < 4*len(k.sessions)+64 { // bounded: a client cannot grow it at will
 			k.routes[sess] = m.session
@@ -87,6 +101,10 @@ func (k *kernelActor) toKernel(ob outbound) {
 // when the launch's queue is closed.
 func writeToKernel(c *zmq.Client, out <-chan outbound, metrics *Metrics, log zerolog.Logger) {
 	for ob := range out {
+		if ob.m == nil {
+			close(ob.flushed)
+			continue
+		}
 		if err := c.Send(ob.ch, ob.m); err != nil {
 			log.Debug().Err(err).Msg("send to kernel failed")
 			continue

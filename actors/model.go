@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/kernelgate/kernelgate/zmq"
 )
 
 // Execution states, as clients know them.
@@ -40,6 +41,10 @@ type kernelHandle struct {
 	state        atomic.Pointer[string]
 	lastActivity atomic.Int64 // unix nanoseconds
 	connections  atomic.Int32
+	// direct is the current launch's client while the kernel is ready:
+	// websocket readers that have caught up send on it themselves (see
+	// Attachment.Send); nil while starting or restarting.
+	direct atomic.Pointer[zmq.Client]
 }
 
 func newKernelHandle(id, name, username string, pid *actor.PID) *kernelHandle {
