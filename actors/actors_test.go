@@ -123,14 +123,23 @@ func (h *harness) kernelPID(id string) int {
 }
 
 func findProcess(arg string) int {
+	pids := findProcesses(arg)
+	if len(pids) == 0 {
+		return 0
+	}
+	return pids[len(pids)-1]
+}
+
+// findProcesses lists the processes whose command line contains arg.
+func findProcesses(arg string) []int {
 	out, _ := exec.Command("pgrep", "-f", arg).Output()
-	var pid int
+	var pids []int
 	for _, f := range strings.Fields(string(out)) {
 		if p := atoi(f); p > 0 {
-			pid = p
+			pids = append(pids, p)
 		}
 	}
-	return pid
+	return pids
 }
 
 func atoi(s string) int {

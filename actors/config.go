@@ -75,6 +75,20 @@ type Config struct {
 	CullConnected   bool
 	CullBusy        bool
 
+	// Pools is the number of warm kernels to keep per kernelspec name; it
+	// overrides a kernelspec's metadata.kernelgate.pool_size.
+	Pools map[string]int
+	// PoolLaunches bounds pooled launches in flight across all pools, so a
+	// burst of takes does not fork-bomb the host. Default 2.
+	PoolLaunches int
+	// PoolRefillDelay is how long after a take its pool starts a
+	// replacement. Default 0.5 s; negative means at once.
+	PoolRefillDelay time.Duration
+	// PoolIgnoredEnv are client variables a pooled kernel may ignore: a
+	// request whose env has nothing else besides KERNEL_USERNAME is served
+	// from the pool.
+	PoolIgnoredEnv []string
+
 	// Metrics receives the counters; default a fresh set.
 	Metrics *Metrics
 
@@ -98,6 +112,7 @@ func (c *Config) applyDefaults() {
 	def(&c.HeartbeatTimeout, 30*time.Second)
 	def(&c.KernelInfoTimeout, 60*time.Second)
 	def(&c.SessionExpiry, 10*time.Minute)
+	def(&c.PoolRefillDelay, 500*time.Millisecond)
 	if c.CullInterval <= 0 {
 		c.CullInterval = 300 * time.Second
 	}
@@ -113,6 +128,7 @@ func (c *Config) applyDefaults() {
 	defInt(&c.SessionBuffer, 10000)
 	defInt(&c.SessionBufferBytes, 64<<20)
 	defInt(&c.KernelQueue, 1024)
+	defInt(&c.PoolLaunches, 2)
 	if c.WebsocketQueueBytes <= 0 {
 		c.WebsocketQueueBytes = 64 << 20
 	}

@@ -3,9 +3,11 @@ package actors
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/google/uuid"
+	"github.com/kernelgate/kernelgate/kernelspecs"
 )
 
 // gatewayActor is the registry of kernels and the admission point: limits
@@ -22,6 +24,10 @@ type gatewayActor struct {
 	byPID    map[string]string     // kernel actor id → kernel id
 	draining bool
 	drainers []*actor.PID
+
+	pools      map[string]*pool         // kernelspec → its warm pool
+	pooled     map[string]*kernelHandle // kernel id → unclaimed pooled kernel
+	nextRefill time.Time                // when the earliest refill timer fires; zero if none
 }
 
 func (g *gatewayActor) Receive(ctx actor.Context) {
@@ -30,10 +36,23 @@ func (g *gatewayActor) Receive(ctx actor.Context) {
 		if g.cfg.CullIdleTimeout > 0 {
 			ctx.Spawn(actor.PropsFromProducer(func() actor.Actor { return &cullerActor{cfg: g.cfg, reg: g.reg} }))
 		}
+		g.refill(ctx)
 	case *startKernel:
-		if err := g.start(ctx, m.req); err != nil {
+		if err := g.start(ctx, m.req, ctx.Sender()); err != nil {
 			ctx.Respond(&started{err: err})
 		}
+	case *claimFailed:
+		if user, ok := g.pending[m.id]; ok {
+			delete(g.pending, m.id)
+			g.byUser[user]--
+		}
+		if err := g.start(ctx, m.req, m.waiter); err != nil {
+			ctx.Send(m.waiter, &started{err: err})
+		}
+	case *poolReady:
+		g.poolReadied(ctx, m.id)
+	case *poolTick:
+		g.onPoolTick(ctx, m.at)
 	case *kernelUp:
 		if _, ok := g.pending[m.h.id]; ok {
 			delete(g.pending, m.h.id)
@@ -59,6 +78,7 @@ func (g *gatewayActor) Receive(ctx actor.Context) {
 		}
 	case *drain:
 		g.draining = true
+		g.publishPools()
 		g.drainers = append(g.drainers, ctx.Sender())
 		for _, pid := range g.children {
 			ctx.Request(pid, &shutdownKernel{})
@@ -82,7 +102,9 @@ func (g *gatewayActor) forget(ctx actor.Context, id string) {
 		delete(g.byPID, pid.Id)
 		delete(g.children, id)
 	}
+	g.poolForget(id)
 	g.checkDrained()
+	g.refill(ctx)
 }
 
 func (g *gatewayActor) checkDrained() {
@@ -99,9 +121,10 @@ func (g *gatewayActor) publish(f func(*registry) *registry) {
 	g.reg.snapshot.Store(f(g.reg.snapshot.Load()))
 }
 
-// start admits a request and spawns its kernel actor, which answers the
-// requester itself once the kernel is up (or failed).
-func (g *gatewayActor) start(ctx actor.Context, req StartRequest) error {
+// start admits a request and hands it a warm kernel when one fits, else
+// spawns a kernel actor for it; the kernel actor answers waiter itself once
+// the kernel is up (or failed).
+func (g *gatewayActor) start(ctx actor.Context, req StartRequest, waiter *actor.PID) error {
 	if g.draining {
 		return ErrUnavailable
 	}
@@ -129,31 +152,60 @@ func (g *gatewayActor) start(ctx actor.Context, req StartRequest) error {
 		return fmt.Errorf("%w: user '%s' is not authorized to start kernel '%s'; "+
 			"ensure KERNEL_USERNAME is set to an appropriate value and retry the request", ErrForbidden, user, spec.DisplayName)
 	}
-	id := env["KERNEL_ID"]
-	if id == "" {
-		id = uuid.NewString()
-	}
-	if _, dup := g.children[id]; dup {
-		return fmt.Errorf("%w: a kernel with id %s already exists", ErrConflict, id)
-	}
-	if max := g.cfg.MaxKernels; max > 0 && len(g.children) >= max {
-		return fmt.Errorf("%w: a max kernels limit has been set to %d and there are currently %d active and pending kernels",
-			ErrLimit, max, len(g.children))
-	}
 	if max := g.cfg.MaxKernelsPerUser; max >= 0 && g.byUser[user] >= max {
 		return fmt.Errorf("%w: a max kernels per user limit has been set to %d and user '%s' currently has %d active and pending kernels",
 			ErrLimit, max, user, g.byUser[user])
 	}
-	prov, err := g.cfg.Proxies.For(spec)
-	if err != nil {
+	if g.poolable(env) {
+		if h := g.takeWarm(spec.Name); h != nil {
+			h.username = user // before it is published: no reader yet
+			g.pending[h.id] = user
+			g.byUser[user]++
+			g.cfg.Metrics.PoolTakes.Add(1)
+			ctx.Send(h.pid, &claim{user: user, req: req, waiter: waiter})
+			// The refill waits a moment: on a small host a booting kernel
+			// would slow the taker's first round trips.
+			g.scheduleRefill(time.Now().Add(g.cfg.PoolRefillDelay))
+			return nil
+		}
+	}
+	id := env["KERNEL_ID"]
+	if id == "" {
+		id = newKernelID()
+	}
+	if _, dup := g.children[id]; dup {
+		return fmt.Errorf("%w: a kernel with id %s already exists", ErrConflict, id)
+	}
+	// A warm kernel yields its place to a kernel someone asked for.
+	if max := g.cfg.MaxKernels; max > 0 && len(g.children) >= max && !g.retireWarm(ctx) {
+		return fmt.Errorf("%w: a max kernels limit has been set to %d and there are currently %d active and pending kernels",
+			ErrLimit, max, len(g.children))
+	}
+	if _, err := g.spawn(ctx, spec, id, user, kernelEnv(g.cfg, spec, env, id, user), waiter, false); err != nil {
 		return err
 	}
-	log := g.cfg.Logger.With().Str("kernel_id", id).Str("kernelspec", spec.Name).Str("username", user).Logger()
+	g.pending[id] = user
+	g.byUser[user]++
+	return nil
+}
+
+// spawn starts a kernel actor for spec; waiter, if any, is answered once
+// the kernel is up.
+func (g *gatewayActor) spawn(ctx actor.Context, spec kernelspecs.Spec, id, user string, env map[string]string,
+	waiter *actor.PID, pooled bool) (*kernelHandle, error) {
+	prov, err := g.cfg.Proxies.For(spec)
+	if err != nil {
+		return nil, err
+	}
+	log := g.cfg.Logger.With().Str("kernel_id", id).Str("kernelspec", spec.Name).Logger()
+	if !pooled {
+		log = log.With().Str("username", user).Logger()
+	}
 	h := newKernelHandle(id, spec.Name, user, nil)
 	k := &kernelActor{
-		cfg: g.cfg, prov: prov, spec: spec, h: h, log: log,
-		env:         kernelEnv(g.cfg, spec, env, id, user),
-		startWaiter: ctx.Sender(),
+		cfg: g.cfg, prov: prov, spec: spec, h: h, log: log, env: env,
+		pooled:      pooled,
+		startWaiter: waiter,
 		sessions:    make(map[string]*actor.PID),
 		routes:      make(map[string]*actor.PID),
 	}
@@ -161,13 +213,17 @@ func (g *gatewayActor) start(ctx actor.Context, req StartRequest) error {
 		actor.WithReceiverMiddleware(logPanics(log)))
 	pid, err := ctx.SpawnNamed(props, "kernel-"+id)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrConflict, err)
+		return nil, fmt.Errorf("%w: %w", ErrConflict, err)
 	}
 	h.pid = pid
 	g.children[id] = pid
 	g.byPID[pid.Id] = id
-	g.pending[id] = user
-	g.byUser[user]++
-	log.Info().Msg("kernel starting")
-	return nil
+	if pooled {
+		log.Info().Msg("pooled kernel starting")
+	} else {
+		log.Info().Msg("kernel starting")
+	}
+	return h, nil
 }
+
+func newKernelID() string { return uuid.NewString() }

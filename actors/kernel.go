@@ -35,8 +35,12 @@ type kernelActor struct {
 	h    *kernelHandle
 	log  zerolog.Logger
 
-	self *actor.PID
-	sys  *actor.ActorSystem
+	self   *actor.PID
+	parent *actor.PID
+	sys    *actor.ActorSystem
+	// pooled is true until the kernel is claimed from its warm pool: it
+	// tells the gateway when it is ready, and dies rather than restarts.
+	pooled bool
 
 	phase    phase
 	gen      uint64 // current launch; bumped by every launch
@@ -76,8 +80,10 @@ type outbound struct {
 func (k *kernelActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		k.self, k.sys = ctx.Self(), ctx.ActorSystem()
+		k.self, k.parent, k.sys = ctx.Self(), ctx.Parent(), ctx.ActorSystem()
 		k.launch()
+	case *claim:
+		k.claim(ctx, m)
 	case *launched:
 		k.onLaunched(ctx, m)
 	case *zmqIn:
@@ -216,7 +222,7 @@ func (k *kernelActor) onLaunched(ctx actor.Context, m *launched) {
 		k.requestShutdown(false)
 		return
 	}
-	if k.phase == phaseStarting {
+	if k.phase == phaseStarting && !k.pooled {
 		k.cfg.Metrics.Starts.Add(1)
 		// The gateway answers the POST once the kernel is in the published
 		// registry, so the client can use it as soon as it has its id.
@@ -228,6 +234,22 @@ func (k *kernelActor) onLaunched(ctx actor.Context, m *launched) {
 	k.nudge()
 	k.schedule(k.cfg.HeartbeatInterval, &hbTick{gen: k.gen})
 	k.log.Info().Msg("kernel up")
+}
+
+// claim hands this warm pooled kernel to a start request: the gateway
+// lists it and answers the request on *kernelUp. A kernel that is no
+// longer fit (it is dying) sends the request back to be served afresh.
+func (k *kernelActor) claim(ctx actor.Context, m *claim) {
+	if !k.pooled || k.phase != phaseRunning || !k.ready.Ready() {
+		ctx.Send(k.parent, &claimFailed{id: k.h.id, req: m.req, waiter: m.waiter})
+		return
+	}
+	k.pooled = false
+	k.log = k.log.With().Str("username", m.user).Logger()
+	k.h.touch()
+	k.cfg.Metrics.Starts.Add(1)
+	ctx.Send(k.parent, &kernelUp{h: k.h, waiter: m.waiter})
+	k.log.Info().Msg("kernel taken from its pool")
 }
 
 // answerStart fails the POST still waiting for this kernel, if any.
@@ -304,6 +326,9 @@ func (k *kernelActor) onMessage(r zmq.Received) {
 			k.h.setState(StateIdle)
 		}
 		k.answerRestarts(nil)
+		if k.pooled {
+			k.sys.Root.Send(k.parent, &poolReady{id: k.h.id})
+		}
 		held := k.held
 		k.held = nil
 		for _, ob := range held {
@@ -449,6 +474,10 @@ func (k *kernelActor) onExit(ctx actor.Context) {
 	default:
 		if time.Since(k.upSince) > k.cfg.StableAfter {
 			k.restarts = 0
+		}
+		if k.pooled {
+			k.die(ctx, fmt.Errorf("%w while waiting in its pool: %v", ErrKernelDied, exitErr))
+			return
 		}
 		if k.restarts >= k.cfg.RestartLimit {
 			k.die(ctx, fmt.Errorf("%w: restarted %d times in a row, last exit: %v", ErrKernelDied, k.restarts, exitErr))

@@ -15,6 +15,7 @@ type Metrics struct {
 	Starts             atomic.Uint64 // kernels started (first launches that came up)
 	StartFailures      atomic.Uint64 // kernels that failed to start
 	Restarts           atomic.Uint64 // restarts, automatic and requested
+	PoolTakes          atomic.Uint64 // starts served by a warm pooled kernel
 }
 
 // Metrics returns the counters the actors update.

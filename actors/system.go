@@ -20,6 +20,7 @@ type Gateway struct {
 	sys      *actor.ActorSystem
 	pid      *actor.PID
 	snapshot atomic.Pointer[registry]
+	pools    atomic.Pointer[[]PoolStats]
 
 	closeOnce sync.Once
 	closeErr  error
@@ -49,6 +50,8 @@ func New(cfg Config) *Gateway {
 			byUser:   make(map[string]int),
 			children: make(map[string]*actor.PID),
 			byPID:    make(map[string]string),
+			pools:    make(map[string]*pool),
+			pooled:   make(map[string]*kernelHandle),
 		}
 	},
 		actor.WithSupervisor(resumeSupervisor{maxFailures: 10, window: time.Minute}),

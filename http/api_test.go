@@ -3,8 +3,6 @@ package http
 import (
 	"bufio"
 	"fmt"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
 	"io"
 	"net"
 	nethttp "net/http"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/kernelgate/kernelgate/actors"
 	"github.com/kernelgate/kernelgate/internal/testkit"
+	"github.com/kernelgate/kernelgate/zmq"
 )
 
 func TestKernelspecEndpoints(t *testing.T) {
@@ -241,44 +240,8 @@ func TestSessions(t *testing.T) {
 
 func TestMetricsMoveAsTheGatewayWorks(t *testing.T) {
 	h := newHarness(t, nil)
-	scrape := func() map[string]*dto.MetricFamily {
-		t.Helper()
-		status, body, hdr := h.do("GET", "/metrics", "", "Authorization", "")
-		testkit.Equal(t, status, 200)
-		testkit.True(t, strings.HasPrefix(hdr.Get("Content-Type"), "text/plain"), "content type %q", hdr.Get("Content-Type"))
-		var p expfmt.TextParser
-		fams, err := p.TextToMetricFamilies(strings.NewReader(string(body)))
-		testkit.NoError(t, err)
-		return fams
-	}
-	value := func(fams map[string]*dto.MetricFamily, name string, labels ...string) float64 {
-		t.Helper()
-		f, ok := fams[name]
-		if !ok {
-			return 0
-		}
-	next:
-		for _, m := range f.Metric {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, l := range m.Label {
-					if l.GetName() == labels[i] && l.GetValue() == labels[i+1] {
-						found = true
-					}
-				}
-				if !found {
-					continue next
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				return m.Counter.GetValue()
-			case m.Gauge != nil:
-				return m.Gauge.GetValue()
-			}
-		}
-		return 0
-	}
+	value := metricValue
+	scrape := h.scrape
 	before := scrape()
 	testkit.True(t, value(before, "go_goroutines") > 0, "no Go runtime metrics")
 	id := h.startKernel()
@@ -293,4 +256,20 @@ func TestMetricsMoveAsTheGatewayWorks(t *testing.T) {
 	testkit.True(t, value(after, "kernelgate_messages_to_kernels_total") >= 1, "messages to kernels did not move")
 	testkit.Equal(t, value(after, "kernelgate_http_requests_total", "route", "kernels", "method", "POST", "status", "Created"), 1.0)
 	testkit.Equal(t, value(after, "kernelgate_http_requests_total", "route", "kernel", "status", "Not Found"), 1.0)
+}
+
+func TestPooledStartIsReadyAtOnce(t *testing.T) {
+	h := newHarness(t, func(_ *Config, a *actors.Config) { a.Pools = map[string]int{"python3": 1} })
+	h.waitPool("python3")
+	before := h.scrape()
+	testkit.Equal(t, metricValue(before, "kernelgate_kernels", "state", "pooled", "kernelspec", "python3"), 1.0)
+	testkit.Equal(t, len(decode[[]actors.Model](t, h.expect("GET", "/api/kernels", "", 200))), 0)
+
+	m := decode[actors.Model](t, h.expect("POST", "/api/kernels", `{"name":"python3","env":{"KERNEL_USERNAME":"alice"}}`, 201))
+	testkit.Equal(t, m.ExecutionState, actors.StateIdle)
+	w := h.dialWS(m.ID, "", true)
+	w.reply(w.send(zmq.Shell, "kernel_info_request", nil, nil), 10*time.Second)
+	out := w.reply(w.execute("print(6*7)"), 30*time.Second)
+	testkit.Equal(t, pick(t, out, "iopub", "stream").content["text"], any("42\n"))
+	testkit.Equal(t, metricValue(h.scrape(), "kernelgate_pool_takes_total"), 1.0)
 }

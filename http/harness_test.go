@@ -2,11 +2,13 @@ package http
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	nethttp "net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +20,8 @@ import (
 	"github.com/kernelgate/kernelgate/internal/testkit"
 	"github.com/kernelgate/kernelgate/kernelspecs"
 	"github.com/kernelgate/kernelgate/zmq"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
 	"github.com/rs/zerolog"
 )
 
@@ -36,6 +40,7 @@ type harness struct {
 	token  string
 	specs  string
 	client *nethttp.Client
+	gw     *actors.Gateway
 }
 
 func newHarness(t testing.TB, mod func(*Config, *actors.Config)) *harness {
@@ -86,7 +91,7 @@ func newHarness(t testing.TB, mod func(*Config, *actors.Config)) *harness {
 		gw.Close(30 * time.Second)
 	})
 	return &harness{t: t, url: "http://" + ln.Addr().String() + strings.TrimSuffix(srv.cfg.BaseURL, "/"),
-		token: hcfg.AuthToken, specs: root, client: &nethttp.Client{Timeout: 60 * time.Second}}
+		token: hcfg.AuthToken, specs: root, client: &nethttp.Client{Timeout: 60 * time.Second}, gw: gw}
 }
 
 // do sends a request with the harness token (unless headers override
@@ -134,4 +139,55 @@ func decode[T any](t testing.TB, b []byte) T {
 	var v T
 	testkit.NoError(t, json.Unmarshal(b, &v))
 	return v
+}
+
+// waitPool polls until spec's pool holds a warm kernel.
+func (h *harness) waitPool(spec string) {
+	h.t.Helper()
+	testkit.Eventually(h.t, 60*time.Second, func() error {
+		for _, p := range h.gw.Pools() {
+			if p.Kernelspec == spec && p.Warm > 0 {
+				return nil
+			}
+		}
+		return fmt.Errorf("pools %+v", h.gw.Pools())
+	})
+}
+
+// scrape reads /metrics with the Prometheus text parser.
+func (h *harness) scrape() map[string]*dto.MetricFamily {
+	h.t.Helper()
+	status, body, hdr := h.do("GET", "/metrics", "", "Authorization", "")
+	testkit.Equal(h.t, status, 200)
+	testkit.True(h.t, strings.HasPrefix(hdr.Get("Content-Type"), "text/plain"), "content type %q", hdr.Get("Content-Type"))
+	var p expfmt.TextParser
+	fams, err := p.TextToMetricFamilies(strings.NewReader(string(body)))
+	testkit.NoError(h.t, err)
+	return fams
+}
+
+// metricValue is the value of the first sample of name whose labels
+// include the given name, value pairs; 0 when there is none.
+func metricValue(fams map[string]*dto.MetricFamily, name string, labels ...string) float64 {
+	f, ok := fams[name]
+	if !ok {
+		return 0
+	}
+next:
+	for _, m := range f.Metric {
+		for i := 0; i+1 < len(labels); i += 2 {
+			if !slices.ContainsFunc(m.Label, func(l *dto.LabelPair) bool {
+				return l.GetName() == labels[i] && l.GetValue() == labels[i+1]
+			}) {
+				continue next
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			return m.Counter.GetValue()
+		case m.Gauge != nil:
+			return m.Gauge.GetValue()
+		}
+	}
+	return 0
 }

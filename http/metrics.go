@@ -51,6 +51,7 @@ var (
 		{prometheus.NewDesc("kernelgate_kernel_starts_total", "Kernels started.", nil, nil), func(m *actors.Metrics) uint64 { return m.Starts.Load() }},
 		{prometheus.NewDesc("kernelgate_kernel_start_failures_total", "Kernels that failed to start.", nil, nil), func(m *actors.Metrics) uint64 { return m.StartFailures.Load() }},
 		{prometheus.NewDesc("kernelgate_kernel_restarts_total", "Kernel restarts, automatic and requested.", nil, nil), func(m *actors.Metrics) uint64 { return m.Restarts.Load() }},
+		{prometheus.NewDesc("kernelgate_pool_takes_total", "Starts served by a warm pooled kernel.", nil, nil), func(m *actors.Metrics) uint64 { return m.PoolTakes.Load() }},
 		{prometheus.NewDesc("kernelgate_kernels_culled_total", "Kernels shut down for inactivity.", nil, nil), func(m *actors.Metrics) uint64 { return m.Culled.Load() }},
 		{prometheus.NewDesc("kernelgate_messages_to_clients_total", "Kernel messages written to websockets.", nil, nil), func(m *actors.Metrics) uint64 { return m.MessagesToClients.Load() }},
 		{prometheus.NewDesc("kernelgate_messages_to_kernels_total", "Client messages sent to kernels.", nil, nil), func(m *actors.Metrics) uint64 { return m.MessagesToKernels.Load() }},
@@ -85,6 +86,11 @@ func (c gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, k := range c.gw.Kernels() {
 		counts[key{k.ExecutionState, k.Name}]++
 		conns += k.Connections
+	}
+	// Pooled kernels are not listed; they are their own states here.
+	for _, p := range c.gw.Pools() {
+		counts[key{"pooled", p.Kernelspec}] += p.Warm
+		counts[key{"pool_starting", p.Kernelspec}] += p.Starting
 	}
 	for k, n := range counts {
 		ch <- prometheus.MustNewConstMetric(descKernels, prometheus.GaugeValue, float64(n), k.state, k.spec)

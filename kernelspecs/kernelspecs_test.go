@@ -28,15 +28,18 @@ func TestParse(t *testing.T) {
 		ok   bool
 		mode string
 		pp   string
+		pool int
 	}{
-		{"minimal", `{"argv":["python3","-f","{connection_file}"],"display_name":"P","language":"python"}`, true, "signal", ""},
-		{"message interrupts", `{"argv":["k"],"interrupt_mode":"message"}`, true, "message", ""},
-		{"process proxy", `{"argv":["k"],"metadata":{"process_proxy":{"class_name":"enterprise_gateway.services.processproxies.processproxy.LocalProcessProxy","config":{"authorized_users":"a,b"}}}}`, true, "signal", "enterprise_gateway.services.processproxies.processproxy.LocalProcessProxy"},
-		{"not json", `{"argv":`, false, "", ""},
-		{"empty argv", `{"argv":[]}`, false, "", ""},
-		{"argv not strings", `{"argv":[1,2]}`, false, "", ""},
-		{"bad interrupt mode", `{"argv":["k"],"interrupt_mode":"telepathy"}`, false, "", ""},
-		{"metadata not object", `{"argv":["k"],"metadata":[1]}`, false, "", ""},
+		{"minimal", `{"argv":["python3","-f","{connection_file}"],"display_name":"P","language":"python"}`, true, "signal", "", 0},
+		{"message interrupts", `{"argv":["k"],"interrupt_mode":"message"}`, true, "message", "", 0},
+		{"process proxy", `{"argv":["k"],"metadata":{"process_proxy":{"class_name":"enterprise_gateway.services.processproxies.processproxy.LocalProcessProxy","config":{"authorized_users":"a,b"}}}}`, true, "signal", "enterprise_gateway.services.processproxies.processproxy.LocalProcessProxy", 0},
+		{"pool size", `{"argv":["k"],"metadata":{"kernelgate":{"pool_size":3}}}`, true, "signal", "", 3},
+		{"negative pool size", `{"argv":["k"],"metadata":{"kernelgate":{"pool_size":-1}}}`, false, "", "", 0},
+		{"not json", `{"argv":`, false, "", "", 0},
+		{"empty argv", `{"argv":[]}`, false, "", "", 0},
+		{"argv not strings", `{"argv":[1,2]}`, false, "", "", 0},
+		{"bad interrupt mode", `{"argv":["k"],"interrupt_mode":"telepathy"}`, false, "", "", 0},
+		{"metadata not object", `{"argv":["k"],"metadata":[1]}`, false, "", "", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -48,6 +51,7 @@ func TestParse(t *testing.T) {
 			testkit.NoError(t, err)
 			testkit.Equal(t, s.InterruptMode, tt.mode)
 			testkit.Equal(t, s.ProcessProxy.ClassName, tt.pp)
+			testkit.Equal(t, s.PoolSize, tt.pool)
 			testkit.True(t, s.Env != nil && s.Metadata != nil, "nil env or metadata would marshal as null")
 		})
 	}

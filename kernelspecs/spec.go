@@ -27,6 +27,9 @@ type Spec struct {
 	// ProcessProxy is metadata.process_proxy: which process proxy launches
 	// the kernel and its configuration.
 	ProcessProxy ProcessProxy
+	// PoolSize is metadata.kernelgate.pool_size: how many warm kernels of
+	// this spec to keep ready (the gateway's own setting overrides it).
+	PoolSize int
 	// Resources are the files served under /kernelspecs/<name>/: logos,
 	// kernel.js and kernel.css.
 	Resources []string
@@ -82,6 +85,9 @@ func Parse(name, dir string, data []byte) (Spec, error) {
 	}
 	var meta struct {
 		ProcessProxy *ProcessProxy `json:"process_proxy"`
+		Kernelgate   struct {
+			PoolSize int `json:"pool_size"`
+		} `json:"kernelgate"`
 	}
 	if err := json.Unmarshal(s.Metadata, &meta); err != nil {
 		return Spec{}, fmt.Errorf("%w: %s: metadata: %w", ErrInvalid, name, err)
@@ -89,6 +95,10 @@ func Parse(name, dir string, data []byte) (Spec, error) {
 	if meta.ProcessProxy != nil {
 		s.ProcessProxy = *meta.ProcessProxy
 	}
+	if n := meta.Kernelgate.PoolSize; n < 0 {
+		return Spec{}, fmt.Errorf("%w: %s: metadata.kernelgate.pool_size %d is negative", ErrInvalid, name, n)
+	}
+	s.PoolSize = meta.Kernelgate.PoolSize
 	return s, nil
 }
 

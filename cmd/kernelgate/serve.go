@@ -58,6 +58,11 @@ type serveConfig struct {
 	StopTimeout       time.Duration
 	MetricsAuth       bool
 
+	Pool           map[string]int
+	PoolLaunches   int
+	PoolRefill     time.Duration
+	PoolIgnoredEnv []string
+
 	CullIdleTimeout time.Duration
 	CullInterval    time.Duration
 	CullConnected   bool
@@ -116,6 +121,11 @@ func serveSettings(c *serveConfig, stderr io.Writer) *settings {
 	s.Seconds(&c.HeartbeatInterval, "heartbeat-interval", 3*time.Second, "seconds between heartbeat probes; negative = off", "KERNELGATE_HEARTBEAT_INTERVAL")
 	s.Seconds(&c.HeartbeatTimeout, "heartbeat-timeout", 30*time.Second, "seconds without a heartbeat echo before a kernel is killed and restarted", "KERNELGATE_HEARTBEAT_TIMEOUT")
 	s.Int(&c.MaxBodySize, "max-body-size", 1<<20, "largest request body in bytes", "KERNELGATE_MAX_BODY_SIZE")
+	s.Counts(&c.Pool, "pool", "warm kernels kept ready per kernelspec, e.g. python3=4,ir=1 (overrides a kernelspec's metadata.kernelgate.pool_size)", "KERNELGATE_POOL")
+	s.Int(&c.PoolLaunches, "pool-launches", 2, "pooled kernels launched at once, across all pools", "KERNELGATE_POOL_LAUNCHES")
+	s.Seconds(&c.PoolRefill, "pool-refill-delay", 500*time.Millisecond, "seconds after a take before its pool launches a replacement (so it does not slow the taker's first requests); negative = at once", "KERNELGATE_POOL_REFILL_DELAY")
+	s.List(&c.PoolIgnoredEnv, "pool-ignored-env", []string{"KERNEL_LAUNCH_TIMEOUT", "KERNEL_WORKING_DIR"},
+		"client variables a pooled kernel may ignore; a start whose env has nothing else but KERNEL_USERNAME gets a warm kernel", "KERNELGATE_POOL_IGNORED_ENV")
 	s.Seconds(&c.CullIdleTimeout, "cull-idle-timeout", 0, "seconds of inactivity after which a kernel is shut down; 0 = never", "EG_CULL_IDLE_TIMEOUT")
 	s.Seconds(&c.CullInterval, "cull-interval", 300*time.Second, "seconds between checks for idle kernels", "EG_CULL_INTERVAL")
 	s.Bool(&c.CullConnected, "cull-connected", false, "also cull idle kernels that have websockets", "EG_CULL_CONNECTED")
@@ -180,6 +190,7 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 		WebsocketQueue: c.WSQueue, WebsocketQueueBytes: int64(c.WSQueueBytes),
 		SessionBuffer: c.SessionBuffer, SessionBufferBytes: c.SessionBufferBytes, SessionExpiry: c.SessionExpiry,
 		CullIdleTimeout: c.CullIdleTimeout, CullInterval: c.CullInterval, CullConnected: c.CullConnected, CullBusy: c.CullBusy,
+		Pools: c.Pool, PoolLaunches: c.PoolLaunches, PoolRefillDelay: c.PoolRefill, PoolIgnoredEnv: c.PoolIgnoredEnv,
 	})
 	srv := kghttp.New(kghttp.Config{
 		BaseURL: c.BaseURL, AuthToken: c.AuthToken, AllowOrigin: c.AllowOrigin, AllowCredentials: c.AllowCredentials,

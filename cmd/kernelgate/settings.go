@@ -5,7 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -62,6 +64,11 @@ func (s *settings) Seconds(p *time.Duration, name string, def time.Duration, usa
 func (s *settings) List(p *[]string, name string, def []string, usage string, env ...string) {
 	*p = def
 	s.add((*listValue)(p), name, usage, env...)
+}
+
+func (s *settings) Counts(p *map[string]int, name, usage string, env ...string) {
+	*p = map[string]int{}
+	s.add((*countsValue)(p), name, usage, env...)
 }
 
 // parse reads flags, then fills what no flag set from the environment.
@@ -186,3 +193,33 @@ func (v *listValue) Set(s string) error {
 	return nil
 }
 func (v *listValue) String() string { return strings.Join(*v, ",") }
+
+// countsValue is a comma-separated list of name=N with N >= 0; names are
+// lower-cased as kernelspec names are.
+type countsValue map[string]int
+
+func (v *countsValue) Set(s string) error {
+	m := map[string]int{}
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		name, count, ok := strings.Cut(p, "=")
+		n, err := strconv.Atoi(strings.TrimSpace(count))
+		name = strings.ToLower(strings.TrimSpace(name))
+		if !ok || err != nil || n < 0 || name == "" {
+			return fmt.Errorf("%q is not name=N with N >= 0", p)
+		}
+		m[name] = n
+	}
+	*v = m
+	return nil
+}
+
+func (v *countsValue) String() string {
+	parts := make([]string, 0, len(*v))
+	for _, name := range slices.Sorted(maps.Keys(*v)) {
+		parts = append(parts, name+"="+strconv.Itoa((*v)[name]))
+	}
+	return strings.Join(parts, ",")
+}

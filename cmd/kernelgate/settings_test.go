@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -48,6 +49,8 @@ func TestSettingsPrecedence(t *testing.T) {
 			func(t *testing.T, c serveConfig) { testkit.Equal(t, len(c.UnauthorizedUsers), 0) }},
 		{"lists", []string{"--client-envs", "A, B,,C"}, nil,
 			func(t *testing.T, c serveConfig) { testkit.Equal(t, c.ClientEnvs, []string{"A", "B", "C"}) }},
+		{"counts", []string{"--pool", "Python3=4, ir=0"}, map[string]string{"KERNELGATE_POOL": "x=1"},
+			func(t *testing.T, c serveConfig) { testkit.Equal(t, c.Pool, map[string]int{"python3": 4, "ir": 0}) }},
 		{"durations", []string{"--heartbeat-interval", "500ms"}, nil,
 			func(t *testing.T, c serveConfig) { testkit.Equal(t, c.HeartbeatInterval, 500*time.Millisecond) }},
 	}
@@ -70,6 +73,8 @@ func TestSettingsErrors(t *testing.T) {
 		{nil, map[string]string{"EG_PORT": "eighty"}, "EG_PORT"},
 		{nil, map[string]string{"EG_LIST_KERNELS": "maybe"}, "EG_LIST_KERNELS"},
 		{[]string{"--nope"}, nil, "not defined"},
+		{nil, map[string]string{"KERNELGATE_POOL": "python3=-1"}, "name=N"},
+		{[]string{"--pool", "python3"}, nil, "name=N"},
 		{[]string{"extra"}, nil, "unexpected argument"},
 	} {
 		var c serveConfig
@@ -86,6 +91,16 @@ func TestServeHelpListsEverySetting(t *testing.T) {
 	for _, st := range serveSettings(&c, io.Discard).list {
 		testkit.True(t, strings.Contains(out.String(), "--"+st.flag), "help lacks --%s", st.flag)
 		testkit.True(t, strings.Contains(out.String(), st.env[0]), "help lacks %s", st.env[0])
+	}
+}
+
+func TestReadmeListsEverySetting(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	testkit.NoError(t, err)
+	var c serveConfig
+	for _, st := range serveSettings(&c, io.Discard).list {
+		row := "| `--" + st.flag + "` | `" + strings.Join(st.env, ", ") + "` |"
+		testkit.True(t, strings.Contains(string(readme), row), "README lacks the row of --%s", st.flag)
 	}
 }
 
