@@ -48,8 +48,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./zmq
 	$(GO) test -run '^$$' -fuzz '^FuzzScanHeader$$' -fuzztime $(FUZZTIME) ./zmq
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./kernelspecs
-	$(GO) test -run '^$$' -fuzz '^FuzzV1Decode$$' -fuzztime $(FUZZTIME) ./http
-	$(GO) test -run '^$$' -fuzz '^FuzzLegacyDecode$$' -fuzztime $(FUZZTIME) ./http
+	$(GO) test -run '^$$' -fuzz '^FuzzV1Decode$$' -fuzztime $(FUZZTIME) ./http/framing
+	$(GO) test -run '^$$' -fuzz '^FuzzLegacyDecode$$' -fuzztime $(FUZZTIME) ./http/framing
 
 # deps installs the Debian packages that are missing; silent when all are there.
 deps:

@@ -2,12 +2,14 @@ package http
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
 	"github.com/fasthttp/websocket"
 	"github.com/google/uuid"
 	"github.com/kernelgate/kernelgate/actors"
+	"github.com/kernelgate/kernelgate/http/framing"
 	"github.com/kernelgate/kernelgate/zmq"
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
@@ -39,7 +41,7 @@ func (s *Server) channels(ctx *fasthttp.RequestCtx, p []string) error {
 		sessionID = uuid.NewString()
 	}
 	upgrader := websocket.FastHTTPUpgrader{
-		Subprotocols:    []string{SubprotocolV1},
+		Subprotocols:    []string{framing.SubprotocolV1},
 		CheckOrigin:     func(*fasthttp.RequestCtx) bool { return true }, // dispatch checked it
 		ReadBufferSize:  16 << 10,
 		WriteBufferSize: 16 << 10,
@@ -47,11 +49,7 @@ func (s *Server) channels(ctx *fasthttp.RequestCtx, p []string) error {
 	}
 	log := s.cfg.Logger.With().Str("kernel_id", kernelID).Str("session", sessionID).Logger()
 	err := upgrader.Upgrade(ctx, func(c *websocket.Conn) {
-		var f framing = legacy{}
-		if c.Subprotocol() == SubprotocolV1 {
-			f = v1{}
-		}
-		conn := &wsConn{c: c, f: f}
+		conn := &wsConn{c: c, f: framing.For(c.Subprotocol())}
 		if !s.track(conn) {
 			conn.Close(1001, "gateway shutting down")
 			return
@@ -105,7 +103,10 @@ func (s *Server) serveWebsocket(conn *wsConn, a *actors.Attachment, log zerolog.
 		if s.cfg.Websocket.PingInterval > 0 {
 			extend()
 		}
-		ch, m, err := conn.f.decode(data, typ == websocket.TextMessage)
+		ch, m, err := conn.f.Decode(data, typ == websocket.TextMessage)
+		if err == nil && ch == zmq.IOPub {
+			err = fmt.Errorf("%w: clients may not send on iopub", framing.ErrChannel)
+		}
 		if err != nil {
 			// One bad frame does not end the connection: report and go on.
 			if n := s.badFrames.Add(1); n&(n-1) == 0 {
@@ -122,7 +123,7 @@ func (s *Server) serveWebsocket(conn *wsConn, a *actors.Attachment, log zerolog.
 // control writes.
 type wsConn struct {
 	c         *websocket.Conn
-	f         framing
+	f         framing.Codec
 	buf       []byte
 	closeOnce sync.Once
 }
@@ -131,7 +132,7 @@ var _ actors.Socket = (*wsConn)(nil)
 
 func (w *wsConn) Write(ch zmq.Channel, m *zmq.Message) error {
 	var bin bool
-	w.buf, bin = w.f.encode(w.buf[:0], ch, m)
+	w.buf, bin = w.f.Encode(w.buf[:0], ch, m)
 	typ := websocket.TextMessage
 	if bin {
 		typ = websocket.BinaryMessage

@@ -192,6 +192,13 @@ func TestBadClientFramesDoNotHurtTheKernel(t *testing.T) {
 	testkit.NoError(t, good.c.WriteMessage(1, []byte("{not json")))
 	testkit.NoError(t, good.c.WriteMessage(1, []byte(`{"header":{"msg_id":"1","msg_type":"x"},"channel":"nope"}`)))
 	testkit.NoError(t, good.c.WriteMessage(1, []byte(`{"header":"not an object","channel":"shell"}`)))
+	bad.send(zmq.IOPub, "stream", map[string]any{"name": "stdout", "text": "forged"}, nil) // iopub is the kernel's
+	testkit.Eventually(t, 10*time.Second, func() error {
+		if n := metricValue(h.scrape(), "kernelgate_bad_client_frames_total"); n != 7 {
+			return fmt.Errorf("%v bad frames counted", n)
+		}
+		return nil
+	})
 	// Both connections and the kernel still work.
 	testkit.Equal(t, pick(t, good.reply(good.execute("print(1)"), 30*time.Second), "iopub", "stream").content["text"], any("1\n"))
 	testkit.Equal(t, pick(t, bad.reply(bad.execute("print(2)"), 30*time.Second), "iopub", "stream").content["text"], any("2\n"))

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fasthttp/websocket"
+	"github.com/kernelgate/kernelgate/http/framing"
 	"github.com/kernelgate/kernelgate/internal/testkit"
 	"github.com/kernelgate/kernelgate/zmq"
 )
@@ -45,7 +46,7 @@ func (h *harness) dialWS(kernelID, session string, v1 bool) *wsClient {
 	c, err := h.tryDialWS(kernelID, session, v1)
 	testkit.NoError(h.t, err)
 	if v1 {
-		testkit.Equal(h.t, c.Subprotocol(), SubprotocolV1)
+		testkit.Equal(h.t, c.Subprotocol(), framing.SubprotocolV1)
 	} else {
 		testkit.Equal(h.t, c.Subprotocol(), "")
 	}
@@ -81,7 +82,7 @@ func (h *harness) tryDialWS(kernelID, session string, v1 bool) (*websocket.Conn,
 	}
 	d := websocket.Dialer{HandshakeTimeout: 30 * time.Second}
 	if v1 {
-		d.Subprotocols = []string{SubprotocolV1}
+		d.Subprotocols = []string{framing.SubprotocolV1}
 	}
 	c, _, err := d.Dial(u, nil)
 	return c, err
@@ -93,11 +94,11 @@ func (w *wsClient) send(ch zmq.Channel, msgType string, content any, parent []by
 	m, err := zmq.NewMessage(msgType, w.session, "tester", parent, content)
 	testkit.NoError(w.t, err)
 	m.Buffers = buffers
-	var f framing = legacy{}
+	var f framing.Codec = framing.Legacy{}
 	if w.v1 {
-		f = v1{}
+		f = framing.V1{}
 	}
-	data, bin := f.encode(nil, ch, m)
+	data, bin := f.Encode(nil, ch, m)
 	typ := websocket.TextMessage
 	if bin {
 		typ = websocket.BinaryMessage
@@ -148,7 +149,7 @@ func (w *wsClient) decodeFrame(typ int, data []byte) (got, error) {
 		if typ == websocket.BinaryMessage {
 			var bufs [][]byte
 			var err error
-			if jsonPart, bufs, err = splitLegacyBinary(data); err != nil {
+			if jsonPart, bufs, err = framing.SplitLegacyBinary(data); err != nil {
 				return g, err
 			}
 			g.buffers = bufs

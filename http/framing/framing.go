@@ -1,4 +1,9 @@
-package http
+// Package framing encodes and decodes Jupyter kernel messages as websocket
+// frames, in both protocols: v1.kernel.websocket.jupyter.org (binary offset
+// table) and the legacy JSON framing. The gateway serves with it and the
+// bench harness speaks to gateways with it; it is direction-neutral (which
+// channels a peer may send on is the caller's rule).
+package framing
 
 import (
 	"bytes"
@@ -21,20 +26,29 @@ var ErrFrame = errors.New("malformed websocket frame")
 // ErrChannel reports a frame for a channel clients may not use.
 var ErrChannel = errors.New("unknown channel")
 
-// framing encodes kernel messages for one connection and decodes what the
-// client sends. Encoders append to dst and return it.
-type framing interface {
-	encode(dst []byte, ch zmq.Channel, m *zmq.Message) (out []byte, binary bool)
-	decode(data []byte, text bool) (zmq.Channel, *zmq.Message, error)
+// Codec encodes kernel messages for one connection and decodes what the
+// peer sends. Encode appends to dst and returns it, and whether the frame
+// is binary.
+type Codec interface {
+	Encode(dst []byte, ch zmq.Channel, m *zmq.Message) (out []byte, binary bool)
+	Decode(data []byte, text bool) (zmq.Channel, *zmq.Message, error)
 }
 
-// v1 is the v1.kernel.websocket.jupyter.org framing: one binary frame per
+// For returns the codec of a connection that negotiated subprotocol.
+func For(subprotocol string) Codec {
+	if subprotocol == SubprotocolV1 {
+		return V1{}
+	}
+	return Legacy{}
+}
+
+// V1 is the v1.kernel.websocket.jupyter.org framing: one binary frame per
 // message, u64le count N, N u64le offsets, then channel, the four JSON parts
 // and the buffers, each running to the next offset (the last offset is the
 // frame's end).
-type v1 struct{}
+type V1 struct{}
 
-func (v1) encode(dst []byte, ch zmq.Channel, m *zmq.Message) ([]byte, bool) {
+func (V1) Encode(dst []byte, ch zmq.Channel, m *zmq.Message) ([]byte, bool) {
 	name := ch.String()
 	n := 6 + len(m.Buffers)
 	off := uint64(8 * (n + 1))
@@ -63,7 +77,7 @@ func (v1) encode(dst []byte, ch zmq.Channel, m *zmq.Message) ([]byte, bool) {
 	return dst, true
 }
 
-func (v1) decode(data []byte, text bool) (zmq.Channel, *zmq.Message, error) {
+func (V1) Decode(data []byte, text bool) (zmq.Channel, *zmq.Message, error) {
 	if text {
 		return 0, nil, fmt.Errorf("%w: v1 frames are binary", ErrFrame)
 	}
@@ -88,7 +102,7 @@ func (v1) decode(data []byte, text bool) (zmq.Channel, *zmq.Message, error) {
 	}
 	part := func(i int) []byte { return data[offs[i]:offs[i+1]] }
 	ch, ok := zmq.ParseChannel(string(part(0)))
-	if !ok || ch == zmq.IOPub {
+	if !ok {
 		return 0, nil, fmt.Errorf("%w: %q", ErrChannel, part(0))
 	}
 	var buffers [][]byte
@@ -102,13 +116,13 @@ func (v1) decode(data []byte, text bool) (zmq.Channel, *zmq.Message, error) {
 	return ch, m, nil
 }
 
-// legacy is the JSON framing: a text frame with the message as one object
+// Legacy is the JSON framing: a text frame with the message as one object
 // (with EG's top-level msg_id, msg_type and a channel key), or, for a
 // message with buffers, a binary frame: u32be count, u32be offsets, the JSON
 // object, then the buffers.
-type legacy struct{}
+type Legacy struct{}
 
-func (legacy) encode(dst []byte, ch zmq.Channel, m *zmq.Message) ([]byte, bool) {
+func (Legacy) Encode(dst []byte, ch zmq.Channel, m *zmq.Message) ([]byte, bool) {
 	nb := len(m.Buffers)
 	start := len(dst)
 	if nb > 0 {
@@ -150,7 +164,8 @@ func (legacy) encode(dst []byte, ch zmq.Channel, m *zmq.Message) ([]byte, bool) 
 	return dst, true
 }
 
-// legacyMessage is what a legacy client sends; the parts stay raw.
+// legacyMessage is a legacy frame's JSON; the parts stay raw, the top-level
+// msg_id and msg_type the gateway adds are ignored.
 type legacyMessage struct {
 	Header       json.RawMessage `json:"header"`
 	ParentHeader json.RawMessage `json:"parent_header"`
@@ -160,14 +175,14 @@ type legacyMessage struct {
 	Channel      *string         `json:"channel"`
 }
 
-// decode accepts a JSON text frame, or the binary framing for messages with
+// Decode accepts a JSON text frame, or the binary framing for messages with
 // buffers — also inside a text frame, which is how Jupyter Server's gateway
 // client relays a browser's binary frames.
-func (legacy) decode(data []byte, text bool) (zmq.Channel, *zmq.Message, error) {
+func (Legacy) Decode(data []byte, text bool) (zmq.Channel, *zmq.Message, error) {
 	jsonPart, buffers := data, [][]byte(nil)
 	if !text || !looksLikeJSON(data) {
 		var err error
-		if jsonPart, buffers, err = splitLegacyBinary(data); err != nil {
+		if jsonPart, buffers, err = SplitLegacyBinary(data); err != nil {
 			return 0, nil, err
 		}
 	}
@@ -178,7 +193,7 @@ func (legacy) decode(data []byte, text bool) (zmq.Channel, *zmq.Message, error) 
 	ch := zmq.Shell // a missing channel means shell, as in Jupyter Server
 	if lm.Channel != nil {
 		var ok bool
-		if ch, ok = zmq.ParseChannel(*lm.Channel); !ok || ch == zmq.IOPub {
+		if ch, ok = zmq.ParseChannel(*lm.Channel); !ok {
 			return 0, nil, fmt.Errorf("%w: %q", ErrChannel, *lm.Channel)
 		}
 	}
@@ -194,9 +209,9 @@ func looksLikeJSON(b []byte) bool {
 	return len(b) > 0 && b[0] == '{' && utf8.Valid(b)
 }
 
-// splitLegacyBinary splits the legacy binary framing into the JSON part and
+// SplitLegacyBinary splits the legacy binary framing into the JSON part and
 // the buffers.
-func splitLegacyBinary(data []byte) ([]byte, [][]byte, error) {
+func SplitLegacyBinary(data []byte) ([]byte, [][]byte, error) {
 	if len(data) < 8 {
 		return nil, nil, fmt.Errorf("%w: %d bytes", ErrFrame, len(data))
 	}

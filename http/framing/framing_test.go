@@ -1,4 +1,4 @@
-package http
+package framing
 
 import (
 	"bytes"
@@ -21,13 +21,13 @@ func sampleMessage(t testing.TB, buffers ...[]byte) *zmq.Message {
 func TestV1RoundTripIsByteExact(t *testing.T) {
 	for _, bufs := range [][][]byte{nil, {{1, 2, 3}, {}, []byte("buf")}} {
 		m := sampleMessage(t, bufs...)
-		frame, bin := v1{}.encode(nil, zmq.Shell, m)
+		frame, bin := V1{}.Encode(nil, zmq.Shell, m)
 		testkit.True(t, bin, "v1 frames are binary")
 		n := binary.LittleEndian.Uint64(frame)
 		testkit.Equal(t, n, uint64(6+len(bufs)))
 		testkit.Equal(t, binary.LittleEndian.Uint64(frame[8:]), 8*(n+1))
 		testkit.Equal(t, binary.LittleEndian.Uint64(frame[8*n:]), uint64(len(frame)))
-		ch, back, err := v1{}.decode(frame, false)
+		ch, back, err := V1{}.Decode(frame, false)
 		testkit.NoError(t, err)
 		testkit.Equal(t, ch, zmq.Shell)
 		testkit.Equal(t, back.Header, m.Header)
@@ -52,7 +52,7 @@ func TestV1DecodesJupyterLabsFirstFrame(t *testing.T) {
 	f = append(f, "shell"...)
 	f = append(f, header...)
 	f = append(f, "{}{}{}"...)
-	ch, m, err := v1{}.decode(f, false)
+	ch, m, err := V1{}.Decode(f, false)
 	testkit.NoError(t, err)
 	testkit.Equal(t, ch, zmq.Shell)
 	testkit.Equal(t, m.MsgType(), "kernel_info_request")
@@ -60,7 +60,7 @@ func TestV1DecodesJupyterLabsFirstFrame(t *testing.T) {
 
 func TestLegacyEncoding(t *testing.T) {
 	m := sampleMessage(t)
-	frame, bin := legacy{}.encode(nil, zmq.IOPub, m)
+	frame, bin := Legacy{}.Encode(nil, zmq.IOPub, m)
 	testkit.True(t, !bin, "a message without buffers is a text frame")
 	var obj map[string]any
 	testkit.NoError(t, json.Unmarshal(frame, &obj))
@@ -71,19 +71,19 @@ func TestLegacyEncoding(t *testing.T) {
 	testkit.Equal(t, obj["parent_header"].(map[string]any)["msg_id"], any("p1"))
 
 	withBufs := sampleMessage(t, []byte{0xff, 0}, []byte("two"))
-	frame, bin = legacy{}.encode(nil, zmq.IOPub, withBufs)
+	frame, bin = Legacy{}.Encode(nil, zmq.IOPub, withBufs)
 	testkit.True(t, bin, "a message with buffers is a binary frame")
 	testkit.Equal(t, binary.BigEndian.Uint32(frame), uint32(3))
 	testkit.Equal(t, binary.BigEndian.Uint32(frame[4:]), uint32(16))
-	jsonPart, bufs, err := splitLegacyBinary(frame)
+	jsonPart, bufs, err := SplitLegacyBinary(frame)
 	testkit.NoError(t, err)
 	testkit.NoError(t, json.Unmarshal(jsonPart, &obj))
 	testkit.Equal(t, bufs, [][]byte{{0xff, 0}, []byte("two")})
 
 	// A client's binary frame decodes, also when relayed as a text frame.
-	frame, _ = legacy{}.encode(nil, zmq.Stdin, withBufs)
+	frame, _ = Legacy{}.Encode(nil, zmq.Stdin, withBufs)
 	for _, text := range []bool{false, true} {
-		ch, back, err := legacy{}.decode(frame, text)
+		ch, back, err := Legacy{}.Decode(frame, text)
 		testkit.NoError(t, err)
 		testkit.Equal(t, ch, zmq.Stdin)
 		testkit.Equal(t, back.Buffers, [][]byte{{0xff, 0}, []byte("two")})
@@ -91,53 +91,58 @@ func TestLegacyEncoding(t *testing.T) {
 }
 
 func TestDecodeRejectsBadFrames(t *testing.T) {
-	good, _ := v1{}.encode(nil, zmq.Shell, sampleMessage(t))
+	good, _ := V1{}.Encode(nil, zmq.Shell, sampleMessage(t))
 	mut := func(f func([]byte) []byte) []byte { return f(bytes.Clone(good)) }
 	tests := []struct {
 		name string
-		f    framing
+		f    Codec
 		data []byte
 		text bool
 		want error
 	}{
-		{"v1 empty", v1{}, nil, false, ErrFrame},
-		{"v1 as text", v1{}, good, true, ErrFrame},
-		{"v1 truncated", v1{}, good[:len(good)-3], false, ErrFrame},
-		{"v1 huge count", v1{}, mut(func(b []byte) []byte { binary.LittleEndian.PutUint64(b, 1<<60); return b }), false, ErrFrame},
-		{"v1 offset past end", v1{}, mut(func(b []byte) []byte { binary.LittleEndian.PutUint64(b[16:], 1<<40); return b }), false, ErrFrame},
-		{"v1 decreasing offsets", v1{}, mut(func(b []byte) []byte { binary.LittleEndian.PutUint64(b[24:], 57); return b }), false, ErrFrame},
-		{"v1 iopub channel", v1{}, func() []byte { f, _ := v1{}.encode(nil, zmq.IOPub, sampleMessage(t)); return f }(), false, ErrChannel},
-		{"legacy not json", legacy{}, []byte("hello"), true, ErrFrame},
-		{"legacy unknown channel", legacy{}, []byte(`{"header":{"msg_id":"1","msg_type":"x"},"channel":"nope"}`), true, ErrChannel},
-		{"legacy header not object", legacy{}, []byte(`{"header":[1],"channel":"shell"}`), true, ErrFrame},
-		{"legacy header missing", legacy{}, []byte(`{"channel":"shell"}`), true, ErrFrame},
-		{"legacy binary bad count", legacy{}, []byte{0, 0, 0, 9, 0, 0, 0, 8}, false, ErrFrame},
+		{"v1 empty", V1{}, nil, false, ErrFrame},
+		{"v1 as text", V1{}, good, true, ErrFrame},
+		{"v1 truncated", V1{}, good[:len(good)-3], false, ErrFrame},
+		{"v1 huge count", V1{}, mut(func(b []byte) []byte { binary.LittleEndian.PutUint64(b, 1<<60); return b }), false, ErrFrame},
+		{"v1 offset past end", V1{}, mut(func(b []byte) []byte { binary.LittleEndian.PutUint64(b[16:], 1<<40); return b }), false, ErrFrame},
+		{"v1 decreasing offsets", V1{}, mut(func(b []byte) []byte { binary.LittleEndian.PutUint64(b[24:], 57); return b }), false, ErrFrame},
+		{"v1 unknown channel", V1{}, mut(func(b []byte) []byte { b[bytes.Index(b, []byte("shell"))+4] = 'x'; return b }), false, ErrChannel},
+		{"legacy not json", Legacy{}, []byte("hello"), true, ErrFrame},
+		{"legacy unknown channel", Legacy{}, []byte(`{"header":{"msg_id":"1","msg_type":"x"},"channel":"nope"}`), true, ErrChannel},
+		{"legacy header not object", Legacy{}, []byte(`{"header":[1],"channel":"shell"}`), true, ErrFrame},
+		{"legacy header missing", Legacy{}, []byte(`{"channel":"shell"}`), true, ErrFrame},
+		{"legacy binary bad count", Legacy{}, []byte{0, 0, 0, 9, 0, 0, 0, 8}, false, ErrFrame},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, _, err := tt.f.decode(tt.data, tt.text)
+			_, _, err := tt.f.Decode(tt.data, tt.text)
 			testkit.ErrorIs(t, err, tt.want)
 		})
 	}
+	// Kernel-side channels decode too: the bench harness reads iopub.
+	frame, _ := V1{}.Encode(nil, zmq.IOPub, sampleMessage(t))
+	ch, _, err := V1{}.Decode(frame, false)
+	testkit.NoError(t, err)
+	testkit.Equal(t, ch, zmq.IOPub)
 	// A missing channel means shell.
-	ch, _, err := legacy{}.decode([]byte(`{"header":{"msg_id":"1","msg_type":"kernel_info_request"},"parent_header":null,"content":{}}`), true)
+	ch, _, err = Legacy{}.Decode([]byte(`{"header":{"msg_id":"1","msg_type":"kernel_info_request"},"parent_header":null,"content":{}}`), true)
 	testkit.NoError(t, err)
 	testkit.Equal(t, ch, zmq.Shell)
 }
 
 // FuzzV1Decode and FuzzLegacyDecode: any frame decodes or fails cleanly.
 func FuzzV1Decode(f *testing.F) {
-	good, _ := v1{}.encode(nil, zmq.Stdin, sampleMessage(f, []byte("b")))
+	good, _ := V1{}.Encode(nil, zmq.Stdin, sampleMessage(f, []byte("b")))
 	f.Add(good)
 	f.Add([]byte{6, 0, 0, 0, 0, 0, 0, 0})
-	f.Fuzz(func(t *testing.T, data []byte) { v1{}.decode(data, false) })
+	f.Fuzz(func(t *testing.T, data []byte) { V1{}.Decode(data, false) })
 }
 
 func FuzzLegacyDecode(f *testing.F) {
-	text, _ := legacy{}.encode(nil, zmq.Shell, sampleMessage(f))
-	bin, _ := legacy{}.encode(nil, zmq.Shell, sampleMessage(f, []byte("b")))
+	text, _ := Legacy{}.Encode(nil, zmq.Shell, sampleMessage(f))
+	bin, _ := Legacy{}.Encode(nil, zmq.Shell, sampleMessage(f, []byte("b")))
 	f.Add(text, true)
 	f.Add(bin, false)
 	f.Add(bin, true)
-	f.Fuzz(func(t *testing.T, data []byte, isText bool) { legacy{}.decode(data, isText) })
+	f.Fuzz(func(t *testing.T, data []byte, isText bool) { Legacy{}.Decode(data, isText) })
 }
