@@ -165,7 +165,7 @@ func (g *gatewayActor) start(ctx actor.Context, req StartRequest, waiter *actor.
 			ctx.Send(h.pid, &claim{user: user, req: req, waiter: waiter})
 			// The refill waits a moment: on a small host a booting kernel
 			// would slow the taker's first round trips.
-			g.scheduleRefill(time.Now().Add(g.cfg.PoolRefillDelay))
+			g.scheduleRefill(ctx, time.Now().Add(g.cfg.PoolRefillDelay))
 			return nil
 		}
 	}

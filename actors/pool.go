@@ -151,7 +151,7 @@ func (g *gatewayActor) refill(ctx actor.Context) {
 		for ok && len(p.warm)+p.starting < size && launching < g.cfg.PoolLaunches &&
 			(g.cfg.MaxKernels <= 0 || len(g.children) < g.cfg.MaxKernels) {
 			if now.Before(p.retryAt) {
-				g.scheduleRefill(p.retryAt)
+				g.scheduleRefill(ctx, p.retryAt)
 				break
 			}
 			id := newKernelID()
@@ -209,12 +209,12 @@ func poolBackoff(failures int) time.Duration {
 
 // scheduleRefill makes sure a refill runs at about time at: one timer
 // covers every request for a later time.
-func (g *gatewayActor) scheduleRefill(at time.Time) {
+func (g *gatewayActor) scheduleRefill(ctx actor.Context, at time.Time) {
 	if !g.nextRefill.IsZero() && !g.nextRefill.After(at) {
 		return
 	}
 	g.nextRefill = at
-	sys, self := g.reg.sys, g.reg.pid
+	sys, self := ctx.ActorSystem(), ctx.Self()
 	time.AfterFunc(time.Until(at), func() { sys.Root.Send(self, &poolTick{at: at}) })
 }
 
