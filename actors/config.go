@@ -63,6 +63,10 @@ type Config struct {
 	// SessionExpiry is how long a session with no websocket keeps
 	// buffering for a reconnect. Default 10 min.
 	SessionExpiry time.Duration
+	// KernelInbox bounds kernel messages received and not yet forwarded by
+	// the kernel actor; a kernel that publishes faster waits on TCP.
+	// Default 4096.
+	KernelInbox int
 	// KernelQueue bounds client messages waiting for a kernel that is not
 	// ready or not reading. Default 1024.
 	KernelQueue int
@@ -128,6 +132,7 @@ func (c *Config) applyDefaults() {
 	defInt(&c.SessionBuffer, 10000)
 	defInt(&c.SessionBufferBytes, 64<<20)
 	defInt(&c.KernelQueue, 1024)
+	defInt(&c.KernelInbox, 4096)
 	defInt(&c.PoolLaunches, 2)
 	if c.WebsocketQueueBytes <= 0 {
 		c.WebsocketQueueBytes = 64 << 20

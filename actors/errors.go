@@ -19,6 +19,9 @@ var (
 	ErrConflict = errors.New("kernel id in use")
 	// ErrLaunchTimeout: the kernel did not come up within the launch timeout.
 	ErrLaunchTimeout = errors.New("kernel launch timed out")
+	// ErrTimeout: a kernel's actor did not answer a request in time (it is
+	// stuck behind a flood, or the kernel is slow to shut down).
+	ErrTimeout = errors.New("no answer from the kernel in time")
 	// ErrKernelDied: the kernel exited while starting or restarting.
 	ErrKernelDied = errors.New("kernel died")
 	// ErrUnavailable: the gateway is shutting down.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/kernelgate/kernelgate/actors/proxy"
+	"github.com/kernelgate/kernelgate/internal/lograte"
 	"github.com/kernelgate/kernelgate/kernelspecs"
 	"github.com/kernelgate/kernelgate/zmq"
 	"github.com/rs/zerolog"
@@ -49,6 +50,7 @@ type kernelActor struct {
 	upSince  time.Time
 	restarts int // automatic restarts in a row
 
+	inbox      *inbox // bounds what the current launch's readers have queued for this actor
 	ready      zmq.Readiness
 	readySince time.Time // when the current handshake began
 	hbOK       time.Time // last heartbeat echo
@@ -87,6 +89,7 @@ func (k *kernelActor) Receive(ctx actor.Context) {
 	case *launched:
 		k.onLaunched(ctx, m)
 	case *zmqIn:
+		m.inbox.release()
 		if m.gen == k.gen {
 			k.onMessage(m.Received)
 		}
@@ -149,6 +152,9 @@ func (k *kernelActor) launch() {
 	k.ready = zmq.Readiness{Session: "kernelgate-" + k.h.id, Username: "kernelgate"}
 	timeout := launchTimeout(k.env["KERNEL_LAUNCH_TIMEOUT"], k.cfg.LaunchTimeout)
 	req := proxy.LaunchRequest{KernelID: k.h.id, Spec: k.spec, Env: k.env, Logger: k.log}
+	k.inbox.close() // the previous launch's readers stop waiting
+	k.inbox = newInbox(k.cfg.KernelInbox)
+	in := k.inbox
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
@@ -167,7 +173,11 @@ func (k *kernelActor) launch() {
 			}
 		}()
 		client, err := zmq.Connect(ctx, proc.ConnectionInfo(), zmq.Options{
-			Deliver: func(r zmq.Received) { sys.Root.Send(self, &zmqIn{gen: gen, Received: r}) },
+			Deliver: func(r zmq.Received) {
+				if in.take() {
+					sys.Root.Send(self, &zmqIn{gen: gen, Received: r, inbox: in})
+				}
+			},
 		})
 		if err != nil {
 			select {
@@ -312,8 +322,7 @@ func (k *kernelActor) onMessage(r zmq.Received) {
 			}
 		default:
 			k.cfg.Metrics.BadKernelMessages.Add(1)
-			k.badSigs++
-			if k.badSigs&(k.badSigs-1) == 0 { // log the 1st, 2nd, 4th, 8th, …
+			if k.badSigs++; lograte.Crossed(k.badSigs-1, k.badSigs) {
 				k.log.Warn().Err(r.Err).Uint64("dropped", k.badSigs).Msg("dropped a malformed kernel message")
 			}
 		}
@@ -496,6 +505,7 @@ func (k *kernelActor) onExit(ctx actor.Context) {
 // release closes the channels and cleans up the process of this launch.
 func (k *kernelActor) release() {
 	k.h.direct.Store(nil) // readers fall back to the actor before the client goes
+	k.inbox.close()
 	if k.out != nil {
 		close(k.out)
 		k.out = nil

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/kernelgate/kernelgate/internal/lograte"
 	"github.com/kernelgate/kernelgate/zmq"
 	"github.com/rs/zerolog"
 )
@@ -91,7 +92,7 @@ func (k *kernelActor) toKernel(ob outbound) {
 	select {
 	case k.out <- ob:
 	default:
-		if n := k.cfg.Metrics.KernelQueueDropped.Add(1); n&(n-1) == 0 {
+		if n := k.cfg.Metrics.KernelQueueDropped.Add(1); lograte.Crossed(n-1, n) {
 			k.log.Warn().Uint64("dropped", n).Msg("kernel is not reading; dropped a client message")
 		}
 	}

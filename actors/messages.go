@@ -62,6 +62,7 @@ type (
 	zmqIn struct {
 		gen uint64
 		zmq.Received
+		inbox *inbox // released when the actor takes it
 	}
 	procExited struct{ gen uint64 }
 	nudgeTick  struct{ gen uint64 }

@@ -69,7 +69,7 @@ func (g *Gateway) request(pid *actor.PID, msg any, timeout time.Duration) (any, 
 	res, err := g.sys.Root.RequestFuture(pid, msg, timeout).Result()
 	switch {
 	case errors.Is(err, actor.ErrTimeout):
-		return nil, fmt.Errorf("%w: no answer within %v", ErrLaunchTimeout, timeout)
+		return nil, fmt.Errorf("%w: none within %v", ErrTimeout, timeout)
 	case errors.Is(err, actor.ErrDeadLetter):
 		return nil, fmt.Errorf("%w: the kernel is gone", ErrNoSuchKernel)
 	case err != nil:
@@ -84,6 +84,9 @@ func (g *Gateway) StartKernel(req StartRequest) (Model, error) {
 	s, _ := req.Env["KERNEL_LAUNCH_TIMEOUT"].(string)
 	timeout := max(g.cfg.LaunchTimeout, launchTimeout(s, g.cfg.LaunchTimeout))
 	res, err := g.request(g.pid, &startKernel{req: req}, timeout+10*time.Second)
+	if errors.Is(err, ErrTimeout) {
+		err = fmt.Errorf("%w: %w", ErrLaunchTimeout, err)
+	}
 	if err != nil {
 		return Model{}, err
 	}
@@ -140,6 +143,9 @@ func (g *Gateway) Restart(id string) (Model, error) {
 		return Model{}, err
 	}
 	res, err := g.request(h.pid, &restartKernel{}, g.cfg.ShutdownWait+g.cfg.LaunchTimeout+g.cfg.KernelInfoTimeout+10*time.Second)
+	if errors.Is(err, ErrTimeout) {
+		err = fmt.Errorf("%w: %w", ErrLaunchTimeout, err)
+	}
 	if err != nil {
 		return Model{}, err
 	}

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/kernelgate/kernelgate/internal/lograte"
 	"github.com/kernelgate/kernelgate/zmq"
 	"github.com/rs/zerolog"
 )
@@ -225,6 +226,7 @@ type sessionActor struct {
 	seq        uint64
 	buffer     []queued
 	bufBytes   int
+	dropped    uint64     // from the buffer, in all
 	ending     *actor.PID // the kernel actor waiting for this session to end
 }
 
@@ -345,7 +347,11 @@ func (s *sessionActor) attach(ctx actor.Context, m *attachWS) {
 		ctx.Send(s.ws, &wsClose{code: CloseReplaced, reason: "replaced by a newer connection for this session"})
 	}
 	log := s.log.With().Str("session", s.id).Logger()
-	w := &wsActor{sock: m.sock, session: ctx.Self(), maxMsgs: s.cfg.WebsocketQueue, maxSize: s.cfg.WebsocketQueueBytes,
+	// The replay comes on top of the usual backlog bound: a websocket
+	// handed a full session buffer must not count as too slow at once (it
+	// would be sent away, come back, get the replay again, and so on).
+	w := &wsActor{sock: m.sock, session: ctx.Self(),
+		maxMsgs: s.cfg.WebsocketQueue + len(s.buffer), maxSize: s.cfg.WebsocketQueueBytes + int64(s.bufBytes),
 		log: log, metrics: s.cfg.Metrics, done: make(chan struct{})}
 	s.ws = ctx.Spawn(actor.PropsFromProducer(func() actor.Actor { return w },
 		actor.WithDispatcher(inline), actor.WithReceiverMiddleware(logPanics(log))))
@@ -416,7 +422,12 @@ func (s *sessionActor) trim() {
 	}
 	if drop > 0 {
 		s.cfg.Metrics.BufferDropped.Add(uint64(drop))
-		s.buffer = append(s.buffer[:0:0], s.buffer[drop:]...)
-		s.log.Warn().Str("session", s.id).Int("dropped", drop).Msg("session buffer full; dropped the oldest messages")
+		// Reslice rather than copy: a full buffer drops one message per
+		// message delivered, and copying it each time was quadratic.
+		clear(s.buffer[:drop])
+		s.buffer = s.buffer[drop:]
+		if s.dropped += uint64(drop); lograte.Crossed(s.dropped-uint64(drop), s.dropped) {
+			s.log.Warn().Str("session", s.id).Uint64("dropped", s.dropped).Msg("session buffer full; dropped the oldest messages")
+		}
 	}
 }

@@ -38,7 +38,11 @@ func statusOf(err error) int {
 		return fasthttp.StatusConflict
 	case errors.Is(err, actors.ErrUnavailable):
 		return fasthttp.StatusServiceUnavailable
-	case errors.Is(err, actors.ErrLaunchTimeout), errors.Is(err, actors.ErrKernelDied),
+	case errors.Is(err, actors.ErrLaunchTimeout):
+		return fasthttp.StatusInternalServerError // EG's answer to a start that timed out
+	case errors.Is(err, actors.ErrTimeout):
+		return fasthttp.StatusGatewayTimeout
+	case errors.Is(err, actors.ErrKernelDied),
 		errors.Is(err, proxy.ErrLaunch), errors.Is(err, proxy.ErrUnknownProxy):
 		return fasthttp.StatusInternalServerError
 	}

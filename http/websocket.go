@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/kernelgate/kernelgate/actors"
 	"github.com/kernelgate/kernelgate/http/framing"
+	"github.com/kernelgate/kernelgate/internal/lograte"
 	"github.com/kernelgate/kernelgate/zmq"
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
@@ -109,7 +110,7 @@ func (s *Server) serveWebsocket(conn *wsConn, a *actors.Attachment, log zerolog.
 		}
 		if err != nil {
 			// One bad frame does not end the connection: report and go on.
-			if n := s.badFrames.Add(1); n&(n-1) == 0 {
+			if n := s.badFrames.Add(1); lograte.Crossed(n-1, n) {
 				log.Warn().Err(err).Uint64("total", n).Msg("dropped a malformed client frame")
 			}
 			continue

@@ -1,6 +1,7 @@
 package http
 
 import (
+	"errors"
 	"fmt"
 	"runtime"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fasthttp/websocket"
 	"github.com/kernelgate/kernelgate/actors"
 	"github.com/kernelgate/kernelgate/internal/leaktest"
 	"github.com/kernelgate/kernelgate/internal/testkit"
@@ -333,4 +335,59 @@ func TestIdleKernelsAreCulled(t *testing.T) {
 			testkit.Equal(t, metrics.Culled.Load(), uint64(2))
 		})
 	}
+}
+
+// A client sent away for falling behind (1013) that comes back with its
+// session id gets everything, once: the replay of a full session buffer
+// does not count against the backlog bound of the new connection.
+func TestClientSentAwayGetsEverythingOnReconnect(t *testing.T) {
+	metrics := &actors.Metrics{}
+	h := newHarness(t, func(_ *Config, a *actors.Config) {
+		a.Metrics = metrics
+		a.WebsocketQueue = 64
+		a.SessionBuffer, a.SessionBufferBytes = 50000, 256<<20
+	})
+	id := decode[actors.Model](t, h.expect("POST", "/api/kernels", `{"name":"synthetic"}`, 201)).ID
+	const n = 20000
+	c, err := h.tryDialWS(id, "laggard", true)
+	testkit.NoError(t, err)
+	defer c.Close()
+	lag := &wsClient{t: t, c: c, v1: true, session: "laggard"}
+	req := lag.send(zmq.Shell, "execute_request", map[string]any{"code": fmt.Sprintf("emit %d 64", n), "silent": false}, nil)
+	// It reads nothing until the gateway has sent it away.
+	testkit.Eventually(t, 60*time.Second, func() error {
+		if metrics.SlowConsumers.Load() == 0 {
+			return errors.New("not sent away yet")
+		}
+		return nil
+	})
+	count := 0
+	for {
+		typ, data, err := c.ReadMessage()
+		if err != nil {
+			testkit.True(t, websocket.IsCloseError(err, actors.CloseTryAgain), "first connection ended with %v, want close 1013", err)
+			break
+		}
+		if g, err := lag.decodeFrame(typ, data); err == nil && g.msgType == "stream" {
+			count++
+		}
+	}
+	// Come back once the kernel is done: all of it is in the session buffer.
+	testkit.Eventually(t, 60*time.Second, func() error {
+		if m := decode[actors.Model](t, h.expect("GET", "/api/kernels/"+id, "", 200)); m.ExecutionState != "idle" {
+			return fmt.Errorf("kernel is %s", m.ExecutionState)
+		}
+		return nil
+	})
+	back := h.dialWS(id, "laggard", true)
+	for _, g := range back.until(60*time.Second, func(g got) bool {
+		return g.msgType == "status" && g.parent == req.Head().MsgID && g.content["execution_state"] == "idle"
+	}) {
+		if g.msgType == "stream" {
+			count++
+		}
+	}
+	testkit.Equal(t, count, n)
+	testkit.Equal(t, metrics.SlowConsumers.Load(), uint64(1))
+	testkit.Equal(t, metrics.BufferDropped.Load(), uint64(0))
 }
