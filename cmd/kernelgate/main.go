@@ -22,6 +22,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "run the gateway", runServe},
+		{"bench", "load-test a gateway (or 'bench compare' saved reports)", runBench},
 		{"bench-kernel", "run the synthetic benchmark kernel (-f <connection file>)", runBenchKernel},
 		{"version", "print the version and exit", runVersion},
 	}

@@ -180,6 +180,8 @@ func PortRange(pkg string) (low, high int) {
 		return 24000, 26999
 	case "synthkernel":
 		return 27000, 27999
+	case "bench":
+		return 28000, 29999
 	}
 	panic("testkit: no port range for package " + pkg) // a test setup error
 }
