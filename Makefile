@@ -10,7 +10,7 @@ LDFLAGS   := -X main.version=$(VERSION)
 APT_PACKAGES := python3-ipykernel python3-jupyter-client python3-jupyter-server
 FUZZTIME  ?= 30s
 
-.PHONY: all run build test e2e bench lint fuzz deps clean
+.PHONY: all run build test e2e bench bench-go lint fuzz deps clean
 
 all: build
 
@@ -33,7 +33,15 @@ test: deps
 e2e: deps
 	$(GO) test -race -count=1 -run 'E2E' ./http
 
-bench: deps
+# make bench runs `kernelgate bench` against kernelgate, the limit (no
+# gateway) and Jupyter Server side by side; reports go to $(BENCH_OUT).
+# BENCH_QUICK=1 makes it a short smoke run. bench-go runs the Go
+# micro-benchmarks.
+BENCH_OUT ?= bench-results
+bench: deps build
+	bench/run.sh $(BIN) $(BENCH_OUT)
+
+bench-go: deps
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 lint:
@@ -66,4 +74,4 @@ deps:
 	fi
 
 clean:
-	rm -rf bin
+	rm -rf bin $(BENCH_OUT)

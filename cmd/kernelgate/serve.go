@@ -75,6 +75,7 @@ type serveConfig struct {
 	SessionBuffer      int
 	SessionBufferBytes int
 	SessionExpiry      time.Duration
+	KernelInbox        int
 	LogLevel           string
 	LogFormat          string
 }
@@ -137,6 +138,7 @@ func serveSettings(c *serveConfig, stderr io.Writer) *settings {
 	s.Int(&c.SessionBuffer, "session-buffer", 10000, "messages kept per session while no websocket is attached (oldest dropped)", "KERNELGATE_SESSION_BUFFER")
 	s.Int(&c.SessionBufferBytes, "session-buffer-bytes", 64<<20, "bytes kept per session while no websocket is attached", "KERNELGATE_SESSION_BUFFER_BYTES")
 	s.Seconds(&c.SessionExpiry, "session-expiry", 10*time.Minute, "seconds a session without a websocket keeps buffering for a reconnect", "KERNELGATE_SESSION_EXPIRY")
+	s.Int(&c.KernelInbox, "kernel-inbox", 4096, "kernel messages received and not yet forwarded, per kernel; a kernel that publishes faster waits on TCP", "KERNELGATE_KERNEL_INBOX")
 	s.Bool(&c.MetricsAuth, "metrics-auth", false, "require the token on /metrics (open by default, like /healthz)", "KERNELGATE_METRICS_AUTH")
 	s.Seconds(&c.StopTimeout, "stop-timeout", 30*time.Second, "seconds to shut kernels down when the gateway stops", "KERNELGATE_STOP_TIMEOUT")
 	s.String(&c.LogLevel, "log-level", "info", "debug, info, warn or error", "KERNELGATE_LOG_LEVEL")
@@ -190,7 +192,7 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 		WebsocketQueue: c.WSQueue, WebsocketQueueBytes: int64(c.WSQueueBytes),
 		SessionBuffer: c.SessionBuffer, SessionBufferBytes: c.SessionBufferBytes, SessionExpiry: c.SessionExpiry,
 		CullIdleTimeout: c.CullIdleTimeout, CullInterval: c.CullInterval, CullConnected: c.CullConnected, CullBusy: c.CullBusy,
-		Pools: c.Pool, PoolLaunches: c.PoolLaunches, PoolRefillDelay: c.PoolRefill, PoolIgnoredEnv: c.PoolIgnoredEnv,
+		KernelInbox: c.KernelInbox, Pools: c.Pool, PoolLaunches: c.PoolLaunches, PoolRefillDelay: c.PoolRefill, PoolIgnoredEnv: c.PoolIgnoredEnv,
 	})
 	srv := kghttp.New(kghttp.Config{
 		BaseURL: c.BaseURL, AuthToken: c.AuthToken, AllowOrigin: c.AllowOrigin, AllowCredentials: c.AllowCredentials,

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# `make bench`: the standard suite against kernelgate, against the limit (the
+# harness reading the kernels directly over ZMQ) and against Debian's
+# Jupyter Server when it is installed, with ipykernel and with the synthetic
+# kernel; then one table of ratios. Everything listens on 127.0.0.1 and is
+# stopped on exit.
+#
+#   bench/run.sh <kernelgate binary> <output dir>
+#
+# BENCH_QUICK=1 shortens every scenario (a smoke run).
+set -euo pipefail
+
+kg=$(realpath "$1")
+out=$(realpath -m "$2")
+mkdir -p "$out"
+work=$(mktemp -d)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Kernelspecs: the synthetic kernel is this binary; python3 is ipykernel's.
+mkdir -p "$work/jupyter/kernels/synthetic"
+printf '{"argv":["%s","bench-kernel","-f","{connection_file}"],"display_name":"Synthetic","language":"synthetic","interrupt_mode":"signal"}\n' \
+	"$kg" >"$work/jupyter/kernels/synthetic/kernel.json"
+export JUPYTER_PATH="$work/jupyter"
+export JUPYTER_RUNTIME_DIR="$work/runtime"
+
+if [ "${BENCH_QUICK:-}" = 1 ]; then
+	sizes=(--starts 2 --concurrent-starts 2 --rtt-count 50 --stream-count 10000 --fanout 4
+		--users 3 --user-duration 3 --churn-duration 3)
+else
+	sizes=(--starts 10 --concurrent-starts 5 --rtt-count 500 --stream-count 100000 --fanout 8
+		--users 10 --user-duration 20 --churn-duration 20)
+fi
+
+# wait_port HOST:PORT waits (up to a minute) until something accepts there.
+wait_port() {
+	for _ in $(seq 300); do
+		if (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null; then return 0; fi
+		sleep 0.2
+	done
+	echo "bench: nothing listens on $1" >&2
+	return 1
+}
+
+free_port() {
+	/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# suite LABEL ARGS... runs the suite for both kernels into $out/LABEL.json.
+suite() {
+	local label=$1
+	shift
+	local files=()
+	for kernel in synthetic python3; do
+		local scen=start,rtt,stream,fanout,users,churn
+		if [ "$kernel" = python3 ]; then scen=start,rtt,stream,users; fi
+		"$kg" bench --label "$label" --kernel "$kernel" --scenarios "$scen" "${sizes[@]}" \
+			--json "$work/$label-$kernel.json" "$@" | tee -a "$out/$label.txt"
+		files+=("$work/$label-$kernel.json")
+	done
+	# One JSON array per label.
+	/usr/bin/python3 -c 'import json,sys; print(json.dumps([r for f in sys.argv[1:] for r in json.load(open(f))], indent=1))' \
+		"${files[@]}" >"$out/$label.json"
+}
+
+: >"$out/kernelgate.txt"
+"$kg" serve --ip 127.0.0.1 --port 0 --port-retries 0 --unauthorized-users "" --log-level warn \
+	--runtime-dir "$work/kg-runtime" >"$work/kg.out" 2>"$out/kernelgate.log" &
+kgpid=$!
+pids+=("$kgpid")
+for _ in $(seq 100); do grep -q "is available at" "$work/kg.out" 2>/dev/null && break; sleep 0.1; done
+kgurl=$(grep -o 'http://[0-9.:]*' "$work/kg.out")
+echo "== kernelgate at $kgurl (pid $kgpid)"
+suite kernelgate --url "$kgurl" --pid "$kgpid"
+kill "$kgpid"
+
+echo "== the limit: kernels read directly over ZMQ"
+: >"$out/limit.txt"
+suite limit --direct --scenarios start,rtt,stream,fanout
+
+reports=("$out/kernelgate.json" "$out/limit.json")
+if /usr/bin/python3 -c 'import jupyter_server' 2>/dev/null; then
+	port=$(free_port)
+	token=bench-$RANDOM$RANDOM
+	/usr/bin/python3 -m jupyter_server --no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port="$port" \
+		--ServerApp.port_retries=0 --ServerApp.token="$token" --ServerApp.root_dir="$work" --ServerApp.allow_root=True \
+		>"$out/jupyter-server.log" 2>&1 &
+	jspid=$!
+	pids+=("$jspid")
+	wait_port "127.0.0.1:$port"
+	echo "== Jupyter Server at http://127.0.0.1:$port (pid $jspid)"
+	: >"$out/jupyter-server.txt"
+	suite jupyter-server --url "http://127.0.0.1:$port" --token "$token" --pid "$jspid" --protocol legacy
+	kill "$jspid"
+	reports+=("$out/jupyter-server.json")
+else
+	echo "== Jupyter Server is not installed (apt-get install python3-jupyter-server); compared with the limit only"
+fi
+
+echo
+echo "== kernelgate against the others (ratios are kernelgate ÷ other; for latency and cost lower is better, for msgs/s higher)"
+"$kg" bench compare --html "$out/report.html" "${reports[@]}" | tee "$out/compare.txt"
+echo
+echo "reports: $out/compare.txt, $out/report.html, $out/*.json"
