@@ -29,6 +29,8 @@ type Model struct {
 	ExecutionState string `json:"execution_state"`
 	Connections    int    `json:"connections"`
 	Reason         string `json:"reason,omitempty"`
+	// User is the KERNEL_USERNAME the kernel was started for; not shown.
+	User string `json:"-"`
 }
 
 // kernelHandle is what the rest of the gateway sees of one kernel. The
@@ -64,6 +66,7 @@ func (h *kernelHandle) model() Model {
 		LastActivity:   time.Unix(0, h.lastActivity.Load()).UTC().Format(LastActivityFormat),
 		ExecutionState: *h.state.Load(),
 		Connections:    int(h.connections.Load()),
+		User:           h.username,
 	}
 }
 

@@ -273,3 +273,38 @@ func TestPooledStartIsReadyAtOnce(t *testing.T) {
 	testkit.Equal(t, pick(t, out, "iopub", "stream").content["text"], any("42\n"))
 	testkit.Equal(t, metricValue(h.scrape(), "kernelgate_pool_takes_total"), 1.0)
 }
+
+func TestUserIsolation(t *testing.T) {
+	h := newHarness(t, func(c *Config, _ *actors.Config) { c.UserIsolation = true })
+	as := func(user string) []string { return []string{"X-Kernelgate-User", user} }
+	id := decode[actors.Model](t, h.expect("POST", "/api/kernels", `{"name":"python3"}`, 201, as("alice")...)).ID
+	sess := decode[map[string]any](t, h.expect("POST", "/api/sessions", `{"path":"a.ipynb","type":"notebook","kernel":{"id":"`+id+`"}}`, 201, as("alice")...))["id"].(string)
+
+	// Alice sees and uses her kernel and session.
+	testkit.Equal(t, len(decode[[]actors.Model](t, h.expect("GET", "/api/kernels", "", 200, as("alice")...))), 1)
+	h.expect("GET", "/api/kernels/"+id, "", 200, as("alice")...)
+	h.expect("GET", "/api/sessions/"+sess, "", 200, as("alice")...)
+
+	// Bob cannot tell they exist.
+	testkit.Equal(t, len(decode[[]actors.Model](t, h.expect("GET", "/api/kernels", "", 200, as("bob")...))), 0)
+	testkit.Equal(t, len(decode[[]map[string]any](t, h.expect("GET", "/api/sessions", "", 200, as("bob")...))), 0)
+	for _, r := range []struct{ method, path string }{
+		{"GET", "/api/kernels/" + id}, {"DELETE", "/api/kernels/" + id},
+		{"POST", "/api/kernels/" + id + "/interrupt"}, {"POST", "/api/kernels/" + id + "/restart"},
+		{"GET", "/api/sessions/" + sess}, {"DELETE", "/api/sessions/" + sess},
+	} {
+		h.expect(r.method, r.path, "", 404, as("bob")...)
+	}
+	h.expect("POST", "/api/sessions", `{"path":"b.ipynb","type":"notebook","kernel":{"id":"`+id+`"}}`, 400, as("bob")...)
+	status, _, _ := h.do("GET", "/api/kernels/"+id+"/channels", "", append(as("bob"), "Connection", "Upgrade", "Upgrade", "websocket",
+		"Sec-WebSocket-Version", "13", "Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")...)
+	testkit.Equal(t, status, 404)
+
+	// Nobody starts kernels in someone else's name, or anonymously.
+	h.expect("POST", "/api/kernels", `{"name":"python3","env":{"KERNEL_USERNAME":"alice"}}`, 403, as("bob")...)
+	h.expect("GET", "/api/kernels", "", 403)
+	h.expect("GET", "/api/kernels/"+id, "", 403)
+
+	// Alice's kernel is still there and hers to delete.
+	h.expect("DELETE", "/api/kernels/"+id, "", 204, as("alice")...)
+}

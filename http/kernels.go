@@ -14,11 +14,25 @@ func (s *Server) kernels(ctx *fasthttp.RequestCtx, _ []string) error {
 		if !s.cfg.ListKernels {
 			return &Error{Status: fasthttp.StatusForbidden, Message: "Forbidden: kernel listing is disabled (EG_LIST_KERNELS)"}
 		}
-		writeJSON(ctx, fasthttp.StatusOK, s.gw.Kernels())
+		caller, err := s.caller(ctx)
+		if err != nil {
+			return err
+		}
+		all := s.gw.Kernels()
+		out := all[:0]
+		for _, m := range all {
+			if visible(caller, m) {
+				out = append(out, m)
+			}
+		}
+		writeJSON(ctx, fasthttp.StatusOK, out)
 		return nil
 	case ctx.IsPost():
 		req, err := parseStartRequest(ctx.PostBody())
 		if err != nil {
+			return err
+		}
+		if err := s.startAs(ctx, &req); err != nil {
 			return err
 		}
 		m, err := s.gw.StartKernel(req)
@@ -71,12 +85,12 @@ func parseStartRequest(body []byte) (actors.StartRequest, error) {
 // kernel serves /api/kernels/{id}: GET the model, DELETE shuts down.
 func (s *Server) kernel(ctx *fasthttp.RequestCtx, p []string) error {
 	id := p[0]
+	m, err := s.kernelFor(ctx, id)
+	if err != nil {
+		return err
+	}
 	switch {
 	case ctx.IsGet():
-		m, err := s.gw.Kernel(id)
-		if err != nil {
-			return err
-		}
 		writeJSON(ctx, fasthttp.StatusOK, m)
 		return nil
 	case ctx.IsDelete():
@@ -96,6 +110,9 @@ func (s *Server) kernelAction(ctx *fasthttp.RequestCtx, p []string) error {
 		return errMethod
 	}
 	id, action := p[0], p[1]
+	if _, err := s.kernelFor(ctx, id); err != nil {
+		return err
+	}
 	if action == "interrupt" {
 		if err := s.gw.Interrupt(id); err != nil {
 			return err

@@ -31,6 +31,10 @@ type Config struct {
 	MaxBodySize int
 	// Access holds the user lists for the ?user= kernelspec filter.
 	Access kernelspecs.Access
+	// UserIsolation binds kernels to the user that started them; every
+	// request names its user in the UserHeader header (see isolation.go).
+	UserIsolation bool
+	UserHeader    string
 	// MetricsAuth puts /metrics behind the token (it is open by default,
 	// like the health endpoints).
 	MetricsAuth bool
@@ -66,6 +70,9 @@ func New(cfg Config, gw *actors.Gateway, specs *kernelspecs.Cache) *Server {
 	cfg.BaseURL = "/" + strings.Trim(cfg.BaseURL, "/")
 	if cfg.BaseURL != "/" {
 		cfg.BaseURL += "/"
+	}
+	if cfg.UserHeader == "" {
+		cfg.UserHeader = "X-Kernelgate-User"
 	}
 	if cfg.MaxBodySize <= 0 {
 		cfg.MaxBodySize = 1 << 20

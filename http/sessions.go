@@ -81,10 +81,14 @@ func (st *sessionStore) forgetKernel(kernelID string) {
 
 // model renders a session with its kernel's current model, or false when
 // the kernel is gone (such a session is dropped, as Jupyter Server does).
-func (s *Server) sessionModel(sess session) (map[string]any, bool) {
+// Under isolation a session whose kernel is another user's is invisible.
+func (s *Server) sessionModel(caller string, sess session) (map[string]any, bool) {
 	k, err := s.gw.Kernel(sess.KernelID)
 	if err != nil {
 		s.sessions.remove(sess.ID)
+		return nil, false
+	}
+	if !visible(caller, k) {
 		return nil, false
 	}
 	m := map[string]any{"id": sess.ID, "path": sess.Path, "name": sess.Name, "type": sess.Type, "kernel": k}
@@ -145,9 +149,13 @@ func (s *Server) sessionList(ctx *fasthttp.RequestCtx, _ []string) error {
 		if !s.cfg.ListKernels {
 			return &Error{Status: fasthttp.StatusForbidden, Message: "Forbidden: session listing is disabled (EG_LIST_KERNELS)"}
 		}
+		caller, err := s.caller(ctx)
+		if err != nil {
+			return err
+		}
 		out := []map[string]any{}
 		for _, sess := range s.sessions.all() {
-			if m, ok := s.sessionModel(sess); ok {
+			if m, ok := s.sessionModel(caller, sess); ok {
 				out = append(out, m)
 			}
 		}
@@ -164,6 +172,10 @@ func (s *Server) createSession(ctx *fasthttp.RequestCtx) error {
 	if err != nil {
 		return err
 	}
+	caller, err := s.caller(ctx)
+	if err != nil {
+		return err
+	}
 	if sb.Path == nil {
 		return errorf(fasthttp.StatusBadRequest, "Missing field in JSON data: path")
 	}
@@ -171,26 +183,26 @@ func (s *Server) createSession(ctx *fasthttp.RequestCtx) error {
 		return errorf(fasthttp.StatusBadRequest, "Missing field in JSON data: type")
 	}
 	if existing, ok := s.sessions.byPath(*sb.Path); ok {
-		if m, ok := s.sessionModel(existing); ok {
+		if m, ok := s.sessionModel(caller, existing); ok {
 			s.writeSession(ctx, fasthttp.StatusCreated, existing.ID, m)
 			return nil
 		}
 	}
 	sess := session{ID: uuid.NewString(), Path: *sb.Path, Name: str(sb.Name), Type: *sb.Type}
-	if sess.KernelID, err = s.sessionKernel(sb); err != nil {
+	if sess.KernelID, err = s.sessionKernel(ctx, sb); err != nil {
 		return err
 	}
 	s.sessions.put(sess)
-	m, _ := s.sessionModel(sess)
+	m, _ := s.sessionModel(caller, sess)
 	s.writeSession(ctx, fasthttp.StatusCreated, sess.ID, m)
 	return nil
 }
 
 // sessionKernel attaches to the named kernel id or starts a kernel of the
 // named spec.
-func (s *Server) sessionKernel(sb sessionBody) (string, error) {
+func (s *Server) sessionKernel(ctx *fasthttp.RequestCtx, sb sessionBody) (string, error) {
 	if sb.Kernel != nil && sb.Kernel.ID != nil {
-		if _, err := s.gw.Kernel(*sb.Kernel.ID); err != nil {
+		if _, err := s.kernelFor(ctx, *sb.Kernel.ID); err != nil {
 			return "", errorf(fasthttp.StatusBadRequest, "No such kernel: "+*sb.Kernel.ID)
 		}
 		return *sb.Kernel.ID, nil
@@ -199,7 +211,11 @@ func (s *Server) sessionKernel(sb sessionBody) (string, error) {
 	if sb.Kernel != nil {
 		name = str(sb.Kernel.Name)
 	}
-	k, err := s.gw.StartKernel(actors.StartRequest{Name: name, Path: str(sb.Path)})
+	req := actors.StartRequest{Name: name, Path: str(sb.Path)}
+	if err := s.startAs(ctx, &req); err != nil {
+		return "", err
+	}
+	k, err := s.gw.StartKernel(req)
 	if errors.Is(err, actors.ErrNoSuchKernelSpec) {
 		return "", &Error{Status: fasthttp.StatusNotImplemented, Message: "The '" + name + "' kernel is not available: " + err.Error()}
 	}
@@ -213,11 +229,18 @@ func (s *Server) writeSession(ctx *fasthttp.RequestCtx, status int, id string, m
 
 // session serves /api/sessions/{id}: GET, PATCH, DELETE.
 func (s *Server) session(ctx *fasthttp.RequestCtx, p []string) error {
+	caller, err := s.caller(ctx)
+	if err != nil {
+		return err
+	}
 	sess, ok := s.sessions.get(p[0])
 	notFound := errorf(fasthttp.StatusNotFound, "Session not found: "+p[0])
+	if ok {
+		_, ok = s.sessionModel(caller, sess)
+	}
 	switch {
 	case ctx.IsGet():
-		m, alive := s.sessionModel(sess)
+		m, alive := s.sessionModel(caller, sess)
 		if !ok || !alive {
 			return notFound
 		}
@@ -227,7 +250,7 @@ func (s *Server) session(ctx *fasthttp.RequestCtx, p []string) error {
 		if !ok {
 			return notFound
 		}
-		return s.patchSession(ctx, sess)
+		return s.patchSession(ctx, caller, sess)
 	case ctx.IsDelete():
 		if !ok {
 			return notFound
@@ -244,7 +267,7 @@ func (s *Server) session(ctx *fasthttp.RequestCtx, p []string) error {
 	return errMethod
 }
 
-func (s *Server) patchSession(ctx *fasthttp.RequestCtx, sess session) error {
+func (s *Server) patchSession(ctx *fasthttp.RequestCtx, caller string, sess session) error {
 	sb, err := parseSessionBody(ctx.PostBody())
 	if err != nil {
 		return err
@@ -260,7 +283,7 @@ func (s *Server) patchSession(ctx *fasthttp.RequestCtx, sess session) error {
 	}
 	old := sess.KernelID
 	if sb.Kernel != nil {
-		if sess.KernelID, err = s.sessionKernel(sb); err != nil {
+		if sess.KernelID, err = s.sessionKernel(ctx, sb); err != nil {
 			return err
 		}
 	}
@@ -268,7 +291,7 @@ func (s *Server) patchSession(ctx *fasthttp.RequestCtx, sess session) error {
 	if old != sess.KernelID && (sb.Kernel == nil || sb.Kernel.ID == nil) {
 		s.gw.Shutdown(old) // the session moved to a kernel it started
 	}
-	m, ok := s.sessionModel(sess)
+	m, ok := s.sessionModel(caller, sess)
 	if !ok {
 		return errorf(fasthttp.StatusNotFound, "Session's kernel is gone: "+sess.ID)
 	}

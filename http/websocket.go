@@ -33,7 +33,7 @@ func (s *Server) channels(ctx *fasthttp.RequestCtx, p []string) error {
 	// Everything the connection needs is copied now: ctx is recycled when
 	// this handler returns, before the hijacked connection is served.
 	kernelID := p[0]
-	if _, err := s.gw.Kernel(kernelID); err != nil {
+	if _, err := s.kernelFor(ctx, kernelID); err != nil {
 		return err
 	}
 	sessionID := string(ctx.QueryArgs().Peek("session_id"))

@@ -57,6 +57,8 @@ type serveConfig struct {
 	MaxBodySize       int
 	StopTimeout       time.Duration
 	MetricsAuth       bool
+	UserIsolation     bool
+	UserHeader        string
 
 	Pool           map[string]int
 	PoolLaunches   int
@@ -139,6 +141,8 @@ func serveSettings(c *serveConfig, stderr io.Writer) *settings {
 	s.Int(&c.SessionBufferBytes, "session-buffer-bytes", 64<<20, "bytes kept per session while no websocket is attached", "KERNELGATE_SESSION_BUFFER_BYTES")
 	s.Seconds(&c.SessionExpiry, "session-expiry", 10*time.Minute, "seconds a session without a websocket keeps buffering for a reconnect", "KERNELGATE_SESSION_EXPIRY")
 	s.Int(&c.KernelInbox, "kernel-inbox", 4096, "kernel messages received and not yet forwarded, per kernel; a kernel that publishes faster waits on TCP", "KERNELGATE_KERNEL_INBOX")
+	s.Bool(&c.UserIsolation, "user-isolation", false, "bind each kernel to the KERNEL_USERNAME that started it; requests name their user in --user-header and see only their kernels", "KERNELGATE_USER_ISOLATION")
+	s.String(&c.UserHeader, "user-header", "X-Kernelgate-User", "request header that names the user under --user-isolation (set it from a trusted proxy or Jupyter Server's gateway headers)", "KERNELGATE_USER_HEADER")
 	s.Bool(&c.MetricsAuth, "metrics-auth", false, "require the token on /metrics (open by default, like /healthz)", "KERNELGATE_METRICS_AUTH")
 	s.Seconds(&c.StopTimeout, "stop-timeout", 30*time.Second, "seconds to shut kernels down when the gateway stops", "KERNELGATE_STOP_TIMEOUT")
 	s.String(&c.LogLevel, "log-level", "info", "debug, info, warn or error", "KERNELGATE_LOG_LEVEL")
@@ -198,7 +202,7 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 		BaseURL: c.BaseURL, AuthToken: c.AuthToken, AllowOrigin: c.AllowOrigin, AllowCredentials: c.AllowCredentials,
 		AllowHeaders: c.AllowHeaders, AllowMethods: c.AllowMethods, ExposeHeaders: c.ExposeHeaders, MaxAge: c.MaxAge,
 		ListKernels: c.ListKernels, MaxBodySize: c.MaxBodySize, Access: access, Version: version, Logger: log,
-		MetricsAuth: c.MetricsAuth,
+		MetricsAuth: c.MetricsAuth, UserIsolation: c.UserIsolation, UserHeader: c.UserHeader,
 		Websocket:   kghttp.WebsocketConfig{PingInterval: c.WSPingInterval, ReadLimit: int64(c.WSReadLimit)},
 	}, gw, specs)
 
