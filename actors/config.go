@@ -93,6 +93,13 @@ type Config struct {
 	// from the pool.
 	PoolIgnoredEnv []string
 
+	// Store, when set, records every kernel so that a restarted gateway
+	// takes back the ones still running (EG_KERNEL_SESSION_PERSISTENCE).
+	Store Store
+	// KeepKernelsOnStop makes Close leave recorded kernels running for the
+	// next gateway process instead of shutting them down (EG's way).
+	KeepKernelsOnStop bool
+
 	// Metrics receives the counters; default a fresh set.
 	Metrics *Metrics
 

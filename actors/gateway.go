@@ -81,9 +81,17 @@ func (g *gatewayActor) Receive(ctx actor.Context) {
 		g.publishPools()
 		g.drainers = append(g.drainers, ctx.Sender())
 		for _, pid := range g.children {
-			ctx.Request(pid, &shutdownKernel{})
+			if m.keep {
+				ctx.Request(pid, &detachKernel{})
+			} else {
+				ctx.Request(pid, &shutdownKernel{})
+			}
 		}
 		g.checkDrained()
+	case *recoverKernel:
+		if err := g.recover(ctx, m.rec); err != nil {
+			ctx.Respond(&started{err: err})
+		}
 	case *done: // a child's answer to the drain's shutdownKernel
 	}
 }
@@ -181,7 +189,7 @@ func (g *gatewayActor) start(ctx actor.Context, req StartRequest, waiter *actor.
 		return fmt.Errorf("%w: a max kernels limit has been set to %d and there are currently %d active and pending kernels",
 			ErrLimit, max, len(g.children))
 	}
-	if _, err := g.spawn(ctx, spec, id, user, kernelEnv(g.cfg, spec, env, id, user), waiter, false); err != nil {
+	if _, err := g.spawn(ctx, kernelOpts{spec: spec, id: id, user: user, env: kernelEnv(g.cfg, spec, env, id, user), waiter: waiter}); err != nil {
 		return err
 	}
 	g.pending[id] = user
@@ -189,10 +197,38 @@ func (g *gatewayActor) start(ctx actor.Context, req StartRequest, waiter *actor.
 	return nil
 }
 
-// spawn starts a kernel actor for spec; waiter, if any, is answered once
-// the kernel is up.
-func (g *gatewayActor) spawn(ctx actor.Context, spec kernelspecs.Spec, id, user string, env map[string]string,
-	waiter *actor.PID, pooled bool) (*kernelHandle, error) {
+// recover takes back a kernel an earlier gateway process recorded; its
+// kernel actor answers the requester once the kernel's channels are up.
+func (g *gatewayActor) recover(ctx actor.Context, rec Record) error {
+	spec, ok := g.cfg.Specs.Snapshot().Get(rec.KernelName)
+	if !ok {
+		return fmt.Errorf("%w: no kernelspec named '%s' any more", ErrNoSuchKernelSpec, rec.KernelName)
+	}
+	if _, dup := g.children[rec.ID]; dup {
+		return fmt.Errorf("%w: a kernel with id %s already exists", ErrConflict, rec.ID)
+	}
+	if _, err := g.spawn(ctx, kernelOpts{spec: spec, id: rec.ID, user: rec.Username, env: rec.Env, waiter: ctx.Sender(), recovering: &rec}); err != nil {
+		return err
+	}
+	g.pending[rec.ID] = rec.Username
+	g.byUser[rec.Username]++
+	return nil
+}
+
+// kernelOpts describe a kernel actor to spawn.
+type kernelOpts struct {
+	spec     kernelspecs.Spec
+	id, user string
+	env      map[string]string
+	waiter   *actor.PID // answered once the kernel is up, if set
+	pooled   bool
+	// recovering is set to take back a recorded kernel.
+	recovering *Record
+}
+
+// spawn starts a kernel actor.
+func (g *gatewayActor) spawn(ctx actor.Context, o kernelOpts) (*kernelHandle, error) {
+	spec, id, user, pooled := o.spec, o.id, o.user, o.pooled
 	prov, err := g.cfg.Proxies.For(spec)
 	if err != nil {
 		return nil, err
@@ -203,9 +239,11 @@ func (g *gatewayActor) spawn(ctx actor.Context, spec kernelspecs.Spec, id, user 
 	}
 	h := newKernelHandle(id, spec.Name, user, nil)
 	k := &kernelActor{
-		cfg: g.cfg, prov: prov, spec: spec, h: h, log: log, env: env,
+		cfg: g.cfg, prov: prov, spec: spec, h: h, log: log, env: o.env,
 		pooled:      pooled,
-		startWaiter: waiter,
+		recovering:  o.recovering,
+		startWaiter: o.waiter,
+		started:     startedAt(o.recovering),
 		sessions:    make(map[string]*actor.PID),
 		routes:      make(map[string]*actor.PID),
 	}
@@ -218,12 +256,23 @@ func (g *gatewayActor) spawn(ctx actor.Context, spec kernelspecs.Spec, id, user 
 	h.pid = pid
 	g.children[id] = pid
 	g.byPID[pid.Id] = id
-	if pooled {
+	switch {
+	case pooled:
 		log.Info().Msg("pooled kernel starting")
-	} else {
+	case o.recovering != nil:
+		log.Info().Msg("recovering kernel")
+	default:
 		log.Info().Msg("kernel starting")
 	}
 	return h, nil
 }
 
 func newKernelID() string { return uuid.NewString() }
+
+// startedAt is when a recorded kernel first started; zero for a new one.
+func startedAt(rec *Record) time.Time {
+	if rec == nil {
+		return time.Time{}
+	}
+	return rec.Started
+}

@@ -42,6 +42,13 @@ type kernelActor struct {
 	// pooled is true until the kernel is claimed from its warm pool: it
 	// tells the gateway when it is ready, and dies rather than restarts.
 	pooled bool
+	// recovering is the record of a kernel an earlier gateway process
+	// launched: the first launch takes it back instead of starting one.
+	recovering *Record
+	// kept is set when the gateway stops and leaves the kernel running
+	// for the next gateway process: its process and files stay.
+	kept    bool
+	started time.Time
 
 	phase    phase
 	gen      uint64 // current launch; bumped by every launch
@@ -119,6 +126,8 @@ func (k *kernelActor) Receive(ctx actor.Context) {
 		k.restart(ctx)
 	case *shutdownKernel:
 		k.shutdown(ctx, m.reason)
+	case *detachKernel:
+		k.detach(ctx)
 	case *attachWS:
 		k.attach(ctx, m)
 	case *clientMsg:
@@ -151,14 +160,14 @@ func (k *kernelActor) launch() {
 	gen, self, sys := k.gen, k.self, k.sys
 	k.ready = zmq.Readiness{Session: "kernelgate-" + k.h.id, Username: "kernelgate"}
 	timeout := launchTimeout(k.env["KERNEL_LAUNCH_TIMEOUT"], k.cfg.LaunchTimeout)
-	req := proxy.LaunchRequest{KernelID: k.h.id, Spec: k.spec, Env: k.env, Logger: k.log}
 	k.inbox.close() // the previous launch's readers stop waiting
 	k.inbox = newInbox(k.cfg.KernelInbox)
 	in := k.inbox
+	start := k.starter()
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		proc, err := k.prov.Launch(ctx, req)
+		proc, err := start(ctx)
 		if err != nil {
 			sys.Root.Send(self, &launched{gen: gen, err: err})
 			return
@@ -221,13 +230,22 @@ func (k *kernelActor) onLaunched(ctx actor.Context, m *launched) {
 	}
 	k.proc, k.client = m.proc, m.client
 	k.upSince, k.hbOK = time.Now(), time.Now()
+	if k.started.IsZero() {
+		k.started = k.upSince
+	}
 	k.out = make(chan outbound, k.cfg.KernelQueue)
 	go writeToKernel(m.client, k.out, k.cfg.Metrics, k.log)
-	gen, self, sys := k.gen, k.self, k.sys
+	gen, self, sys, in := k.gen, k.self, k.sys, k.inbox
 	go func() {
-		<-m.proc.Exited()
-		sys.Root.Send(self, &procExited{gen: gen})
+		select {
+		case <-m.proc.Exited():
+			sys.Root.Send(self, &procExited{gen: gen})
+		case <-in.done: // the launch was released (or kept running for the next gateway)
+		}
 	}()
+	if !k.pooled {
+		k.persist()
+	}
 	if k.phase == phaseTerminating { // a shutdown arrived while launching
 		k.requestShutdown(false)
 		return
@@ -256,6 +274,7 @@ func (k *kernelActor) claim(ctx actor.Context, m *claim) {
 	}
 	k.pooled = false
 	k.log = k.log.With().Str("username", m.user).Logger()
+	k.persist()
 	k.h.touch()
 	k.cfg.Metrics.Starts.Add(1)
 	ctx.Send(k.parent, &kernelUp{h: k.h, waiter: m.waiter})
@@ -514,12 +533,12 @@ func (k *kernelActor) release() {
 		go k.client.Close() // waits for its readers; not on the actor's goroutine
 		k.client = nil
 	}
-	if k.proc != nil {
+	if k.proc != nil && !k.kept {
 		if err := k.proc.Cleanup(); err != nil {
 			k.log.Warn().Err(err).Msg("kernel cleanup")
 		}
-		k.proc = nil
 	}
+	k.proc = nil
 }
 
 func (k *kernelActor) die(ctx actor.Context, err error) {
@@ -539,6 +558,9 @@ func (k *kernelActor) finish(ctx actor.Context, err error) {
 	k.phase = phaseTerminating
 	reason := "kernel shut down"
 	switch {
+	case k.kept:
+		reason = "gateway restarting; the kernel keeps running"
+		k.log.Info().Msg("kernel left running for the next gateway process")
 	case err != nil:
 		reason = "kernel died"
 		k.log.Error().Err(err).Msg("kernel dead")
@@ -554,6 +576,11 @@ func (k *kernelActor) finish(ctx actor.Context, err error) {
 	// kernel is already gone from the REST API. The sessions are ended when
 	// the gateway confirms (*goneAck).
 	k.closeReason = reason
+	if k.cfg.Store != nil && !k.kept && !k.pooled {
+		if err := k.cfg.Store.Delete(k.h.id); err != nil {
+			k.log.Warn().Err(err).Msg("cannot delete the kernel's record")
+		}
+	}
 	ctx.Request(ctx.Parent(), &kernelGone{id: k.h.id, waiters: k.stopWaiters})
 	k.stopWaiters = nil
 }
@@ -567,7 +594,7 @@ func (k *kernelActor) endSessions(ctx actor.Context) {
 	}
 	k.ending = len(k.sessions)
 	for _, pid := range k.sessions {
-		ctx.Request(pid, &kernelEnded{code: CloseNormal, reason: k.closeReason})
+		ctx.Request(pid, &kernelEnded{code: k.closeCode(), reason: k.closeReason})
 	}
 	k.schedule(5*time.Second, &endTimeout{})
 }
@@ -609,4 +636,63 @@ func (k *kernelActor) schedule(d time.Duration, msg any) {
 	}
 	self, sys := k.self, k.sys
 	time.AfterFunc(d, func() { sys.Root.Send(self, msg) })
+}
+
+// starter returns what the next launch runs: the provisioner's Launch, or,
+// for the first launch of a recorded kernel, its Recover.
+func (k *kernelActor) starter() func(context.Context) (proxy.Kernel, error) {
+	if rec := k.recovering; rec != nil {
+		k.recovering = nil
+		r, ok := k.prov.(proxy.Recoverer)
+		if !ok {
+			return func(context.Context) (proxy.Kernel, error) {
+				return nil, fmt.Errorf("%w: its process proxy cannot recover kernels", proxy.ErrGone)
+			}
+		}
+		req := proxy.RecoverRequest{KernelID: rec.ID, Spec: k.spec, Connection: rec.Connection,
+			ProcessInfo: rec.ProcessInfo, Logger: k.log}
+		return func(ctx context.Context) (proxy.Kernel, error) { return r.Recover(ctx, req) }
+	}
+	req := proxy.LaunchRequest{KernelID: k.h.id, Spec: k.spec, Env: k.env, Logger: k.log}
+	return func(ctx context.Context) (proxy.Kernel, error) { return k.prov.Launch(ctx, req) }
+}
+
+// persist records the current launch so that a restarted gateway can take
+// the kernel back.
+func (k *kernelActor) persist() {
+	if k.cfg.Store == nil || k.proc == nil {
+		return
+	}
+	rec := Record{ID: k.h.id, KernelName: k.spec.Name, Username: k.h.username, Connection: k.proc.ConnectionInfo(),
+		Env: k.env, ProcessInfo: k.proc.ProcessInfo(), Started: k.started}
+	if err := k.cfg.Store.Save(rec); err != nil {
+		k.log.Warn().Err(err).Msg("cannot record the kernel; it will not survive a gateway restart")
+	}
+}
+
+// detach lets the kernel go on running without this gateway process: its
+// websockets close with 1001 (clients come back to the next gateway), its
+// channels close, and its process, files and record stay.
+func (k *kernelActor) detach(ctx actor.Context) {
+	if ctx.Sender() != nil {
+		k.stopWaiters = append(k.stopWaiters, ctx.Sender())
+	}
+	if k.phase == phaseTerminating {
+		return
+	}
+	if k.phase != phaseRunning || k.pooled {
+		k.shutdown(ctx, "") // nothing worth keeping
+		return
+	}
+	k.kept = true
+	k.finish(ctx, nil)
+}
+
+// closeCode is what the websockets' close frames say: 1001 when the kernel
+// lives on for the next gateway (JupyterLab reconnects), else 1000.
+func (k *kernelActor) closeCode() int {
+	if k.kept {
+		return CloseGoingAway
+	}
+	return CloseNormal
 }

@@ -22,6 +22,9 @@ type started struct {
 type (
 	interruptKernel struct{}
 	restartKernel   struct{}
+	// detachKernel ends the kernel's actor but leaves its process running
+	// for the next gateway process; answered with *done once gone.
+	detachKernel struct{}
 	// shutdownKernel ends a kernel; reason, when set, is what its clients
 	// are told in the close frame (a cull, say).
 	shutdownKernel struct{ reason string }
@@ -32,7 +35,13 @@ type done struct{ err error }
 
 // drain tells the gateway actor to refuse new kernels and shut every kernel
 // down; answered with *done once none is left.
-type drain struct{}
+type drain struct {
+	keep bool // leave recorded kernels running (KeepKernelsOnStop)
+}
+
+// recoverKernel asks the gateway actor to take back a recorded kernel;
+// answered with *started.
+type recoverKernel struct{ rec Record }
 
 // Notices from kernel actors to the gateway actor: the kernel is up (its
 // first launch succeeded), or it is gone (failed to start, shut down, dead).

@@ -157,7 +157,7 @@ func (g *gatewayActor) refill(ctx actor.Context) {
 			id := newKernelID()
 			env := kernelEnv(g.cfg, spec, nil, id, "")
 			delete(env, "KERNEL_USERNAME") // not known until the kernel is taken
-			h, err := g.spawn(ctx, spec, id, "", env, nil, true)
+			h, err := g.spawn(ctx, kernelOpts{spec: spec, id: id, env: env, pooled: true})
 			if err != nil {
 				g.cfg.Logger.Warn().Err(err).Str("kernelspec", name).Msg("cannot launch a pooled kernel")
 				p.retryAt = now.Add(poolBackoff(p.failures + 1))

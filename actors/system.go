@@ -61,7 +61,40 @@ func New(cfg Config) *Gateway {
 		panic(fmt.Sprintf("actors: spawn gateway: %v", err)) // a fresh system has no such name yet
 	}
 	g.pid = pid
+	g.recoverAll()
 	return g
+}
+
+// recoverAll takes back every recorded kernel that is still running, in
+// parallel, before New returns (so the first request already finds them),
+// and forgets the others.
+func (g *Gateway) recoverAll() {
+	if g.cfg.Store == nil {
+		return
+	}
+	recs, err := g.cfg.Store.Load()
+	if err != nil {
+		g.cfg.Logger.Warn().Err(err).Msg("some kernel records are unreadable; skipped")
+	}
+	var wg sync.WaitGroup
+	for _, rec := range recs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := g.request(g.pid, &recoverKernel{rec: rec}, g.cfg.LaunchTimeout+10*time.Second)
+			if err == nil {
+				err = res.(*started).err
+			}
+			log := g.cfg.Logger.With().Str("kernel_id", rec.ID).Str("kernelspec", rec.KernelName).Logger()
+			if err != nil {
+				log.Info().Err(err).Msg("recorded kernel not recovered; forgotten")
+				g.cfg.Store.Delete(rec.ID)
+				return
+			}
+			log.Info().Msg("kernel recovered")
+		}()
+	}
+	wg.Wait()
 }
 
 // request sends msg to pid and waits up to timeout for the answer.
@@ -172,7 +205,7 @@ func (g *Gateway) Shutdown(id string) error {
 func (g *Gateway) Close(timeout time.Duration) error {
 	g.closeOnce.Do(func() {
 		g.draining.Store(true)
-		_, g.closeErr = g.request(g.pid, &drain{}, timeout)
+		_, g.closeErr = g.request(g.pid, &drain{keep: g.cfg.KeepKernelsOnStop && g.cfg.Store != nil}, timeout)
 		g.sys.Shutdown()
 	})
 	return g.closeErr

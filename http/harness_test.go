@@ -41,6 +41,9 @@ type harness struct {
 	specs  string
 	client *nethttp.Client
 	gw     *actors.Gateway
+	// stop shuts the server and the gateway down (again at cleanup: a
+	// no-op then).
+	stop func()
 }
 
 func newHarness(t testing.TB, mod func(*Config, *actors.Config)) *harness {
@@ -85,13 +88,14 @@ func newHarness(t testing.TB, mod func(*Config, *actors.Config)) *harness {
 	testkit.NoError(t, err)
 	served := make(chan struct{})
 	go func() { srv.Serve(ln); close(served) }()
-	t.Cleanup(func() {
+	stop := func() {
 		srv.Shutdown()
 		<-served
 		gw.Close(30 * time.Second)
-	})
+	}
+	t.Cleanup(stop)
 	return &harness{t: t, url: "http://" + ln.Addr().String() + strings.TrimSuffix(srv.cfg.BaseURL, "/"),
-		token: hcfg.AuthToken, specs: root, client: &nethttp.Client{Timeout: 60 * time.Second}, gw: gw}
+		token: hcfg.AuthToken, specs: root, client: &nethttp.Client{Timeout: 60 * time.Second}, gw: gw, stop: stop}
 }
 
 // do sends a request with the harness token (unless headers override

@@ -85,6 +85,9 @@ func parseStartRequest(body []byte) (actors.StartRequest, error) {
 // kernel serves /api/kernels/{id}: GET the model, DELETE shuts down.
 func (s *Server) kernel(ctx *fasthttp.RequestCtx, p []string) error {
 	id := p[0]
+	if !ctx.IsGet() && !ctx.IsDelete() {
+		return errMethod
+	}
 	m, err := s.kernelFor(ctx, id)
 	if err != nil {
 		return err

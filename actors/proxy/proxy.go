@@ -8,6 +8,7 @@ package proxy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -53,7 +54,29 @@ type Kernel interface {
 	// Cleanup releases what the launch acquired (files, ports). Call it
 	// once, after Exited.
 	Cleanup() error
+	// ProcessInfo is what the provisioner needs to find the kernel again
+	// after a gateway restart (see Recoverer); it is persisted with the
+	// kernel's record.
+	ProcessInfo() json.RawMessage
 }
+
+// Recoverer is a Provisioner that can take back a kernel it launched
+// before the gateway restarted, from the kernel's persisted record.
+type Recoverer interface {
+	Recover(ctx context.Context, req RecoverRequest) (Kernel, error)
+}
+
+// RecoverRequest describes a kernel to take back.
+type RecoverRequest struct {
+	KernelID    string
+	Spec        kernelspecs.Spec
+	Connection  zmq.ConnectionInfo
+	ProcessInfo json.RawMessage
+	Logger      zerolog.Logger
+}
+
+// ErrGone reports a kernel that is no longer there to recover.
+var ErrGone = errors.New("kernel is gone")
 
 // Provisioner launches kernels on one kind of resource.
 type Provisioner interface {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -56,6 +57,9 @@ type serveConfig struct {
 	HeartbeatTimeout  time.Duration
 	MaxBodySize       int
 	StopTimeout       time.Duration
+	Persistence       bool
+	PersistenceRoot   string
+	KeepKernels       bool
 	MetricsAuth       bool
 	UserIsolation     bool
 	UserHeader        string
@@ -80,6 +84,18 @@ type serveConfig struct {
 	KernelInbox        int
 	LogLevel           string
 	LogFormat          string
+}
+
+// defaultDataDir is Jupyter's data directory, EG's persistence root.
+func defaultDataDir() string {
+	if d := os.Getenv("JUPYTER_DATA_DIR"); d != "" {
+		return d
+	}
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "jupyter")
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".local", "share", "jupyter")
 }
 
 func defaultRuntimeDir() string {
@@ -144,6 +160,9 @@ func serveSettings(c *serveConfig, stderr io.Writer) *settings {
 	s.Bool(&c.UserIsolation, "user-isolation", false, "bind each kernel to the KERNEL_USERNAME that started it; requests name their user in --user-header and see only their kernels", "KERNELGATE_USER_ISOLATION")
 	s.String(&c.UserHeader, "user-header", "X-Kernelgate-User", "request header that names the user under --user-isolation (set it from a trusted proxy or Jupyter Server's gateway headers)", "KERNELGATE_USER_HEADER")
 	s.Bool(&c.MetricsAuth, "metrics-auth", false, "require the token on /metrics (open by default, like /healthz)", "KERNELGATE_METRICS_AUTH")
+	s.Bool(&c.Persistence, "kernel-session-persistence", false, "record every kernel so that a restarted gateway takes back the ones still running (local kernels then outlive the gateway process)", "EG_KERNEL_SESSION_PERSISTENCE")
+	s.String(&c.PersistenceRoot, "persistence-root", defaultDataDir(), "directory whose kernel_sessions/ holds the records (0700; they include the kernels' keys)", "EG_PERSISTENCE_ROOT")
+	s.Bool(&c.KeepKernels, "keep-kernels-on-stop", false, "on SIGTERM/SIGINT leave recorded kernels running for the next gateway process instead of shutting them down (needs --kernel-session-persistence)", "KERNELGATE_KEEP_KERNELS_ON_STOP")
 	s.Seconds(&c.StopTimeout, "stop-timeout", 30*time.Second, "seconds to shut kernels down when the gateway stops", "KERNELGATE_STOP_TIMEOUT")
 	s.String(&c.LogLevel, "log-level", "info", "debug, info, warn or error", "KERNELGATE_LOG_LEVEL")
 	s.String(&c.LogFormat, "log-format", "json", "json or console", "KERNELGATE_LOG_FORMAT")
@@ -184,7 +203,14 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 	}
 	specs := kernelspecs.NewCache(kernelspecs.CacheOptions{Default: c.DefaultKernelName, Allowed: c.AllowedKernels, Logger: log})
 	access := kernelspecs.Access{Authorized: c.AuthorizedUsers, Unauthorized: c.UnauthorizedUsers}
-	localProxy := &local.Provisioner{Ports: ports, RuntimeDir: c.RuntimeDir}
+	if c.KeepKernels && !c.Persistence {
+		return errors.New("--keep-kernels-on-stop needs --kernel-session-persistence: a kernel nobody recorded could never be taken back")
+	}
+	var store actors.Store
+	if c.Persistence {
+		store = actors.FileStore{Dir: filepath.Join(c.PersistenceRoot, "kernel_sessions")}
+	}
+	localProxy := &local.Provisioner{Ports: ports, RuntimeDir: c.RuntimeDir, Detached: c.Persistence}
 	proxies := proxy.NewRegistry(localProxy)
 	proxies.Register(localProxy, local.ClassNames...)
 	gw := actors.New(actors.Config{
@@ -196,14 +222,14 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 		WebsocketQueue: c.WSQueue, WebsocketQueueBytes: int64(c.WSQueueBytes),
 		SessionBuffer: c.SessionBuffer, SessionBufferBytes: c.SessionBufferBytes, SessionExpiry: c.SessionExpiry,
 		CullIdleTimeout: c.CullIdleTimeout, CullInterval: c.CullInterval, CullConnected: c.CullConnected, CullBusy: c.CullBusy,
-		KernelInbox: c.KernelInbox, Pools: c.Pool, PoolLaunches: c.PoolLaunches, PoolRefillDelay: c.PoolRefill, PoolIgnoredEnv: c.PoolIgnoredEnv,
+		KernelInbox: c.KernelInbox, Store: store, KeepKernelsOnStop: c.KeepKernels, Pools: c.Pool, PoolLaunches: c.PoolLaunches, PoolRefillDelay: c.PoolRefill, PoolIgnoredEnv: c.PoolIgnoredEnv,
 	})
 	srv := kghttp.New(kghttp.Config{
 		BaseURL: c.BaseURL, AuthToken: c.AuthToken, AllowOrigin: c.AllowOrigin, AllowCredentials: c.AllowCredentials,
 		AllowHeaders: c.AllowHeaders, AllowMethods: c.AllowMethods, ExposeHeaders: c.ExposeHeaders, MaxAge: c.MaxAge,
 		ListKernels: c.ListKernels, MaxBodySize: c.MaxBodySize, Access: access, Version: version, Logger: log,
 		MetricsAuth: c.MetricsAuth, UserIsolation: c.UserIsolation, UserHeader: c.UserHeader,
-		Websocket:   kghttp.WebsocketConfig{PingInterval: c.WSPingInterval, ReadLimit: int64(c.WSReadLimit)},
+		Websocket: kghttp.WebsocketConfig{PingInterval: c.WSPingInterval, ReadLimit: int64(c.WSReadLimit)},
 	}, gw, specs)
 
 	ln, err := listen(c.IP, c.Port, c.PortRetries)
@@ -230,7 +256,7 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 
 	select {
 	case <-ctx.Done():
-		log.Info().Msg("stopping: shutting kernels down")
+		log.Info().Msg("stopping")
 	case err = <-serveErr:
 		log.Error().Err(err).Msg("http server failed")
 	}

@@ -5,6 +5,7 @@ package local
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -30,6 +31,11 @@ type Provisioner struct {
 	Ports *zmq.PortAllocator
 	// RuntimeDir holds connection files; it is created 0700.
 	RuntimeDir string
+	// Detached starts kernels that outlive the gateway process (kept
+	// across restarts): each in a session of its own, its output to
+	// RuntimeDir/kernel-<id>.log rather than a pipe that would break when
+	// the gateway goes.
+	Detached bool
 }
 
 var _ proxy.Provisioner = (*Provisioner)(nil)
@@ -61,35 +67,59 @@ func (p *Provisioner) Launch(ctx context.Context, req proxy.LaunchRequest) (prox
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = envList(req.Env)
 	cmd.Dir = req.Dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	out, w, err := os.Pipe()
-	if err != nil {
-		k.release()
-		return nil, fmt.Errorf("%w: %w", proxy.ErrLaunch, err)
-	}
-	cmd.Stdout, cmd.Stderr = w, w
-	err = cmd.Start()
-	w.Close()
-	if err != nil {
-		out.Close()
-		k.release()
-		return nil, fmt.Errorf("%w: %s: %w", proxy.ErrLaunch, argv[0], err)
+	var out *os.File
+	if p.Detached {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		k.logFile = filepath.Join(p.RuntimeDir, "kernel-"+req.KernelID+".log")
+		f, err := os.OpenFile(k.logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			k.release()
+			return nil, fmt.Errorf("%w: kernel log: %w", proxy.ErrLaunch, err)
+		}
+		cmd.Stdout, cmd.Stderr = f, f
+		err = cmd.Start()
+		f.Close()
+		if err != nil {
+			k.release()
+			return nil, fmt.Errorf("%w: %s: %w", proxy.ErrLaunch, argv[0], err)
+		}
+	} else {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		r, w, err := os.Pipe()
+		if err != nil {
+			k.release()
+			return nil, fmt.Errorf("%w: %w", proxy.ErrLaunch, err)
+		}
+		cmd.Stdout, cmd.Stderr = w, w
+		err = cmd.Start()
+		w.Close()
+		if err != nil {
+			r.Close()
+			k.release()
+			return nil, fmt.Errorf("%w: %s: %w", proxy.ErrLaunch, argv[0], err)
+		}
+		out = r
 	}
 	k.cmd = cmd
+	k.info = processInfo{PID: cmd.Process.Pid, ConnectionFile: k.connFile, LogFile: k.logFile}
+	k.info.Start, _, _ = procStat(cmd.Process.Pid)
 	log := req.Logger.With().Int("pid", cmd.Process.Pid).Logger()
 	log.Info().Str("argv0", argv[0]).Msg("kernel process started")
-	// The output pipe closes when the kernel and every child it forked have
-	// closed it; the process group is killed at shutdown, so this ends.
-	go func() {
-		defer out.Close()
-		sc := bufio.NewScanner(out)
-		sc.Buffer(make([]byte, 4096), 64<<10)
-		for sc.Scan() {
-			if line := sc.Text(); strings.TrimSpace(line) != "" {
-				log.Info().Str("output", line).Msg("kernel output")
+	if out != nil {
+		// The output pipe closes when the kernel and every child it forked
+		// have closed it; the process group is killed at shutdown, so this
+		// ends.
+		go func() {
+			defer out.Close()
+			sc := bufio.NewScanner(out)
+			sc.Buffer(make([]byte, 4096), 64<<10)
+			for sc.Scan() {
+				if line := sc.Text(); strings.TrimSpace(line) != "" {
+					log.Info().Str("output", line).Msg("kernel output")
+				}
 			}
-		}
-	}()
+		}()
+	}
 	go func() {
 		k.err = cmd.Wait()
 		close(k.exited)
@@ -101,7 +131,9 @@ type kernel struct {
 	ci       zmq.ConnectionInfo
 	ports    *zmq.PortAllocator
 	connFile string
+	logFile  string
 	cmd      *exec.Cmd
+	info     processInfo
 	exited   chan struct{}
 	err      error
 }
@@ -109,6 +141,7 @@ type kernel struct {
 func (k *kernel) ConnectionInfo() zmq.ConnectionInfo { return k.ci }
 func (k *kernel) Exited() <-chan struct{}            { return k.exited }
 func (k *kernel) ExitErr() error                     { return k.err }
+func (k *kernel) ProcessInfo() json.RawMessage       { return k.info.marshal() }
 
 // Signal signals the kernel's whole process group, so children the kernel
 // forked get interrupts and kills too.
@@ -136,8 +169,18 @@ func (k *kernel) Cleanup() error {
 func (k *kernel) release() error {
 	c := k.ci
 	k.ports.Release(c.ShellPort, c.IOPubPort, c.StdinPort, c.ControlPort, c.HBPort)
-	if err := os.Remove(k.connFile); err != nil && !os.IsNotExist(err) {
-		return fmt.Errorf("remove connection file: %w", err)
+	return removeFiles(k.connFile, k.logFile)
+}
+
+// removeFiles removes a kernel's connection file and log, if any.
+func removeFiles(paths ...string) error {
+	for _, p := range paths {
+		if p == "" {
+			continue
+		}
+		if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
+			return fmt.Errorf("remove %s: %w", filepath.Base(p), err)
+		}
 	}
 	return nil
 }
