@@ -170,7 +170,7 @@ func (g *gatewayActor) start(ctx actor.Context, req StartRequest, waiter *actor.
 			g.pending[h.id] = user
 			g.byUser[user]++
 			g.cfg.Metrics.PoolTakes.Add(1)
-			ctx.Send(h.pid, &claim{user: user, req: req, waiter: waiter})
+			ctx.Send(h.pid, &claim{user: user, req: req, waiter: waiter, at: time.Now()})
 			// The refill waits a moment: on a small host a booting kernel
 			// would slow the taker's first round trips.
 			g.scheduleRefill(ctx, time.Now().Add(g.cfg.PoolRefillDelay))

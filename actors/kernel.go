@@ -49,6 +49,9 @@ type kernelActor struct {
 	// for the next gateway process: its process and files stay.
 	kept    bool
 	started time.Time
+	created time.Time // the actor, i.e. when the start was admitted
+	// stopping is when a shutdown was asked for, for its duration.
+	stopping time.Time
 
 	phase    phase
 	gen      uint64 // current launch; bumped by every launch
@@ -90,6 +93,7 @@ func (k *kernelActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		k.self, k.parent, k.sys = ctx.Self(), ctx.Parent(), ctx.ActorSystem()
+		k.created = time.Now()
 		k.launch()
 	case *claim:
 		k.claim(ctx, m)
@@ -252,6 +256,7 @@ func (k *kernelActor) onLaunched(ctx actor.Context, m *launched) {
 	}
 	if k.phase == phaseStarting && !k.pooled {
 		k.cfg.Metrics.Starts.Add(1)
+		k.cfg.Metrics.StartDurations.Observe(time.Since(k.created))
 		// The gateway answers the POST once the kernel is in the published
 		// registry, so the client can use it as soon as it has its id.
 		ctx.Send(ctx.Parent(), &kernelUp{h: k.h, waiter: k.startWaiter})
@@ -277,6 +282,7 @@ func (k *kernelActor) claim(ctx actor.Context, m *claim) {
 	k.persist()
 	k.h.touch()
 	k.cfg.Metrics.Starts.Add(1)
+	k.cfg.Metrics.StartDurations.Observe(time.Since(m.at))
 	ctx.Send(k.parent, &kernelUp{h: k.h, waiter: m.waiter})
 	k.log.Info().Msg("kernel taken from its pool")
 }
@@ -451,6 +457,7 @@ func (k *kernelActor) shutdown(ctx actor.Context, reason string) {
 		return
 	}
 	k.endReason = reason
+	k.stopping = time.Now()
 	prev := k.phase
 	k.phase = phaseTerminating
 	k.answerRestarts(fmt.Errorf("%w: kernel %s is shutting down", ErrUnavailable, k.h.id))
@@ -576,6 +583,9 @@ func (k *kernelActor) finish(ctx actor.Context, err error) {
 	// kernel is already gone from the REST API. The sessions are ended when
 	// the gateway confirms (*goneAck).
 	k.closeReason = reason
+	if !k.stopping.IsZero() {
+		k.cfg.Metrics.ShutdownDurations.Observe(time.Since(k.stopping))
+	}
 	if k.cfg.Store != nil && !k.kept && !k.pooled {
 		if err := k.cfg.Store.Delete(k.h.id); err != nil {
 			k.log.Warn().Err(err).Msg("cannot delete the kernel's record")

@@ -1,6 +1,10 @@
 package actors
 
-import "sync/atomic"
+import (
+	"sort"
+	"sync/atomic"
+	"time"
+)
 
 // Metrics are the gateway's counters, updated by the actors that own the
 // events and read by anyone (tests, the metrics endpoint).
@@ -16,7 +20,43 @@ type Metrics struct {
 	StartFailures      atomic.Uint64 // kernels that failed to start
 	Restarts           atomic.Uint64 // restarts, automatic and requested
 	PoolTakes          atomic.Uint64 // starts served by a warm pooled kernel
+	// StartDurations: from admission to the kernel being up (its channels
+	// connected), or to a pooled kernel handed over.
+	StartDurations Durations
+	// ShutdownDurations: from a shutdown request to the kernel gone.
+	ShutdownDurations Durations
 }
 
 // Metrics returns the counters the actors update.
 func (g *Gateway) Metrics() *Metrics { return g.cfg.Metrics }
+
+// DurationBuckets are the upper bounds, in seconds, of the duration
+// histograms: from a pooled take (milliseconds) to a slow remote start.
+var DurationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120}
+
+// Durations is a histogram of durations that many goroutines update
+// without a lock.
+type Durations struct {
+	counts [15]atomic.Uint64 // per bucket of DurationBuckets, then +Inf
+	micros atomic.Uint64     // sum
+}
+
+// Observe records one duration.
+func (d *Durations) Observe(x time.Duration) {
+	s := x.Seconds()
+	i := sort.SearchFloat64s(DurationBuckets, s)
+	d.counts[i].Add(1)
+	d.micros.Add(uint64(x.Microseconds()))
+}
+
+// Snapshot returns the count, the sum in seconds and the cumulative count
+// at each bucket's upper bound, as Prometheus histograms want them.
+func (d *Durations) Snapshot() (count uint64, sum float64, cumulative map[float64]uint64) {
+	cumulative = make(map[float64]uint64, len(DurationBuckets))
+	for i, ub := range DurationBuckets {
+		count += d.counts[i].Load()
+		cumulative[ub] = count
+	}
+	count += d.counts[len(DurationBuckets)].Load()
+	return count, float64(d.micros.Load()) / 1e6, cumulative
+}

@@ -44,6 +44,7 @@ type (
 		user   string
 		req    StartRequest
 		waiter *actor.PID
+		at     time.Time // admitted
 	}
 	claimFailed struct {
 		id     string

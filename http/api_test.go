@@ -2,17 +2,23 @@ package http
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net"
 	nethttp "net/http"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/kernelgate/kernelgate/actors"
+	"github.com/kernelgate/kernelgate/actors/proxy"
+	"github.com/kernelgate/kernelgate/actors/proxy/local"
 	"github.com/kernelgate/kernelgate/internal/testkit"
 	"github.com/kernelgate/kernelgate/zmq"
+	"github.com/rs/zerolog"
 )
 
 func TestKernelspecEndpoints(t *testing.T) {
@@ -256,6 +262,9 @@ func TestMetricsMoveAsTheGatewayWorks(t *testing.T) {
 	testkit.True(t, value(after, "kernelgate_messages_to_kernels_total") >= 1, "messages to kernels did not move")
 	testkit.Equal(t, value(after, "kernelgate_http_requests_total", "route", "kernels", "method", "POST", "status", "Created"), 1.0)
 	testkit.Equal(t, value(after, "kernelgate_http_requests_total", "route", "kernel", "status", "Not Found"), 1.0)
+	testkit.Equal(t, value(after, "kernelgate_kernel_start_duration_seconds"), 1.0)
+	h.expect("DELETE", "/api/kernels/"+id, "", 204)
+	testkit.Equal(t, value(scrape(), "kernelgate_kernel_shutdown_duration_seconds"), 1.0)
 }
 
 func TestPooledStartIsReadyAtOnce(t *testing.T) {
@@ -307,4 +316,48 @@ func TestUserIsolation(t *testing.T) {
 
 	// Alice's kernel is still there and hers to delete.
 	h.expect("DELETE", "/api/kernels/"+id, "", 204, as("alice")...)
+}
+
+// lockedBuffer is a log sink many goroutines write.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func TestSecretsNeverReachTheLog(t *testing.T) {
+	var logs lockedBuffer
+	const token, password = "tok-SECRET-123", "pw-SECRET-456"
+	runtime := filepath.Join(t.TempDir(), "rt")
+	h := newHarness(t, func(c *Config, a *actors.Config) {
+		log := zerolog.New(&logs).Level(zerolog.DebugLevel)
+		c.Logger, a.Logger, c.AuthToken = log, log, token
+		a.Proxies = proxy.NewRegistry(&local.Provisioner{Ports: testPorts, RuntimeDir: runtime})
+	})
+	id := decode[actors.Model](t, h.expect("POST", "/api/kernels", `{"name":"python3","env":{"KERNEL_DB_PASSWORD":"`+password+`"}}`, 201)).ID
+	ci, err := zmq.ReadConnectionFile(filepath.Join(runtime, "kernel-"+id+".json"))
+	testkit.NoError(t, err)
+	w := h.dialWS(id, "s", true)
+	w.reply(w.execute("import os; print(len(os.environ['KERNEL_DB_PASSWORD']))"), 30*time.Second)
+	h.expect("GET", "/api/kernels", "", 401, "Authorization", "token wrong-"+token)
+	h.expect("GET", "/api/kernels?token="+token, "", 200, "Authorization", "")
+	h.expect("POST", "/api/kernels/"+id+"/restart", "", 200)
+	h.expect("DELETE", "/api/kernels/"+id, "", 204)
+
+	out := logs.String()
+	testkit.True(t, strings.Contains(out, "kernel up"), "the log is empty: the test proves nothing")
+	for _, secret := range []string{token, password, ci.Key} {
+		testkit.True(t, !strings.Contains(out, secret), "a secret reached the log: %q", secret)
+	}
 }

@@ -61,6 +61,15 @@ var (
 		{prometheus.NewDesc("kernelgate_kernel_queue_dropped_total", "Client messages dropped for a kernel that stopped reading.", nil, nil), func(m *actors.Metrics) uint64 { return m.KernelQueueDropped.Load() }},
 	}
 	descBadFrames = prometheus.NewDesc("kernelgate_bad_client_frames_total", "Malformed websocket frames from clients, dropped.", nil, nil)
+	descDurations = []struct {
+		desc *prometheus.Desc
+		get  func(*actors.Metrics) *actors.Durations
+	}{
+		{prometheus.NewDesc("kernelgate_kernel_start_duration_seconds", "Kernel starts, from admission to channels up (or a pooled kernel handed over).", nil, nil),
+			func(m *actors.Metrics) *actors.Durations { return &m.StartDurations }},
+		{prometheus.NewDesc("kernelgate_kernel_shutdown_duration_seconds", "Kernel shutdowns, from the request to the kernel gone.", nil, nil),
+			func(m *actors.Metrics) *actors.Durations { return &m.ShutdownDurations }},
+	}
 )
 
 // gatewayCollector reads the gateway at scrape time; nothing on the message
@@ -75,6 +84,9 @@ func (c gatewayCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descConnections
 	ch <- descBadFrames
 	for _, d := range descCounters {
+		ch <- d.desc
+	}
+	for _, d := range descDurations {
 		ch <- d.desc
 	}
 }
@@ -100,6 +112,10 @@ func (c gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 	m := c.gw.Metrics()
 	for _, d := range descCounters {
 		ch <- prometheus.MustNewConstMetric(d.desc, prometheus.CounterValue, float64(d.get(m)))
+	}
+	for _, d := range descDurations {
+		count, sum, buckets := d.get(m).Snapshot()
+		ch <- prometheus.MustNewConstHistogram(d.desc, count, sum, buckets)
 	}
 }
 
