@@ -5,9 +5,12 @@ BIN       := bin/kernelgate
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
 # Debian packages the tests and `make run` need: the kernels, the Python
-# reference client used for interop checks, and Jupyter Server for the
-# end-to-end tests in gateway mode.
-APT_PACKAGES := python3-ipykernel python3-jupyter-client python3-jupyter-server
+# reference client used for interop checks, Jupyter Server and Notebook 6
+# for the end-to-end tests in gateway mode, and Chromium to drive Notebook 6.
+APT_PACKAGES := python3-ipykernel python3-jupyter-client python3-jupyter-server python3-notebook chromium
+# The npm project of the JavaScript clients (@jupyterlab/services,
+# puppeteer-core) the end-to-end tests drive with Node.
+CLIENTS := http/testdata/clients
 FUZZTIME  ?= 30s
 
 .PHONY: all run build test e2e bench bench-go lint fuzz deps clean
@@ -28,10 +31,13 @@ test: deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m ./...
 
-# The end-to-end suite alone: real clients (Jupyter Server in gateway mode)
-# against an in-process gateway. `make test` runs it too.
+# The end-to-end suite alone: real clients (Jupyter Server and Notebook 6 in
+# gateway mode, @jupyterlab/services on Node, Notebook 6 in headless
+# Chromium) against an in-process gateway; screenshots go to e2e-artifacts/.
+# `make test` runs it too.
 e2e: deps
-	$(GO) test -race -count=1 -run 'E2E' ./http
+	mkdir -p e2e-artifacts
+	$(GO) test -race -count=1 -run 'E2E' -artifacts -outputdir $(CURDIR)/e2e-artifacts ./http
 
 # make bench runs `kernelgate bench` against kernelgate, the limit (no
 # gateway) and Jupyter Server side by side; reports go to $(BENCH_OUT).
@@ -72,6 +78,13 @@ deps:
 		echo "kernelgate: installing$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+	@command -v npm >/dev/null || { \
+		if [ "$$(id -u)" != 0 ]; then echo "kernelgate: Node.js and npm are missing: sudo make deps" >&2; exit 1; fi; \
+		echo "kernelgate: installing nodejs npm"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; }
+	@if [ ! -f $(CLIENTS)/node_modules/.package-lock.json ] || [ $(CLIENTS)/package-lock.json -nt $(CLIENTS)/node_modules/.package-lock.json ]; then \
+		echo "kernelgate: npm ci in $(CLIENTS)"; cd $(CLIENTS) && npm ci --no-audit --no-fund --loglevel=error; \
+	fi
 
 clean:
-	rm -rf bin $(BENCH_OUT)
+	rm -rf bin $(BENCH_OUT) e2e-artifacts

@@ -23,17 +23,30 @@ import (
 // websockets go through Jupyter Server, exactly as JupyterLab's would.
 func jupyterServer(t *testing.T, gw *harness, env ...string) *harness {
 	t.Helper()
-	if out, err := exec.Command(testkit.Python(), "-c", "import jupyter_server").CombinedOutput(); err != nil {
-		t.Fatalf("Jupyter Server is not installed (make deps): %v %s", err, out)
+	return gatewayClientApp(t, gw, "jupyter_server", "ServerApp", "--ServerApp.root_dir", env...)
+}
+
+// notebookServer runs Debian's classic Notebook 6 in gateway mode.
+func notebookServer(t *testing.T, gw *harness) *harness {
+	t.Helper()
+	return gatewayClientApp(t, gw, "notebook", "NotebookApp", "--notebook-dir")
+}
+
+// gatewayClientApp runs a Jupyter application (the Python module, its app
+// class, its root directory flag) with --gateway-url pointing at gw.
+func gatewayClientApp(t *testing.T, gw *harness, module, app, rootFlag string, env ...string) *harness {
+	t.Helper()
+	if out, err := exec.Command(testkit.Python(), "-c", "import "+module).CombinedOutput(); err != nil {
+		t.Fatalf("%s is not installed (make deps): %v %s", module, err, out)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	testkit.NoError(t, err)
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	dir := t.TempDir()
-	cmd := exec.Command(testkit.Python(), "-m", "jupyter_server", "--no-browser", "--allow-root",
-		"--ip=127.0.0.1", fmt.Sprintf("--port=%d", port), "--port-retries=0", "--ServerApp.token=jstoken",
-		"--ServerApp.root_dir="+dir, "--gateway-url="+gw.url, "--GatewayClient.env_whitelist=ALLOWED_EXTRA")
+	cmd := exec.Command(testkit.Python(), "-m", module, "--no-browser", "--allow-root",
+		"--ip=127.0.0.1", fmt.Sprintf("--port=%d", port), "--port-retries=0", "--"+app+".token=jstoken",
+		rootFlag+"="+dir, "--gateway-url="+gw.url, "--GatewayClient.env_whitelist=ALLOWED_EXTRA")
 	cmd.Env = append(os.Environ(), "JUPYTER_CONFIG_DIR="+filepath.Join(dir, "cfg"), "JUPYTER_DATA_DIR="+filepath.Join(dir, "data"),
 		"JUPYTER_RUNTIME_DIR="+filepath.Join(dir, "rt"), "JUPYTER_GATEWAY_AUTH_TOKEN="+gw.token)
 	cmd.Env = append(cmd.Env, env...)
@@ -57,7 +70,7 @@ func jupyterServer(t *testing.T, gw *harness, env ...string) *harness {
 		cmd.Wait()
 		if t.Failed() {
 			for l := range logs {
-				t.Log("jupyter server:", l)
+				t.Log(module+":", l)
 			}
 		}
 	})
