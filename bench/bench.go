@@ -44,6 +44,7 @@ type Options struct {
 	UserDuration             time.Duration
 	ChurnDuration            time.Duration
 	ChurnConcurrency         int
+	FloodDuration            time.Duration // flood: how long the other kernel floods
 	// OpTimeout bounds every single operation (a start, a cell).
 	OpTimeout time.Duration
 	// FailFast ends the run at the first error; by default errors are
@@ -58,7 +59,7 @@ type Options struct {
 }
 
 // Scenarios lists every scenario in the order a standard run takes them.
-var Scenarios = []string{"start", "rtt", "stream", "fanout", "users", "churn"}
+var Scenarios = []string{"start", "rtt", "stream", "fanout", "flood", "users", "churn"}
 
 // DefaultOptions is the standard suite.
 func DefaultOptions() Options {
@@ -72,7 +73,8 @@ func DefaultOptions() Options {
 		Users:        10,
 		UserInterval: time.Second, UserDuration: 20 * time.Second,
 		ChurnDuration: 20 * time.Second, ChurnConcurrency: 4,
-		OpTimeout: 2 * time.Minute,
+		FloodDuration: 20 * time.Second,
+		OpTimeout:     2 * time.Minute,
 	}
 }
 
@@ -236,6 +238,7 @@ func withDefaults(o Options) Options {
 	setDur(&o.UserInterval, d.UserInterval)
 	setDur(&o.UserDuration, d.UserDuration)
 	setDur(&o.ChurnDuration, d.ChurnDuration)
+	setDur(&o.FloodDuration, d.FloodDuration)
 	setDur(&o.OpTimeout, d.OpTimeout)
 	return o
 }

@@ -85,6 +85,7 @@ func brief(o Options) Options {
 	o.Fanout = 3
 	o.Users, o.UserInterval, o.UserDuration = 3, 200*time.Millisecond, 2*time.Second
 	o.ChurnDuration, o.ChurnConcurrency = 2*time.Second, 2
+	o.FloodDuration = time.Second
 	o.OpTimeout = 30 * time.Second
 	return o
 }
@@ -128,6 +129,9 @@ func TestEveryScenarioAgainstAnInProcessGateway(t *testing.T) {
 			fanout := result(t, rep, "fanout")
 			testkit.Equal(t, fanout.Counts["received_min"], int64(5000)) // every socket got every message
 			testkit.Equal(t, fanout.Ops, 3*5000)
+			flood := result(t, rep, "flood")
+			testkit.True(t, flood.Latency["alone"].Count > 0 && flood.Latency["flooded"].Count > 0, "flood latencies %+v", flood.Latency)
+			testkit.Equal(t, flood.Counts["flood_messages"], int64(50000))
 			users := result(t, rep, "users")
 			testkit.True(t, users.Latency["execute"].Count >= 3, "users ran %d cells", users.Latency["execute"].Count)
 			churn := result(t, rep, "churn")

@@ -43,6 +43,12 @@ var compared = []metric{
 	{"round trip p99 ms", latencyOf("rtt", "rtt", func(s *Summary) float64 { return s.P99 })},
 	{"stream msgs/s", resultOf("stream", func(r *Result) (float64, bool) { return r.MsgsPerSec, r.MsgsPerSec > 0 })},
 	{"fanout msgs/s (all sockets)", resultOf("fanout", func(r *Result) (float64, bool) { return r.MsgsPerSec, r.MsgsPerSec > 0 })},
+	{"round trip p50 ms while another kernel floods", latencyOf("flood", "flooded", func(s *Summary) float64 { return s.P50 })},
+	{"flooded ÷ alone, round trip p50", func(rep *Report) (float64, bool) {
+		alone, ok1 := latencyOf("flood", "alone", func(s *Summary) float64 { return s.P50 })(rep)
+		flooded, ok2 := latencyOf("flood", "flooded", func(s *Summary) float64 { return s.P50 })(rep)
+		return flooded / alone, ok1 && ok2 && alone > 0
+	}},
 	{"users execute p95 ms", latencyOf("users", "execute", func(s *Summary) float64 { return s.P95 })},
 	{"gateway CPU s / 100k msgs", resultOf("stream", func(r *Result) (float64, bool) {
 		if r.Cost == nil {

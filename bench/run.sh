@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make bench`: the standard suite against kernelgate, against the limit (the
 # harness reading the kernels directly over ZMQ) and against Debian's
-# Jupyter Server when it is installed, with ipykernel and with the synthetic
+# Jupyter Server when it is installed (its iopub rate limits off, as
+# kernelgate has none by default), with ipykernel and with the synthetic
 # kernel; then one table of ratios. Everything listens on 127.0.0.1 and is
 # stopped on exit.
 #
@@ -31,10 +32,10 @@ export JUPYTER_RUNTIME_DIR="$work/runtime"
 
 if [ "${BENCH_QUICK:-}" = 1 ]; then
 	sizes=(--starts 2 --concurrent-starts 2 --rtt-count 50 --stream-count 10000 --fanout 4
-		--users 3 --user-duration 3 --churn-duration 3)
+		--users 3 --user-duration 3 --churn-duration 3 --flood-duration 2)
 else
 	sizes=(--starts 10 --concurrent-starts 5 --rtt-count 500 --stream-count 100000 --fanout 8
-		--users 10 --user-duration 20 --churn-duration 20)
+		--users 10 --user-duration 20 --churn-duration 20 --flood-duration 10)
 fi
 
 # wait_port HOST:PORT waits (up to a minute) until something accepts there.
@@ -57,8 +58,8 @@ suite() {
 	shift
 	local files=()
 	for kernel in synthetic python3; do
-		local scen=start,rtt,stream,fanout,users,churn
-		if [ "$kernel" = python3 ]; then scen=start,rtt,stream,users; fi
+		local scen=start,rtt,stream,fanout,flood,users,churn
+		if [ "$kernel" = python3 ]; then scen=start,rtt,stream,flood,users; fi
 		"$kg" bench --label "$label" --kernel "$kernel" --scenarios "$scen" "${sizes[@]}" \
 			--json "$work/$label-$kernel.json" "$@" | tee -a "$out/$label.txt"
 		files+=("$work/$label-$kernel.json")
@@ -81,7 +82,7 @@ kill "$kgpid"
 
 echo "== the limit: kernels read directly over ZMQ"
 : >"$out/limit.txt"
-suite limit --direct --scenarios start,rtt,stream,fanout
+suite limit --direct --scenarios start,rtt,stream,fanout,flood
 
 reports=("$out/kernelgate.json" "$out/limit.json")
 if /usr/bin/python3 -c 'import jupyter_server' 2>/dev/null; then
@@ -89,6 +90,7 @@ if /usr/bin/python3 -c 'import jupyter_server' 2>/dev/null; then
 	token=bench-$RANDOM$RANDOM
 	/usr/bin/python3 -m jupyter_server --no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port="$port" \
 		--ServerApp.port_retries=0 --ServerApp.token="$token" --ServerApp.root_dir="$work" --ServerApp.allow_root=True \
+		--ServerApp.iopub_msg_rate_limit=0 --ServerApp.iopub_data_rate_limit=0 \
 		>"$out/jupyter-server.log" 2>&1 &
 	jspid=$!
 	pids+=("$jspid")

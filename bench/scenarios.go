@@ -16,6 +16,7 @@ var scenarios = map[string]scenario{
 	"rtt":    runRTT,
 	"stream": runStream,
 	"fanout": runFanout,
+	"flood":  runFlood,
 	"users":  runUsers,
 	"churn":  runChurn,
 }
@@ -285,6 +286,86 @@ func (r *runner) sample(ctx context.Context) *Resources {
 	}
 	s.T = time.Since(r.start).Seconds()
 	return &s
+}
+
+// floodCode makes the kernel publish as fast as it can for about d.
+func (r *runner) floodCode(d time.Duration) string {
+	if r.language == "synthetic" {
+		return fmt.Sprintf("emit %d 64", int(d.Seconds()*50000)) // about its rate on a small host
+	}
+	return fmt.Sprintf("import time, sys\n_end = time.time() + %g\nwhile time.time() < _end:\n    print('x' * 63, flush=True)", d.Seconds())
+}
+
+// runFlood: round trips on one kernel, first alone, then while another
+// kernel floods its client with output for FloodDuration; the two
+// distributions say how much one user's flood costs another's latency.
+func runFlood(ctx context.Context, r *runner, res *Result) error {
+	d := r.opts.FloodDuration
+	res.Params["flood_s"] = d.Seconds()
+	r.progress.Begin("flood", 2*d.Seconds())
+	id, quiet, err := r.open(ctx)
+	if err != nil {
+		return res.fail(r, err)
+	}
+	defer r.close(id, quiet, res)
+	fid, flooder, err := r.open(ctx)
+	if err != nil {
+		return res.fail(r, err)
+	}
+	defer r.close(fid, flooder, res)
+	t0 := time.Now()
+	stop := r.progress.Follow(func() float64 { return time.Since(t0).Seconds() })
+	defer stop()
+	// roundTrips runs the round-trip cell on the quiet kernel until done.
+	roundTrips := func(lat *Latencies, done func() bool) error {
+		for !done() && ctx.Err() == nil {
+			octx, cancel := r.opCtx(ctx)
+			s := time.Now()
+			_, err := quiet.Execute(octx, r.rttCode())
+			cancel()
+			if err != nil {
+				if err := res.fail(r, err); err != nil {
+					return err
+				}
+				continue
+			}
+			lat.Add(time.Since(s))
+			res.op()
+		}
+		return nil
+	}
+	alone, flooded := newLatencies(r.start), newLatencies(r.start)
+	if err := roundTrips(alone, func() bool { return time.Since(t0) > d }); err != nil {
+		return err
+	}
+	before := flooder.Streams()
+	floodDone := make(chan error, 1)
+	go func() {
+		octx, cancel := context.WithTimeout(ctx, d+r.opts.OpTimeout)
+		defer cancel()
+		_, err := flooder.Execute(octx, r.floodCode(d))
+		floodDone <- err
+	}()
+	var floodErr error
+	finished := false
+	err = roundTrips(flooded, func() bool {
+		select {
+		case floodErr = <-floodDone:
+			finished = true
+		default:
+		}
+		return finished
+	})
+	if !finished {
+		floodErr = <-floodDone
+	}
+	res.Latency["alone"], res.Latency["flooded"] = alone.Summarize(), flooded.Summarize()
+	res.Counts["flood_messages"] = int64(flooder.Streams() - before)
+	res.Counts["flood_reconnects"] = int64(flooder.Reconnects())
+	if floodErr != nil {
+		return res.fail(r, fmt.Errorf("flood cell: %w", floodErr))
+	}
+	return err
 }
 
 // runUsers: Users users, each with a kernel, each running the round-trip

@@ -3,8 +3,10 @@ package http
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	nethttp "net/http"
 	"path/filepath"
@@ -360,4 +362,43 @@ func TestSecretsNeverReachTheLog(t *testing.T) {
 	for _, secret := range []string{token, password, ci.Key} {
 		testkit.True(t, !strings.Contains(out, secret), "a secret reached the log: %q", secret)
 	}
+}
+
+// TestMalformedBodiesGetClientErrors sends a thousand broken bodies to the
+// endpoints that read one: each gets a 4xx with the JSON error shape, no
+// kernel starts, and the gateway goes on serving.
+func TestMalformedBodiesGetClientErrors(t *testing.T) {
+	h := newHarness(t, nil)
+	sess := decode[map[string]any](t, h.expect("POST", "/api/sessions", `{"path":"x.ipynb","type":"notebook","kernel":{"name":"nope"}}`, 501))
+	testkit.True(t, sess["message"] != nil, "no message in %v", sess)
+	rng := rand.New(rand.NewPCG(1, 2))
+	shapes := []func() string{
+		func() string { // binary garbage
+			b := make([]byte, rng.IntN(64))
+			for i := range b {
+				b[i] = byte(rng.Uint32())
+			}
+			return "{" + string(b)
+		},
+		func() string { return `{"name":` + strings.Repeat("[", rng.IntN(2000)) }, // unclosed nesting
+		func() string { return `{"name":` + fmt.Sprint(rng.Int()) + `}` },         // wrong type
+		func() string { return `{"env":` + []string{"1", `"s"`, "[1]", "true"}[rng.IntN(4)] + `}` },
+		func() string {
+			return `{"env":{"KERNEL_X":` + []string{"1", "null", "{}", `"a$b"`, `"a\nb"`}[rng.IntN(5)] + `}}`
+		},
+		func() string { return `{"path":` + []string{"1", "[]", "{}"}[rng.IntN(3)] + `}` },
+		func() string { return `[` + fmt.Sprint(rng.Int()) + `]` },
+		func() string { return `{"name":"python3"` }, // truncated
+	}
+	targets := []struct{ method, path string }{{"POST", "/api/kernels"}, {"POST", "/api/sessions"}}
+	for i := range 1000 {
+		body := shapes[i%len(shapes)]()
+		tgt := targets[i%len(targets)]
+		status, b, _ := h.do(tgt.method, tgt.path, body)
+		testkit.True(t, status >= 400 && status < 500, "%s %s %q: status %d %s", tgt.method, tgt.path, body, status, b)
+		var e map[string]any
+		testkit.True(t, json.Unmarshal(b, &e) == nil && e["reason"] != nil && e["message"] != nil, "%q: error body %s", body, b)
+	}
+	testkit.Equal(t, len(h.gw.Kernels()), 0)
+	h.expect("GET", "/api", "", 200)
 }

@@ -18,9 +18,12 @@ import (
 
 // WebsocketConfig tunes kernel websockets.
 type WebsocketConfig struct {
-	// PingInterval between server pings; 0 turns them off. A connection
-	// that answers nothing for max(3 intervals, 30 s) is closed.
+	// PingInterval between server pings; 0 turns them off.
 	PingInterval time.Duration
+	// PongTimeout is how long a pinged connection may send nothing (no
+	// pong, no message) before it is closed as dead, e.g. half-open after
+	// its client vanished without a FIN. 0 means max(3 pings, 30 s).
+	PongTimeout time.Duration
 	// ReadLimit is the largest message a client may send.
 	ReadLimit int64
 }
@@ -79,7 +82,10 @@ func (s *Server) channels(ctx *fasthttp.RequestCtx, p []string) error {
 func (s *Server) serveWebsocket(conn *wsConn, a *actors.Attachment, log zerolog.Logger) {
 	c := conn.c
 	c.SetReadLimit(s.cfg.Websocket.ReadLimit)
-	wait := max(3*s.cfg.Websocket.PingInterval, 30*time.Second)
+	wait := s.cfg.Websocket.PongTimeout
+	if wait <= 0 {
+		wait = max(3*s.cfg.Websocket.PingInterval, 30*time.Second)
+	}
 	extend := func() { c.SetReadDeadline(time.Now().Add(wait)) }
 	if s.cfg.Websocket.PingInterval > 0 {
 		extend()

@@ -391,3 +391,24 @@ func TestClientSentAwayGetsEverythingOnReconnect(t *testing.T) {
 	testkit.Equal(t, metrics.SlowConsumers.Load(), uint64(1))
 	testkit.Equal(t, metrics.BufferDropped.Load(), uint64(0))
 }
+
+// A client that vanished without closing its TCP connection (half-open:
+// nothing comes back, not even pongs) is closed once the pong timeout
+// passes, and the kernel serves others as before.
+func TestHalfOpenConnectionIsClosed(t *testing.T) {
+	h := newHarness(t, func(c *Config, _ *actors.Config) {
+		c.Websocket.PingInterval, c.Websocket.PongTimeout = 100*time.Millisecond, 500*time.Millisecond
+	})
+	id := h.startKernel()
+	silent, err := h.tryDialWS(id, "vanished", true) // never read again: pings go unanswered
+	testkit.NoError(t, err)
+	defer silent.Close()
+	testkit.Eventually(t, 10*time.Second, func() error {
+		if m := decode[actors.Model](t, h.expect("GET", "/api/kernels/"+id, "", 200)); m.Connections != 0 {
+			return fmt.Errorf("%d connections", m.Connections)
+		}
+		return nil
+	})
+	w := h.dialWS(id, "present", true)
+	testkit.Equal(t, pick(t, w.reply(w.execute("print(3)"), 30*time.Second), "iopub", "stream").content["text"], any("3\n"))
+}

@@ -75,6 +75,7 @@ type serveConfig struct {
 	CullBusy        bool
 
 	WSPingInterval     time.Duration
+	WSPongTimeout      time.Duration
 	WSReadLimit        int
 	WSQueue            int
 	WSQueueBytes       int
@@ -150,6 +151,7 @@ func serveSettings(c *serveConfig, stderr io.Writer) *settings {
 	s.Bool(&c.CullConnected, "cull-connected", false, "also cull idle kernels that have websockets", "EG_CULL_CONNECTED")
 	s.Bool(&c.CullBusy, "cull-busy", false, "also cull kernels that are busy", "EG_CULL_BUSY")
 	s.Seconds(&c.WSPingInterval, "ws-ping-interval", 30*time.Second, "seconds between websocket pings; 0 = off", "EG_WS_PING_INTERVAL_SECS")
+	s.Seconds(&c.WSPongTimeout, "ws-pong-timeout", 0, "seconds a pinged websocket may send nothing before it is closed as dead (half-open); 0 = max(3 pings, 30)", "KERNELGATE_WS_PONG_TIMEOUT")
 	s.Int(&c.WSReadLimit, "ws-read-limit", 10<<20, "largest websocket message a client may send, in bytes", "KERNELGATE_WS_READ_LIMIT")
 	s.Int(&c.WSQueue, "ws-queue", 4096, "messages a websocket may fall behind before it is disconnected", "KERNELGATE_WS_QUEUE")
 	s.Int(&c.WSQueueBytes, "ws-queue-bytes", 64<<20, "bytes a websocket may fall behind before it is disconnected", "KERNELGATE_WS_QUEUE_BYTES")
@@ -229,7 +231,7 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 		AllowHeaders: c.AllowHeaders, AllowMethods: c.AllowMethods, ExposeHeaders: c.ExposeHeaders, MaxAge: c.MaxAge,
 		ListKernels: c.ListKernels, MaxBodySize: c.MaxBodySize, Access: access, Version: version, Logger: log,
 		MetricsAuth: c.MetricsAuth, UserIsolation: c.UserIsolation, UserHeader: c.UserHeader,
-		Websocket: kghttp.WebsocketConfig{PingInterval: c.WSPingInterval, ReadLimit: int64(c.WSReadLimit)},
+		Websocket: kghttp.WebsocketConfig{PingInterval: c.WSPingInterval, PongTimeout: c.WSPongTimeout, ReadLimit: int64(c.WSReadLimit)},
 	}, gw, specs)
 
 	ln, err := listen(c.IP, c.Port, c.PortRetries)
