@@ -428,3 +428,33 @@ func TestUnwritableRuntimeDirFailsCleanly(t *testing.T) {
 	testkit.ErrorIs(t, err, proxy.ErrLaunch)
 	testkit.Equal(t, len(h.g.Kernels()), 0)
 }
+
+// TestFullRuntimeDirFailsCleanly fills the connection-file directory (a
+// tiny tmpfs): starts fail with a clear error and start working again once
+// there is room.
+func TestFullRuntimeDirFailsCleanly(t *testing.T) {
+	h := newHarness(t, nil)
+	testkit.NoError(t, os.MkdirAll(h.runtime, 0o700))
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=16k,mode=0700", "tmpfs", h.runtime).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs here (a full disk cannot be made without one): %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", h.runtime).Run() })
+	filler := filepath.Join(h.runtime, "filler")
+	f, err := os.Create(filler)
+	testkit.NoError(t, err)
+	for {
+		if _, err := f.Write(make([]byte, 4096)); err != nil {
+			testkit.ErrorIs(t, err, syscall.ENOSPC)
+			break
+		}
+	}
+	f.Close()
+	_, err = h.g.StartKernel(StartRequest{Name: "python3"})
+	testkit.ErrorIs(t, err, proxy.ErrLaunch)
+	testkit.ErrorIs(t, err, syscall.ENOSPC)
+	testkit.Equal(t, len(h.g.Kernels()), 0)
+
+	testkit.NoError(t, os.Remove(filler))
+	m := h.start("python3", nil)
+	h.waitState(m.ID, StateIdle)
+}

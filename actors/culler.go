@@ -23,8 +23,7 @@ func (c *cullerActor) Receive(ctx actor.Context) {
 		if _, tick := ctx.Message().(*cullTick); tick {
 			c.cull(ctx)
 		}
-		self, sys := ctx.Self(), ctx.ActorSystem()
-		time.AfterFunc(c.cfg.CullInterval, func() { sys.Root.Send(self, &cullTick{}) })
+		sendLater(ctx.ActorSystem(), ctx.Self(), c.cfg.CullInterval, &cullTick{})
 	}
 }
 

@@ -215,8 +215,7 @@ func (g *gatewayActor) scheduleRefill(ctx actor.Context, at time.Time) {
 		return
 	}
 	g.nextRefill = at
-	sys, self := ctx.ActorSystem(), ctx.Self()
-	time.AfterFunc(time.Until(at), func() { sys.Root.Send(self, &poolTick{at: at}) })
+	sendLater(ctx.ActorSystem(), ctx.Self(), time.Until(at), &poolTick{at: at})
 }
 
 // onPoolTick refills when a scheduled time has come.

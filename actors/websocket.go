@@ -1,9 +1,8 @@
 package actors
 
 import (
-	"time"
-
 	"sync/atomic"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/kernelgate/kernelgate/internal/lograte"
@@ -226,7 +225,8 @@ type sessionActor struct {
 	seq        uint64
 	buffer     []queued
 	bufBytes   int
-	dropped    uint64     // from the buffer, in all
+	dropped    uint64 // from the buffer, in all
+	expiry     *time.Timer
 	ending     *actor.PID // the kernel actor waiting for this session to end
 }
 
@@ -300,6 +300,10 @@ func (s *sessionActor) Receive(ctx actor.Context) {
 	case *actor.Terminated: // normally after its final return; else it panicked too often
 		s.gone(ctx, m.Who)
 		s.maybeEnd(ctx)
+	case *actor.Stopping:
+		if s.expiry != nil {
+			s.expiry.Stop() // a session that ends with its kernel leaves no timer behind
+		}
 	}
 }
 
@@ -329,8 +333,7 @@ func (s *sessionActor) detached(ctx actor.Context) {
 		ctx.Stop(ctx.Self())
 		return
 	}
-	self, sys, n := ctx.Self(), ctx.ActorSystem(), s.attaches
-	time.AfterFunc(s.cfg.SessionExpiry, func() { sys.Root.Send(self, &sessionExpire{attaches: n}) })
+	s.expiry = sendLater(ctx.ActorSystem(), ctx.Self(), s.cfg.SessionExpiry, &sessionExpire{attaches: s.attaches})
 }
 
 // maybeEnd answers the kernel once the session's websocket is gone.

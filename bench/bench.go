@@ -208,16 +208,6 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 
 func withDefaults(o Options) Options {
 	d := DefaultOptions()
-	setInt := func(p *int, v int) {
-		if *p <= 0 {
-			*p = v
-		}
-	}
-	setDur := func(p *time.Duration, v time.Duration) {
-		if *p <= 0 {
-			*p = v
-		}
-	}
 	if o.Protocol == "" {
 		o.Protocol = d.Protocol
 	}
@@ -227,20 +217,23 @@ func withDefaults(o Options) Options {
 	if len(o.Scenarios) == 0 {
 		o.Scenarios = d.Scenarios
 	}
-	setInt(&o.Starts, d.Starts)
-	setInt(&o.ConcurrentStarts, d.ConcurrentStarts)
-	setInt(&o.RTTCount, d.RTTCount)
-	setInt(&o.StreamCount, d.StreamCount)
-	setInt(&o.StreamSize, d.StreamSize)
-	setInt(&o.Fanout, d.Fanout)
-	setInt(&o.Users, d.Users)
-	setInt(&o.ChurnConcurrency, d.ChurnConcurrency)
-	setDur(&o.UserInterval, d.UserInterval)
-	setDur(&o.UserDuration, d.UserDuration)
-	setDur(&o.ChurnDuration, d.ChurnDuration)
-	setDur(&o.FloodDuration, d.FloodDuration)
-	setDur(&o.OpTimeout, d.OpTimeout)
+	for _, p := range []struct{ v, def *int }{{&o.Starts, &d.Starts}, {&o.ConcurrentStarts, &d.ConcurrentStarts},
+		{&o.RTTCount, &d.RTTCount}, {&o.StreamCount, &d.StreamCount}, {&o.StreamSize, &d.StreamSize},
+		{&o.Fanout, &d.Fanout}, {&o.Users, &d.Users}, {&o.ChurnConcurrency, &d.ChurnConcurrency}} {
+		positiveOr(p.v, *p.def)
+	}
+	for _, p := range []struct{ v, def *time.Duration }{{&o.UserInterval, &d.UserInterval}, {&o.UserDuration, &d.UserDuration},
+		{&o.ChurnDuration, &d.ChurnDuration}, {&o.FloodDuration, &d.FloodDuration}, {&o.OpTimeout, &d.OpTimeout}} {
+		positiveOr(p.v, *p.def)
+	}
 	return o
+}
+
+// positiveOr sets *p to def unless it is positive.
+func positiveOr[T int | time.Duration](p *T, def T) {
+	if *p <= 0 {
+		*p = def
+	}
 }
 
 // MetricsSamplerFor returns a sampler of url's /metrics when it serves

@@ -24,12 +24,7 @@ import (
 
 // TestMain lets the test binary double as the synthetic kernel.
 func TestMain(m *testing.M) {
-	if len(os.Args) == 4 && os.Args[1] == "synth-kernel" {
-		if err := synthkernel.Run(context.Background(), os.Args[3]); err != nil {
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	synthkernel.ServeIfAsked()
 	os.Exit(m.Run())
 }
 

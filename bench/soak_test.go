@@ -45,7 +45,10 @@ func TestChurnSoakLeavesNothingBehind(t *testing.T) {
 	testkit.True(t, churn.Errors == 0, "churn errors: %v", churn.ErrorSamples)
 	testkit.True(t, churn.Counts["cycles"] > 20, "only %d cycles", churn.Counts["cycles"])
 
-	// Whatever the churn left running must wind down to the baseline.
+	// Whatever the churn left running must wind down to the baseline. The
+	// heap may keep some noise, but not what a kernel or a connection held:
+	// that leaked at 11 KiB per cycle while timers kept stopped actors.
+	allowed := uint64(4<<20) + uint64(churn.Counts["cycles"])*1024
 	var after Resources
 	var heapBefore, heapAfter uint64
 	heapBefore = before.heap
@@ -57,8 +60,9 @@ func TestChurnSoakLeavesNothingBehind(t *testing.T) {
 			return fmt.Errorf("goroutines %d → %d", before.Goroutines, after.Goroutines)
 		case after.FDs > before.FDs+5:
 			return fmt.Errorf("open fds %d → %d", before.FDs, after.FDs)
-		case heapAfter > heapBefore+32<<20:
-			return fmt.Errorf("heap %d → %d MiB", heapBefore>>20, heapAfter>>20)
+		case heapAfter > heapBefore+allowed:
+			return fmt.Errorf("heap %d → %d KiB over %d cycles (%d B each; allowed %d KiB)", heapBefore>>10, heapAfter>>10,
+				churn.Counts["cycles"], int64(heapAfter-heapBefore)/max(churn.Counts["cycles"], 1), allowed>>10)
 		}
 		return nil
 	})

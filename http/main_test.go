@@ -1,7 +1,6 @@
 package http
 
 import (
-	"context"
 	"os"
 	"testing"
 
@@ -12,11 +11,6 @@ import (
 // "synthetic" kernelspec of the harness runs `<test binary> synth-kernel -f
 // <connection file>`.
 func TestMain(m *testing.M) {
-	if len(os.Args) == 4 && os.Args[1] == "synth-kernel" {
-		if err := synthkernel.Run(context.Background(), os.Args[3]); err != nil {
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	synthkernel.ServeIfAsked()
 	os.Exit(m.Run())
 }

@@ -412,3 +412,22 @@ func TestHalfOpenConnectionIsClosed(t *testing.T) {
 	w := h.dialWS(id, "present", true)
 	testkit.Equal(t, pick(t, w.reply(w.execute("print(3)"), 30*time.Second), "iopub", "stream").content["text"], any("3\n"))
 }
+
+// A kernel whose messages do not carry the right signature is never
+// trusted: each message is dropped and counted, the kernel never becomes
+// ready, and the gateway serves other kernels as before.
+func TestForgedKernelMessagesAreDroppedAndCounted(t *testing.T) {
+	metrics := &actors.Metrics{}
+	h := newHarness(t, func(_ *Config, a *actors.Config) { a.Metrics = metrics })
+	id := decode[actors.Model](t, h.expect("POST", "/api/kernels", `{"name":"forger"}`, 201)).ID
+	testkit.Eventually(t, 30*time.Second, func() error {
+		if n := metrics.BadKernelMessages.Load(); n < 3 {
+			return fmt.Errorf("%d forged messages counted", n)
+		}
+		return nil
+	})
+	testkit.Equal(t, decode[actors.Model](t, h.expect("GET", "/api/kernels/"+id, "", 200)).ExecutionState, actors.StateStarting)
+	testkit.True(t, metricValue(h.scrape(), "kernelgate_bad_kernel_messages_total") >= 3, "forged messages missing from /metrics")
+	w := h.dialWS(h.startKernel(), "honest", true)
+	testkit.Equal(t, pick(t, w.reply(w.execute("print(4)"), 30*time.Second), "iopub", "stream").content["text"], any("4\n"))
+}

@@ -254,3 +254,18 @@ func Spec(argv ...string) string {
 	}
 	return `{"argv":[` + strings.Join(q, ",") + `],"display_name":"Synthetic (kernelgate bench)","language":"synthetic","interrupt_mode":"signal"}`
 }
+
+// ServeIfAsked lets a test binary double as the synthetic kernel: when it
+// was started as `<binary> synth-kernel -f <connection file>` (the argv of
+// Spec(binary, "synth-kernel")) it runs the kernel and exits; otherwise it
+// returns. Call it first in TestMain.
+func ServeIfAsked() {
+	if len(os.Args) != 4 || os.Args[1] != "synth-kernel" {
+		return
+	}
+	if err := Run(context.Background(), os.Args[3]); err != nil {
+		fmt.Fprintln(os.Stderr, "synthetic kernel:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}

@@ -67,38 +67,30 @@ func (p *Provisioner) Launch(ctx context.Context, req proxy.LaunchRequest) (prox
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = envList(req.Env)
 	cmd.Dir = req.Dir
-	var out *os.File
+	// A detached kernel writes to a log file; else its output comes back
+	// through a pipe (out) into the gateway's log.
+	var w, out *os.File
 	if p.Detached {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 		k.logFile = filepath.Join(p.RuntimeDir, "kernel-"+req.KernelID+".log")
-		f, err := os.OpenFile(k.logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-		if err != nil {
-			k.release()
-			return nil, fmt.Errorf("%w: kernel log: %w", proxy.ErrLaunch, err)
-		}
-		cmd.Stdout, cmd.Stderr = f, f
-		err = cmd.Start()
-		f.Close()
-		if err != nil {
-			k.release()
-			return nil, fmt.Errorf("%w: %s: %w", proxy.ErrLaunch, argv[0], err)
-		}
+		w, err = os.OpenFile(k.logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	} else {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		r, w, err := os.Pipe()
-		if err != nil {
-			k.release()
-			return nil, fmt.Errorf("%w: %w", proxy.ErrLaunch, err)
+		out, w, err = os.Pipe()
+	}
+	if err != nil {
+		k.release()
+		return nil, fmt.Errorf("%w: kernel output: %w", proxy.ErrLaunch, err)
+	}
+	cmd.Stdout, cmd.Stderr = w, w
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
+		if out != nil {
+			out.Close()
 		}
-		cmd.Stdout, cmd.Stderr = w, w
-		err = cmd.Start()
-		w.Close()
-		if err != nil {
-			r.Close()
-			k.release()
-			return nil, fmt.Errorf("%w: %s: %w", proxy.ErrLaunch, argv[0], err)
-		}
-		out = r
+		k.release()
+		return nil, fmt.Errorf("%w: %s: %w", proxy.ErrLaunch, argv[0], err)
 	}
 	k.cmd = cmd
 	k.info = processInfo{PID: cmd.Process.Pid, ConnectionFile: k.connFile, LogFile: k.logFile}
