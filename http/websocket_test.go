@@ -275,7 +275,7 @@ func TestConnectDisconnectCyclesLeaveNoGoroutines(t *testing.T) {
 	w := h.dialWS(id, "warm", true) // the kernel's goroutines exist before the check
 	w.reply(w.execute("1"), 30*time.Second)
 	check := leaktest.Check(t)
-	for i := range 1000 {
+	for i := range 10000 {
 		c, err := h.tryDialWS(id, fmt.Sprint("s", i%7), i%2 == 0)
 		testkit.NoError(t, err)
 		c.Close()
