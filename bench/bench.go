@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -246,7 +245,3 @@ func MetricsSamplerFor(ctx context.Context, url, token string) Sampler {
 	}
 	return s
 }
-
-// errNoKernel is the error of an operation that needed a kernel the run
-// could not get.
-var errNoKernel = errors.New("no kernel")
