@@ -67,6 +67,13 @@ type Config struct {
 	// the kernel actor; a kernel that publishes faster waits on TCP.
 	// Default 4096.
 	KernelInbox int
+	// IOPubMsgRateLimit and IOPubDataRateLimit (per second, 0 = off) drop
+	// a session's iopub output while it runs faster, as Jupyter Server's
+	// iopub_msg_rate_limit and iopub_data_rate_limit do, measured over
+	// RateLimitWindow (default 3 s).
+	IOPubMsgRateLimit  float64
+	IOPubDataRateLimit float64
+	RateLimitWindow    time.Duration
 	// KernelQueue bounds client messages waiting for a kernel that is not
 	// ready or not reading. Default 1024.
 	KernelQueue int
@@ -124,6 +131,7 @@ func (c *Config) applyDefaults() {
 	def(&c.KernelInfoTimeout, 60*time.Second)
 	def(&c.SessionExpiry, 10*time.Minute)
 	def(&c.PoolRefillDelay, 500*time.Millisecond)
+	def(&c.RateLimitWindow, 3*time.Second)
 	if c.CullInterval <= 0 {
 		c.CullInterval = 300 * time.Second
 	}

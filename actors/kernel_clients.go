@@ -35,7 +35,7 @@ func (k *kernelActor) attach(ctx actor.Context, m *attachWS) {
 	}
 	pid, ok := k.sessions[m.sessionID]
 	if !ok {
-		s := &sessionActor{id: m.sessionID, kernel: k.h, cfg: k.cfg, log: k.log}
+		s := &sessionActor{id: m.sessionID, kernel: k.h, cfg: k.cfg, log: k.log, limiter: newIOPubLimiter(k.cfg)}
 		pid = ctx.Spawn(actor.PropsFromProducer(func() actor.Actor { return s },
 			actor.WithDispatcher(inline), actor.WithReceiverMiddleware(logPanics(k.log))))
 		k.sessions[m.sessionID] = pid

@@ -20,6 +20,7 @@ type Metrics struct {
 	StartFailures      atomic.Uint64 // kernels that failed to start
 	Restarts           atomic.Uint64 // restarts, automatic and requested
 	PoolTakes          atomic.Uint64 // starts served by a warm pooled kernel
+	RateLimited        atomic.Uint64 // iopub messages dropped by the rate limits
 	// StartDurations: from admission to the kernel being up (its channels
 	// connected), or to a pooled kernel handed over.
 	StartDurations Durations

@@ -227,7 +227,8 @@ type sessionActor struct {
 	bufBytes   int
 	dropped    uint64 // from the buffer, in all
 	expiry     *time.Timer
-	ending     *actor.PID // the kernel actor waiting for this session to end
+	limiter    *iopubLimiter // nil when iopub rate limits are off
+	ending     *actor.PID    // the kernel actor waiting for this session to end
 }
 
 // Messages of the session actor.
@@ -265,8 +266,22 @@ func (s *sessionActor) Receive(ctx actor.Context) {
 	case *attachWS:
 		s.attach(ctx, m)
 	case *kernelOut:
+		size := messageSize(m.m)
+		if m.ch == zmq.IOPub && s.limiter != nil {
+			pass, crossed := s.limiter.admit(time.Now(), m.m, size)
+			if crossed {
+				if w := s.limiter.rateWarning(s.id, m.m); w != nil {
+					s.seq++
+					s.deliver(ctx, queued{seq: s.seq, ch: zmq.IOPub, m: w, size: messageSize(w)})
+				}
+			}
+			if !pass {
+				s.cfg.Metrics.RateLimited.Add(1)
+				return
+			}
+		}
 		s.seq++
-		s.deliver(ctx, queued{seq: s.seq, ch: m.ch, m: m.m, size: messageSize(m.m)})
+		s.deliver(ctx, queued{seq: s.seq, ch: m.ch, m: m.m, size: size})
 	case *kernelStatus:
 		st, err := zmq.NewMessage("status", s.id, "kernelgate", nil, map[string]string{"execution_state": m.state})
 		if err == nil {

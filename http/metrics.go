@@ -52,6 +52,7 @@ var (
 		{prometheus.NewDesc("kernelgate_kernel_start_failures_total", "Kernels that failed to start.", nil, nil), func(m *actors.Metrics) uint64 { return m.StartFailures.Load() }},
 		{prometheus.NewDesc("kernelgate_kernel_restarts_total", "Kernel restarts, automatic and requested.", nil, nil), func(m *actors.Metrics) uint64 { return m.Restarts.Load() }},
 		{prometheus.NewDesc("kernelgate_pool_takes_total", "Starts served by a warm pooled kernel.", nil, nil), func(m *actors.Metrics) uint64 { return m.PoolTakes.Load() }},
+		{prometheus.NewDesc("kernelgate_iopub_rate_limited_total", "Iopub messages dropped by the iopub rate limits.", nil, nil), func(m *actors.Metrics) uint64 { return m.RateLimited.Load() }},
 		{prometheus.NewDesc("kernelgate_kernels_culled_total", "Kernels shut down for inactivity.", nil, nil), func(m *actors.Metrics) uint64 { return m.Culled.Load() }},
 		{prometheus.NewDesc("kernelgate_messages_to_clients_total", "Kernel messages written to websockets.", nil, nil), func(m *actors.Metrics) uint64 { return m.MessagesToClients.Load() }},
 		{prometheus.NewDesc("kernelgate_messages_to_kernels_total", "Client messages sent to kernels.", nil, nil), func(m *actors.Metrics) uint64 { return m.MessagesToKernels.Load() }},

@@ -431,3 +431,35 @@ func TestForgedKernelMessagesAreDroppedAndCounted(t *testing.T) {
 	w := h.dialWS(h.startKernel(), "honest", true)
 	testkit.Equal(t, pick(t, w.reply(w.execute("print(4)"), 30*time.Second), "iopub", "stream").content["text"], any("4\n"))
 }
+
+// With an iopub rate limit, a flood of output is cut off with one warning
+// on the cell's stderr, the execution still ends (its status and reply
+// pass), and output flows again once the rate falls.
+func TestIOPubRateLimit(t *testing.T) {
+	metrics := &actors.Metrics{}
+	h := newHarness(t, func(_ *Config, a *actors.Config) {
+		a.Metrics, a.IOPubMsgRateLimit, a.RateLimitWindow = metrics, 200, time.Second
+	})
+	id := decode[actors.Model](t, h.expect("POST", "/api/kernels", `{"name":"synthetic"}`, 201)).ID
+	w := h.dialWS(id, "limited", true)
+	w.ready(30 * time.Second)
+	streams, warnings := 0, 0
+	for _, g := range w.reply(w.execute("emit 3000 64"), 60*time.Second) {
+		if g.msgType == "stream" && g.content["name"] == "stderr" {
+			warnings++
+		} else if g.msgType == "stream" {
+			streams++
+		}
+	}
+	testkit.Equal(t, warnings, 1)
+	testkit.True(t, streams > 0 && streams < 3000, "%d of 3000 messages passed a 200/s limit", streams)
+	testkit.Equal(t, metrics.RateLimited.Load(), uint64(3000-streams))
+	testkit.Eventually(t, 10*time.Second, func() error {
+		for _, g := range w.reply(w.execute("echo again"), 10*time.Second) {
+			if g.msgType == "stream" && g.content["text"] == "again\n" {
+				return nil
+			}
+		}
+		return errors.New("output still dropped")
+	})
+}

@@ -83,6 +83,9 @@ type serveConfig struct {
 	SessionBufferBytes int
 	SessionExpiry      time.Duration
 	KernelInbox        int
+	IOPubMsgRate       int
+	IOPubDataRate      int
+	RateLimitWindow    time.Duration
 	LogLevel           string
 	LogFormat          string
 }
@@ -161,6 +164,9 @@ func serveSettings(c *serveConfig, stderr io.Writer) *settings {
 	s.Int(&c.KernelInbox, "kernel-inbox", 4096, "kernel messages received and not yet forwarded, per kernel; a kernel that publishes faster waits on TCP", "KERNELGATE_KERNEL_INBOX")
 	s.Bool(&c.UserIsolation, "user-isolation", false, "bind each kernel to the KERNEL_USERNAME that started it; requests name their user in --user-header and see only their kernels", "KERNELGATE_USER_ISOLATION")
 	s.String(&c.UserHeader, "user-header", "X-Kernelgate-User", "request header that names the user under --user-isolation (set it from a trusted proxy or Jupyter Server's gateway headers)", "KERNELGATE_USER_HEADER")
+	s.Int(&c.IOPubMsgRate, "iopub-msg-rate-limit", 0, "iopub messages per second a client may get before output is dropped (Jupyter Server's iopub_msg_rate_limit); 0 = no limit", "KERNELGATE_IOPUB_MSG_RATE_LIMIT")
+	s.Int(&c.IOPubDataRate, "iopub-data-rate-limit", 0, "iopub bytes per second a client may get before output is dropped (iopub_data_rate_limit); 0 = no limit", "KERNELGATE_IOPUB_DATA_RATE_LIMIT")
+	s.Seconds(&c.RateLimitWindow, "rate-limit-window", 3*time.Second, "seconds over which the iopub rates are averaged", "KERNELGATE_RATE_LIMIT_WINDOW")
 	s.Bool(&c.MetricsAuth, "metrics-auth", false, "require the token on /metrics (open by default, like /healthz)", "KERNELGATE_METRICS_AUTH")
 	s.Bool(&c.Persistence, "kernel-session-persistence", false, "record every kernel so that a restarted gateway takes back the ones still running (local kernels then outlive the gateway process)", "EG_KERNEL_SESSION_PERSISTENCE")
 	s.String(&c.PersistenceRoot, "persistence-root", defaultDataDir(), "directory whose kernel_sessions/ holds the records (0700; they include the kernels' keys)", "EG_PERSISTENCE_ROOT")
@@ -224,7 +230,8 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 		WebsocketQueue: c.WSQueue, WebsocketQueueBytes: int64(c.WSQueueBytes),
 		SessionBuffer: c.SessionBuffer, SessionBufferBytes: c.SessionBufferBytes, SessionExpiry: c.SessionExpiry,
 		CullIdleTimeout: c.CullIdleTimeout, CullInterval: c.CullInterval, CullConnected: c.CullConnected, CullBusy: c.CullBusy,
-		KernelInbox: c.KernelInbox, Store: store, KeepKernelsOnStop: c.KeepKernels, Pools: c.Pool, PoolLaunches: c.PoolLaunches, PoolRefillDelay: c.PoolRefill, PoolIgnoredEnv: c.PoolIgnoredEnv,
+		KernelInbox: c.KernelInbox, IOPubMsgRateLimit: float64(c.IOPubMsgRate), IOPubDataRateLimit: float64(c.IOPubDataRate),
+		RateLimitWindow: c.RateLimitWindow, Store: store, KeepKernelsOnStop: c.KeepKernels, Pools: c.Pool, PoolLaunches: c.PoolLaunches, PoolRefillDelay: c.PoolRefill, PoolIgnoredEnv: c.PoolIgnoredEnv,
 	})
 	srv := kghttp.New(kghttp.Config{
 		BaseURL: c.BaseURL, AuthToken: c.AuthToken, AllowOrigin: c.AllowOrigin, AllowCredentials: c.AllowCredentials,
