@@ -89,7 +89,7 @@ func (g *gatewayActor) Receive(ctx actor.Context) {
 		}
 		g.checkDrained()
 	case *recoverKernel:
-		if err := g.recover(ctx, m.rec); err != nil {
+		if err := g.takeBack(ctx, m.rec); err != nil {
 			ctx.Respond(&started{err: err})
 		}
 	case *done: // a child's answer to the drain's shutdownKernel
@@ -197,9 +197,9 @@ func (g *gatewayActor) start(ctx actor.Context, req StartRequest, waiter *actor.
 	return nil
 }
 
-// recover takes back a kernel an earlier gateway process recorded; its
+// takeBack takes back a kernel an earlier gateway process recorded; its
 // kernel actor answers the requester once the kernel's channels are up.
-func (g *gatewayActor) recover(ctx actor.Context, rec Record) error {
+func (g *gatewayActor) takeBack(ctx actor.Context, rec Record) error {
 	spec, ok := g.cfg.Specs.Snapshot().Get(rec.KernelName)
 	if !ok {
 		return fmt.Errorf("%w: no kernelspec named '%s' any more", ErrNoSuchKernelSpec, rec.KernelName)
