@@ -63,6 +63,24 @@ func (r *runner) close(id string, c Conn, res *Result) error {
 	return nil
 }
 
+// roundTrip runs the round-trip cell once on c: its latency goes to lat
+// and it counts as an operation (neither with lat nil: a warm-up), or its
+// error is counted. ok reports a
+// completed round trip; err, set only with FailFast, ends the run.
+func (r *runner) roundTrip(ctx context.Context, c Conn, res *Result, lat *Latencies) (ok bool, err error) {
+	octx, cancel := r.opCtx(ctx)
+	defer cancel()
+	t0 := time.Now()
+	if _, err := c.Execute(octx, r.rttCode()); err != nil {
+		return false, res.fail(r, err)
+	}
+	if lat != nil {
+		lat.Add(time.Since(t0))
+		res.op()
+	}
+	return true, nil
+}
+
 // rttCode is what a round trip runs: "1+1", or its equivalent in the
 // synthetic kernel's command language.
 func (r *runner) rttCode() string {
@@ -137,21 +155,17 @@ func runRTT(ctx context.Context, r *runner, res *Result) error {
 	}
 	defer r.close(id, c, res)
 	lat := newLatencies(r.start)
-	for i := -5; i < r.opts.RTTCount && ctx.Err() == nil; i++ { // five to warm up
-		octx, cancel := r.opCtx(ctx)
-		t0 := time.Now()
-		_, err := c.Execute(octx, code)
-		d := time.Since(t0)
-		cancel()
-		if err != nil {
-			if err := res.fail(r, err); err != nil {
-				return err
-			}
-			continue
+	for range 5 {
+		if _, err := r.roundTrip(ctx, c, res, nil); err != nil {
+			return err
 		}
-		if i >= 0 {
-			lat.Add(d)
-			res.op()
+	}
+	for i := 0; i < r.opts.RTTCount && ctx.Err() == nil; i++ {
+		ok, err := r.roundTrip(ctx, c, res, lat)
+		if err != nil {
+			return err
+		}
+		if ok {
 			r.progress.Add(1)
 		}
 	}
@@ -227,10 +241,10 @@ func (r *runner) streamTo(ctx context.Context, res *Result, conns int, name stri
 		stopProgress()
 		return res.fail(r, fmt.Errorf("stream cell: %w", err))
 	}
-	// The runner's own connection is done once idle arrives; the others
-	// get the same messages, perhaps a little later.
-	// The others are done when they have as much, or have stopped getting
-	// anything for a while (the gateway dropped some for them).
+	// The runner's own connection is done once idle arrives; the others,
+	// which get the same messages a little later, once they have as much
+	// or have stopped getting anything for a while (the gateway dropped
+	// some for them).
 	want := first.Streams() - before[0]
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
@@ -319,18 +333,9 @@ func runFlood(ctx context.Context, r *runner, res *Result) error {
 	// roundTrips runs the round-trip cell on the quiet kernel until done.
 	roundTrips := func(lat *Latencies, done func() bool) error {
 		for !done() && ctx.Err() == nil {
-			octx, cancel := r.opCtx(ctx)
-			s := time.Now()
-			_, err := quiet.Execute(octx, r.rttCode())
-			cancel()
-			if err != nil {
-				if err := res.fail(r, err); err != nil {
-					return err
-				}
-				continue
+			if _, err := r.roundTrip(ctx, quiet, res, lat); err != nil {
+				return err
 			}
-			lat.Add(time.Since(s))
-			res.op()
 		}
 		return nil
 	}
@@ -402,18 +407,9 @@ func runUsers(ctx context.Context, r *runner, res *Result) error {
 				return
 			}
 			for time.Since(t0) < d && ctx.Err() == nil {
-				octx, cancel := r.opCtx(ctx)
-				s := time.Now()
-				_, err := c.Execute(octx, r.rttCode())
-				cancel()
-				if err != nil {
-					if err := res.fail(r, err); err != nil {
-						errs <- err
-						return
-					}
-				} else {
-					lat.Add(time.Since(s))
-					res.op()
+				if _, err := r.roundTrip(ctx, c, res, lat); err != nil {
+					errs <- err
+					return
 				}
 				select {
 				case <-tick.C:
