@@ -46,6 +46,12 @@ type Config struct {
 	// interval after defaults turns heartbeats off.
 	HeartbeatInterval time.Duration
 	HeartbeatTimeout  time.Duration
+	// LivenessInterval is how often a kernel whose end is learned only by
+	// asking (a remote one: proxy.Poller) is polled while it runs;
+	// PollInterval while it is being stopped or restarted. Defaults 3 s (the
+	// restarter's period in EG) and 0.5 s (EG_POLL_INTERVAL).
+	LivenessInterval time.Duration
+	PollInterval     time.Duration
 	// KernelInfoTimeout bounds the kernel_info handshake after a restart.
 	// Default 60 s.
 	KernelInfoTimeout time.Duration
@@ -128,6 +134,8 @@ func (c *Config) applyDefaults() {
 	def(&c.StableAfter, 10*time.Second)
 	def(&c.HeartbeatInterval, 3*time.Second)
 	def(&c.HeartbeatTimeout, 30*time.Second)
+	def(&c.LivenessInterval, 3*time.Second)
+	def(&c.PollInterval, 500*time.Millisecond)
 	def(&c.KernelInfoTimeout, 60*time.Second)
 	def(&c.SessionExpiry, 10*time.Minute)
 	def(&c.PoolRefillDelay, 500*time.Millisecond)

@@ -116,6 +116,10 @@ func (k *kernelActor) Receive(ctx actor.Context) {
 		if m.gen == k.gen {
 			k.probeHeartbeat()
 		}
+	case *pollTick:
+		if m.gen == k.gen {
+			k.poll()
+		}
 	case *hbResult:
 		if m.gen == k.gen {
 			k.onHeartbeat(m.err)
@@ -276,6 +280,9 @@ func (k *kernelActor) onLaunched(ctx actor.Context, m *launched) {
 	k.readySince = time.Now()
 	k.nudge()
 	k.schedule(k.cfg.HeartbeatInterval, &hbTick{gen: k.gen})
+	if _, ok := m.proc.(proxy.Poller); ok {
+		k.schedule(k.cfg.LivenessInterval, &pollTick{gen: k.gen})
+	}
 	k.log.Info().Msg("kernel up")
 }
 
@@ -489,6 +496,11 @@ func (k *kernelActor) requestShutdown(restart bool) {
 	}
 	k.schedule(k.cfg.ShutdownWait/2, &shutdownStage{gen: k.gen, stage: 1})
 	k.schedule(k.cfg.ShutdownWait, &shutdownStage{gen: k.gen, stage: 2})
+	if _, ok := k.proc.(proxy.Poller); ok {
+		// Polls now come quickly to notice the exit; this second chain of
+		// polls ends with the launch, as the first does.
+		k.schedule(k.cfg.PollInterval, &pollTick{gen: k.gen})
+	}
 }
 
 func (k *kernelActor) escalate(stage int) {
@@ -646,6 +658,27 @@ func (k *kernelActor) onHeartbeat(err error) {
 		return
 	}
 	k.schedule(k.cfg.HeartbeatInterval, &hbTick{gen: k.gen})
+}
+
+// poll asks a kernel that cannot announce its own end whether it lives (a
+// remote kernel's launcher, through its comm port), off the actor's
+// goroutine; a kernel found gone closes its Exited, which arrives as
+// *procExited. The next poll is scheduled when this one has answered, sooner
+// while the kernel is being stopped.
+func (k *kernelActor) poll() {
+	p, ok := k.proc.(proxy.Poller)
+	if !ok {
+		return
+	}
+	gen, self, sys := k.gen, k.self, k.sys
+	next := k.cfg.LivenessInterval
+	if k.phase == phaseTerminating || k.phase == phaseRestarting {
+		next = k.cfg.PollInterval
+	}
+	go func() {
+		p.Poll()
+		sendLater(sys, self, next, &pollTick{gen: gen})
+	}()
 }
 
 // schedule delivers msg to this actor after d, from a timer (no goroutine

@@ -76,6 +76,7 @@ type (
 	procExited struct{ gen uint64 }
 	nudgeTick  struct{ gen uint64 }
 	hbTick     struct{ gen uint64 }
+	pollTick   struct{ gen uint64 }
 	hbResult   struct {
 		gen uint64
 		err error

@@ -4,13 +4,15 @@ import (
 	"os"
 	"testing"
 
+	"github.com/kernelgate/kernelgate/actors/proxy/remote/launcher"
 	"github.com/kernelgate/kernelgate/bench/synthkernel"
 )
 
-// TestMain lets the test binary double as the synthetic kernel: the
+// TestMain lets the test binary double as the synthetic kernel (the
 // "synthetic" kernelspec of the harness runs `<test binary> synth-kernel -f
-// <connection file>`.
+// <connection file>`) and as the remote launcher (`<test binary> launch`).
 func TestMain(m *testing.M) {
 	synthkernel.ServeIfAsked()
+	launcher.RunIfAsked()
 	os.Exit(m.Run())
 }

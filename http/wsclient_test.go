@@ -246,7 +246,7 @@ func (w *wsClient) reply(req *zmq.Message, d time.Duration) []got {
 	return mine
 }
 
-func pick(t *testing.T, all []got, channel, msgType string) got {
+func pick(t testing.TB, all []got, channel, msgType string) got {
 	t.Helper()
 	for _, g := range all {
 		if g.channel == channel && g.msgType == msgType {

@@ -60,6 +60,13 @@ type Kernel interface {
 	ProcessInfo() json.RawMessage
 }
 
+// Poller is a Kernel whose end is learned only by asking, as a remote
+// kernel's: the kernel actor calls Poll on its resource-manager timer, and
+// Poll closes Exited once it finds the kernel gone.
+type Poller interface {
+	Poll() error
+}
+
 // Recoverer is a Provisioner that can take back a kernel it launched
 // before the gateway restarted, from the kernel's persisted record.
 type Recoverer interface {
@@ -122,16 +129,43 @@ func (r *Registry) For(spec kernelspecs.Spec) (Provisioner, error) {
 // kernel exited.
 func Stop(k Kernel, grace time.Duration) bool {
 	k.Signal(syscall.SIGTERM)
-	select {
-	case <-k.Exited():
+	if waitExit(k, grace) {
 		return true
-	case <-time.After(grace):
 	}
 	k.Signal(syscall.SIGKILL)
-	select {
-	case <-k.Exited():
-		return true
-	case <-time.After(5 * time.Second):
-		return false
+	return waitExit(k, 5*time.Second)
+}
+
+// stopPollInterval is how often Stop asks a Poller whether it has ended.
+const stopPollInterval = 100 * time.Millisecond
+
+// waitExit waits up to d for k to exit, polling it if it is a Poller.
+func waitExit(k Kernel, d time.Duration) bool {
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	var tick <-chan time.Time
+	p, polled := k.(Poller)
+	if polled {
+		t := time.NewTicker(stopPollInterval)
+		defer t.Stop()
+		tick = t.C
 	}
+	for {
+		select {
+		case <-k.Exited():
+			return true
+		case <-deadline.C:
+			return false
+		case <-tick:
+			p.Poll()
+		}
+	}
+}
+
+// Unavailable is a provisioner that cannot be used (its configuration is
+// incomplete): every launch fails with Err, and nothing else is affected.
+type Unavailable struct{ Err error }
+
+func (u Unavailable) Launch(context.Context, LaunchRequest) (Kernel, error) {
+	return nil, fmt.Errorf("%w: process proxy unavailable: %w", ErrLaunch, u.Err)
 }

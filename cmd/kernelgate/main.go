@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+
+	"github.com/kernelgate/kernelgate/actors/proxy/remote/launcher"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -24,6 +26,7 @@ func commands() []command {
 		{"serve", "run the gateway", runServe},
 		{"bench", "load-test a gateway (or 'bench compare' saved reports)", runBench},
 		{"bench-kernel", "run the synthetic benchmark kernel (-f <connection file>)", runBenchKernel},
+		{"launch", "start one kernel on this host for a remote gateway (EG's launcher protocol)", runLaunch},
 		{"version", "print the version and exit", runVersion},
 	}
 }
@@ -55,6 +58,8 @@ func usage(w io.Writer) {
 	}
 	fmt.Fprintln(w, "\nRun 'kernelgate <command> --help' for the flags of a command.")
 }
+
+func runLaunch(args []string, _, stderr io.Writer) int { return launcher.Main(args, stderr) }
 
 func runVersion(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {

@@ -88,6 +88,8 @@ type serveConfig struct {
 	RateLimitWindow    time.Duration
 	LogLevel           string
 	LogFormat          string
+
+	Remote remoteConfig
 }
 
 // defaultDataDir is Jupyter's data directory, EG's persistence root.
@@ -172,6 +174,7 @@ func serveSettings(c *serveConfig, stderr io.Writer) *settings {
 	s.String(&c.PersistenceRoot, "persistence-root", defaultDataDir(), "directory whose kernel_sessions/ holds the records (0700; they include the kernels' keys)", "EG_PERSISTENCE_ROOT")
 	s.Bool(&c.KeepKernels, "keep-kernels-on-stop", false, "on SIGTERM/SIGINT leave recorded kernels running for the next gateway process instead of shutting them down (needs --kernel-session-persistence)", "KERNELGATE_KEEP_KERNELS_ON_STOP")
 	s.Seconds(&c.StopTimeout, "stop-timeout", 30*time.Second, "seconds to shut kernels down when the gateway stops", "KERNELGATE_STOP_TIMEOUT")
+	remoteSettings(s, &c.Remote)
 	s.String(&c.LogLevel, "log-level", "info", "debug, info, warn or error", "KERNELGATE_LOG_LEVEL")
 	s.String(&c.LogFormat, "log-format", "json", "json or console", "KERNELGATE_LOG_FORMAT")
 	return s
@@ -221,11 +224,14 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 	localProxy := &local.Provisioner{Ports: ports, RuntimeDir: c.RuntimeDir, Detached: c.Persistence}
 	proxies := proxy.NewRegistry(localProxy)
 	proxies.Register(localProxy, local.ClassNames...)
+	closeRemote := remoteProxies(c.Remote, proxies, log)
+	defer closeRemote()
 	gw := actors.New(actors.Config{
 		MaxKernels: c.MaxKernels, MaxKernelsPerUser: c.MaxKernelsPerUser, Access: access,
 		ClientEnvs: c.ClientEnvs, InheritedEnvs: c.InheritedEnvs, BaseEnvs: c.BaseEnvs,
 		DefaultUsername: username, LaunchTimeout: c.LaunchTimeout, ShutdownWait: c.ShutdownWait,
 		RestartLimit: c.RestartLimit, HeartbeatInterval: c.HeartbeatInterval, HeartbeatTimeout: c.HeartbeatTimeout,
+		LivenessInterval: c.Remote.LivenessInterval, PollInterval: c.Remote.PollInterval,
 		KernelInfoTimeout: c.KernelInfoTimeout, Specs: specs, Proxies: proxies, Logger: log,
 		WebsocketQueue: c.WSQueue, WebsocketQueueBytes: int64(c.WSQueueBytes),
 		SessionBuffer: c.SessionBuffer, SessionBufferBytes: c.SessionBufferBytes, SessionExpiry: c.SessionExpiry,

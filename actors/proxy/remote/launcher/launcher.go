@@ -1,0 +1,268 @@
+// Package launcher is `kernelgate launch`: the program a remote host runs
+// to start one kernel for a gateway. It speaks Enterprise Gateway's
+// launcher protocol (see actors/proxy/remote), so it and EG's Python
+// launcher are interchangeable: it picks the kernel's ports and a comm port
+// in the port range, writes the connection file (0600), starts the kernel
+// in a process group of its own, sends the encrypted connection info to the
+// gateway's response address, serves the comm port (signals for the
+// kernel's group, shutdown), and exits with the kernel, removing its file.
+package launcher
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kernelgate/kernelgate/actors/proxy/remote"
+	"github.com/kernelgate/kernelgate/zmq"
+)
+
+// Options is one launch.
+type Options struct {
+	KernelID        string
+	ResponseAddress string // ip:port; empty starts the kernel without calling back
+	PublicKey       string
+	PortRange       remote.PortRange
+	// IP is where the kernel and the comm port listen; empty means the
+	// address this host was reached at over SSH ($SSH_CONNECTION), else
+	// all interfaces as EG's launchers do.
+	IP string
+	// Argv is the kernel's command; {connection_file} is replaced.
+	Argv []string
+	// ShutdownGrace is how long a kernel may take to exit after the
+	// gateway's shutdown request before its group is killed.
+	ShutdownGrace time.Duration
+	Stderr        io.Writer
+}
+
+// Main parses a command line (EG's flag names, the deprecated
+// --RemoteProcessProxy.* forms too, then `--` and the kernel's argv) and
+// runs the launch; it returns the exit status.
+func Main(args []string, stderr io.Writer) int {
+	o, err := parse(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "kernelgate launch:", err)
+		return 2
+	}
+	code, err := Run(context.Background(), o)
+	if err != nil {
+		fmt.Fprintln(stderr, "kernelgate launch:", err)
+		return 1
+	}
+	return code
+}
+
+func parse(args []string, stderr io.Writer) (Options, error) {
+	o := Options{Stderr: stderr, ShutdownGrace: 10 * time.Second}
+	fs := flag.NewFlagSet("kernelgate launch", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: kernelgate launch --kernel-id ID --response-address IP:PORT --public-key KEY [--port-range L..U] [--ip IP] -- KERNEL ARGV (with {connection_file})")
+		fs.PrintDefaults()
+	}
+	portRange := "0..0"
+	for _, name := range []string{"kernel-id", "RemoteProcessProxy.kernel-id"} {
+		fs.StringVar(&o.KernelID, name, "", "the kernel's id (required)")
+	}
+	for _, name := range []string{"response-address", "RemoteProcessProxy.response-address"} {
+		fs.StringVar(&o.ResponseAddress, name, "", "the gateway's response address, ip:port")
+	}
+	for _, name := range []string{"public-key", "RemoteProcessProxy.public-key"} {
+		fs.StringVar(&o.PublicKey, name, "", "the gateway's public key, base64 DER (required)")
+	}
+	for _, name := range []string{"port-range", "RemoteProcessProxy.port-range"} {
+		fs.StringVar(&portRange, name, portRange, "ports for the kernel and the comm port, L..U (0..0: any)")
+	}
+	fs.StringVar(&o.IP, "ip", "", "address to listen on (default: the one this host was reached at over SSH, else 0.0.0.0)")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	o.Argv = fs.Args()
+	if o.KernelID == "" || o.PublicKey == "" {
+		return o, errors.New("--kernel-id and --public-key are required")
+	}
+	if len(o.Argv) == 0 {
+		return o, errors.New("no kernel command after --")
+	}
+	minSize := remote.MinPortRangeSize
+	for _, env := range []string{"MIN_PORT_RANGE_SIZE", "EG_MIN_PORT_RANGE_SIZE"} {
+		if n, err := strconv.Atoi(os.Getenv(env)); err == nil {
+			minSize = n
+			break
+		}
+	}
+	var err error
+	o.PortRange, err = remote.ParsePortRange(portRange, minSize)
+	return o, err
+}
+
+// Run launches the kernel and returns its exit status once it has ended.
+func Run(ctx context.Context, o Options) (int, error) {
+	ip := o.IP
+	if ip == "" {
+		ip = sshServerIP()
+	}
+	comm, err := o.PortRange.Listen(ip)
+	if err != nil {
+		return 0, fmt.Errorf("comm port: %w", err)
+	}
+	defer comm.Close()
+	ports, err := o.PortRange.FreePorts(ip, 5)
+	if err != nil {
+		return 0, fmt.Errorf("kernel ports: %w", err)
+	}
+	ci := zmq.ConnectionInfo{IP: ip, Transport: "tcp", ShellPort: ports[0], IOPubPort: ports[1], StdinPort: ports[2],
+		ControlPort: ports[3], HBPort: ports[4], Key: zmq.NewKey(), SignatureScheme: "hmac-sha256"}
+	f, err := os.CreateTemp("", "kernel-"+o.KernelID+"_*.json") // 0600
+	if err != nil {
+		return 0, fmt.Errorf("connection file: %w", err)
+	}
+	f.Close()
+	connFile := f.Name()
+	defer os.Remove(connFile)
+	if err := zmq.WriteConnectionFile(connFile, ci); err != nil {
+		return 0, err
+	}
+
+	argv := make([]string, len(o.Argv))
+	for i, a := range o.Argv {
+		argv[i] = strings.ReplaceAll(a, "{connection_file}", connFile)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = o.Stderr, o.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Signals for the launcher (a kill over SSH, a hangup) go to the
+	// kernel's group too, so the two end together.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	if err := cmd.Start(); err != nil {
+		return 0, fmt.Errorf("start %s: %w", argv[0], err)
+	}
+	pid := cmd.Process.Pid
+	exited := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(exited)
+	}()
+	killGroup := func(sig syscall.Signal) { syscall.Kill(-pid, sig) }
+	logf(o.Stderr, "kernel %s started (pid %d) on %s, comm port %d", o.KernelID, pid, ip, comm.Addr().(*net.TCPAddr).Port)
+
+	if o.ResponseAddress != "" {
+		p := remote.Payload{ConnectionInfo: ci, KernelID: o.KernelID, PID: remote.Int(pid), PGID: remote.Int(pid),
+			CommPort: remote.Int(comm.Addr().(*net.TCPAddr).Port)}
+		if err := callBack(ctx, o.ResponseAddress, o.PublicKey, p); err != nil {
+			killGroup(syscall.SIGKILL)
+			<-exited
+			return 0, err
+		}
+	}
+
+	shutdown := make(chan struct{})
+	go serveComm(comm, pid, shutdown, o.Stderr)
+	var grace <-chan time.Time
+	for {
+		select {
+		case <-exited:
+			comm.Close() // the gateway's next poll is refused: the kernel is gone
+			code := cmd.ProcessState.ExitCode()
+			killGroup(syscall.SIGKILL) // whatever the kernel left behind
+			logf(o.Stderr, "kernel %s exited (%s)", o.KernelID, cmd.ProcessState)
+			return max(code, 0), nil
+		case s := <-sigs:
+			killGroup(s.(syscall.Signal))
+		case <-shutdown:
+			shutdown = nil
+			grace = time.After(o.ShutdownGrace)
+		case <-grace:
+			logf(o.Stderr, "kernel %s still running %v after the gateway's shutdown; killing it", o.KernelID, o.ShutdownGrace)
+			killGroup(syscall.SIGKILL)
+		case <-ctx.Done():
+			killGroup(syscall.SIGKILL)
+			ctx = context.Background()
+		}
+	}
+}
+
+// callBack sends the encrypted connection info to the gateway.
+func callBack(ctx context.Context, addr, publicKey string, p remote.Payload) error {
+	wire, err := remote.Encrypt(publicKey, p)
+	if err != nil {
+		return fmt.Errorf("encrypt connection info: %w", err)
+	}
+	d := net.Dialer{Timeout: 10 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("response address: %w", err)
+	}
+	defer conn.Close()
+	conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Write(wire); err != nil {
+		return fmt.Errorf("response address: %w", err)
+	}
+	return nil
+}
+
+// serveComm answers the gateway's comm-port requests until the listener
+// closes; shutdown is closed on the first shutdown request.
+func serveComm(ln net.Listener, pid int, shutdown chan<- struct{}, stderr io.Writer) {
+	closed := false
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		req, err := remote.ReadComm(conn, 5*time.Second)
+		conn.Close()
+		switch {
+		case err != nil:
+			logf(stderr, "comm request ignored: %v", err)
+		case req.Shutdown != 0:
+			if !closed {
+				closed = true
+				close(shutdown)
+			}
+		case req.Signum != nil && *req.Signum == 0:
+			// A liveness poll: answering it is the answer.
+		case req.Signum != nil:
+			if err := syscall.Kill(-pid, syscall.Signal(*req.Signum)); err != nil {
+				logf(stderr, "signal %d: %v", *req.Signum, err)
+			}
+		}
+	}
+}
+
+// sshServerIP is the local address of the SSH connection this process was
+// started through, or 0.0.0.0.
+func sshServerIP() string {
+	if f := strings.Fields(os.Getenv("SSH_CONNECTION")); len(f) == 4 && net.ParseIP(f[2]) != nil {
+		return f[2]
+	}
+	return "0.0.0.0"
+}
+
+func logf(w io.Writer, format string, args ...any) {
+	fmt.Fprintf(w, "%s kernelgate launch: %s\n", time.Now().UTC().Format(time.RFC3339), fmt.Sprintf(format, args...))
+}
+
+// RunIfAsked runs a launch and exits when the process was started as
+// `<binary> launch ...`: a test binary then serves as the launcher its
+// tests put in a kernelspec, as the kernelgate binary does.
+func RunIfAsked() {
+	if len(os.Args) > 1 && os.Args[1] == "launch" {
+		os.Exit(Main(os.Args[2:], os.Stderr))
+	}
+}
