@@ -64,6 +64,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./kernelspecs
 	$(GO) test -run '^$$' -fuzz '^FuzzV1Decode$$' -fuzztime $(FUZZTIME) ./http/framing
 	$(GO) test -run '^$$' -fuzz '^FuzzLegacyDecode$$' -fuzztime $(FUZZTIME) ./http/framing
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./actors/proxy/remote
 
 # deps installs the Debian packages that are missing; silent when all are there.
 deps:

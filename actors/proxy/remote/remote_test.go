@@ -231,3 +231,21 @@ func TestReadCommRejectsOversized(t *testing.T) {
 	testkit.True(t, err != nil, "an oversized request was accepted")
 	io.Copy(io.Discard, b)
 }
+
+// FuzzDecode: no callback, however malformed, panics the decoder, and
+// whatever it accepts names a kernel.
+func FuzzDecode(f *testing.F) {
+	valid, err := Encrypt(testKeys.PublicKey(), samplePayload("seed"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(valid)
+	f.Add([]byte("garbage"))
+	f.Add([]byte(base64.StdEncoding.EncodeToString([]byte(`{"version":1,"key":"AAAA","conn_info":"AAAAAAAAAAAAAAAAAAAAAA=="}`))))
+	f.Fuzz(func(t *testing.T, wire []byte) {
+		p, err := testKeys.Decode(wire)
+		if err == nil && p.KernelID == "" {
+			t.Fatal("accepted a payload without a kernel id")
+		}
+	})
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/kernelgate/kernelgate/actors/proxy/remote"
 	"github.com/kernelgate/kernelgate/actors/proxy/remote/launcher"
 	"github.com/kernelgate/kernelgate/bench/synthkernel"
+	"github.com/kernelgate/kernelgate/internal/leaktest"
 	"github.com/kernelgate/kernelgate/internal/sshtest"
 	"github.com/kernelgate/kernelgate/internal/testkit"
 	"github.com/kernelgate/kernelgate/kernelspecs"
@@ -187,4 +188,35 @@ func TestBalancerOrder(t *testing.T) {
 	testkit.Equal(t, b.order(hosts), []string{"b", "c", "a"})
 	_, err = newBalancer("random")
 	testkit.True(t, err != nil, "an unknown algorithm was accepted")
+}
+
+// A restarted gateway takes a remote kernel back from its record while the
+// launcher answers, and reports it gone once it does not.
+func TestRecoverAfterGatewayRestart(t *testing.T) {
+	defer leaktest.Check(t)()
+	r := newRig(t, RoundRobin)
+	id := "00000000-0000-4000-8000-0000000c0ffe"
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req := proxy.LaunchRequest{KernelID: id, Spec: r.spec, Env: map[string]string{"KERNEL_ID": id}, Logger: zerolog.Nop()}
+	k, err := r.p.Launch(ctx, req)
+	testkit.NoError(t, err)
+
+	// The next gateway: a new provisioner, the record's fields only.
+	next, err := New(r.p.cfg)
+	testkit.NoError(t, err)
+	defer next.Close()
+	rec := proxy.RecoverRequest{KernelID: id, Spec: r.spec, Connection: k.ConnectionInfo(), ProcessInfo: k.ProcessInfo(), Logger: zerolog.Nop()}
+	back, err := next.Recover(ctx, rec)
+	testkit.NoError(t, err)
+	testkit.Equal(t, back.ConnectionInfo(), k.ConnectionInfo())
+	testkit.Equal(t, next.Load(), map[string]int{hostOf(k): 1})
+
+	stop(t, back, id)
+	_, err = next.Recover(ctx, rec)
+	testkit.ErrorIs(t, err, proxy.ErrGone)
+	testkit.Equal(t, next.Load(), map[string]int{})
+	k.Cleanup() // the first gateway's handle: its clean-up finds nothing left
+	r.p.Close()
+	r.p.cfg.Listener.Close()
 }
