@@ -71,9 +71,13 @@ type wsActor struct {
 	log     zerolog.Logger
 	metrics *Metrics
 
-	q       chan queued
-	qBytes  atomic.Int64
-	stop    chan struct{}
+	q      chan queued
+	qBytes atomic.Int64
+	// stop ends the writer before the queue is empty; it then closes the
+	// connection with stopCode (none when 0), set before stop closes.
+	stop       chan struct{}
+	stopCode   int
+	stopReason string
 	done    chan struct{} // closed when the writer has exited
 	closing bool          // a close is queued or done; nothing more is accepted
 }
@@ -147,10 +151,34 @@ func (w *wsActor) close(code int, reason string) {
 		case w.q <- queued{seq: uint64(code), ch: 0, m: nil, size: 0, reason: reason}: // the writer closes when it gets here
 			return
 		default: // the queue is full: close now
-			go w.sock.Close(code, reason) // may wait on the client
 		}
 	}
+	w.stopWriter(code, reason)
+}
+
+// writerGrace is how long a stopped writer may take to finish the write it
+// is in before the connection is closed under it.
+const writerGrace = 2 * time.Second
+
+// stopWriter ends the writer after the write it is in, if any; the writer
+// then closes the connection with code, so nothing is written after the
+// close frame and everything unwritten goes back to the session. A writer
+// stuck on a client that reads nothing has the connection closed under it
+// after writerGrace (its message comes back as unsent).
+func (w *wsActor) stopWriter(code int, reason string) {
+	w.stopCode, w.stopReason = code, reason
 	close(w.stop)
+	if code == closeWithoutCode {
+		return // the client is gone: the connection is closed already
+	}
+	done, sock := w.done, w.sock
+	time.AfterFunc(writerGrace, func() {
+		select {
+		case <-done:
+		default:
+			sock.Close(code, reason)
+		}
+	})
 }
 
 func (w *wsActor) enqueue(ctx actor.Context, it queued) {
@@ -176,8 +204,8 @@ func (w *wsActor) enqueue(ctx actor.Context, it queued) {
 func (w *wsActor) slow(ctx actor.Context, it queued) {
 	w.metrics.SlowConsumers.Add(1)
 	w.log.Warn().Int("queued", len(w.q)).Int64("bytes", w.qBytes.Load()).Msg("websocket client too slow; disconnecting")
-	go w.sock.Close(CloseTryAgain, "client too slow: backlog exceeded") // may wait on the client
-	w.close(closeWithoutCode, "")
+	w.closing = true
+	w.stopWriter(CloseTryAgain, "client too slow: backlog exceeded")
 	ctx.Send(w.session, &wsReturned{ws: ctx.Self(), unsent: []queued{it}})
 }
 
@@ -189,8 +217,16 @@ func (w *wsActor) write(sys *actor.ActorSystem, self *actor.PID) {
 	var unsent []queued
 	defer func() { sys.Root.Send(self, &writerExited{unsent: unsent}) }()
 	for {
+		// A stop wins over a queued message: nothing may follow the close.
 		select {
 		case <-w.stop:
+			w.closeStopped()
+			return
+		default:
+		}
+		select {
+		case <-w.stop:
+			w.closeStopped()
 			return
 		case it := <-w.q:
 			if it.close() {
@@ -204,6 +240,14 @@ func (w *wsActor) write(sys *actor.ActorSystem, self *actor.PID) {
 			}
 			w.metrics.MessagesToClients.Add(1)
 		}
+	}
+}
+
+// closeStopped closes the connection of a stopped writer with the code
+// stopWriter was given.
+func (w *wsActor) closeStopped() {
+	if w.stopCode != closeWithoutCode {
+		w.sock.Close(w.stopCode, w.stopReason)
 	}
 }
 
