@@ -47,8 +47,12 @@ func TestChurnSoakLeavesNothingBehind(t *testing.T) {
 
 	// Whatever the churn left running must wind down to the baseline. The
 	// heap may keep some noise, but not what a kernel or a connection held:
-	// that leaked at 11 KiB per cycle while timers kept stopped actors.
-	allowed := uint64(8<<20) + uint64(churn.Counts["cycles"])*1024
+	// that leaked at 11 KiB per cycle while timers kept stopped actors. The
+	// fixed part is mostly protoactor's process registry: 1024×32 Go maps
+	// that each keep their first bucket once an actor or future id hashed
+	// to them, a one-time cost that levels off near 10 MiB (measured: +9.3
+	// MiB after 50,000 spawn/stop cycles, +9.8 MiB after 400,000).
+	allowed := uint64(10<<20) + uint64(churn.Counts["cycles"])*1024
 	var after Resources
 	var heapBefore, heapAfter uint64
 	heapBefore = before.heap
