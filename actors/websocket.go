@@ -78,8 +78,8 @@ type wsActor struct {
 	stop       chan struct{}
 	stopCode   int
 	stopReason string
-	done    chan struct{} // closed when the writer has exited
-	closing bool          // a close is queued or done; nothing more is accepted
+	done       chan struct{} // closed when the writer has exited
+	closing    bool          // a close is queued or done; nothing more is accepted
 }
 
 // Messages of the websocket actor.

@@ -15,7 +15,6 @@ import (
 
 	"github.com/kernelgate/kernelgate/actors"
 	"github.com/kernelgate/kernelgate/internal/testkit"
-	"github.com/kernelgate/kernelgate/zmq"
 )
 
 // jupyterServer runs Debian's Jupyter Server 1.x in gateway mode against
@@ -117,17 +116,9 @@ func TestE2EJupyterServerGatewayMode(t *testing.T) {
 	out := w.reply(w.execute(`import os; print(os.environ.get("KERNEL_USERNAME"), os.environ.get("ALLOWED_EXTRA"), os.environ.get("NOT_ALLOWED"))`), 60*time.Second)
 	testkit.Equal(t, pick(t, out, "iopub", "stream").content["text"], any("alice extra-value None\n"))
 
-	req := w.execute(`print("got", input("name? "))`)
-	ask := w.until(60*time.Second, func(g got) bool { return g.msgType == "input_request" })
-	askHeader := fmt.Sprintf(`{"msg_id":%q,"msg_type":"input_request","session":%q,"username":"","date":"","version":"5.3"}`,
-		ask[len(ask)-1].header["msg_id"], ask[len(ask)-1].header["session"])
-	w.send(zmq.Stdin, "input_reply", map[string]any{"value": "bob"}, []byte(askHeader))
-	testkit.Equal(t, pick(t, w.reply(req, 60*time.Second), "iopub", "stream").content["text"], any("got bob\n"))
-
-	req = w.execute("import time; print('sleeping', flush=True); time.sleep(60)")
-	w.until(60*time.Second, func(g got) bool { return g.msgType == "stream" && g.parent == req.Head().MsgID })
-	js.expect("POST", "/api/kernels/"+id+"/interrupt", "", 204)
-	testkit.Equal(t, pick(t, w.reply(req, 60*time.Second), "shell", "execute_reply").content["ename"], any("KeyboardInterrupt"))
+	testkit.Equal(t, w.answerInput("bob", 60*time.Second), "got bob\n")
+	ename := w.interruptSleep(func() { js.expect("POST", "/api/kernels/"+id+"/interrupt", "", 204) }, 60*time.Second)
+	testkit.Equal(t, ename, any("KeyboardInterrupt"))
 
 	js.expect("POST", "/api/kernels/"+id+"/restart", "", 200)
 	w2 := js.dialWS(id, "js-session-2", false)

@@ -16,7 +16,6 @@ import (
 	"github.com/kernelgate/kernelgate/internal/sshtest"
 	"github.com/kernelgate/kernelgate/internal/testkit"
 	"github.com/kernelgate/kernelgate/kernelspecs"
-	"github.com/kernelgate/kernelgate/zmq"
 	"github.com/rs/zerolog"
 )
 
@@ -68,30 +67,6 @@ func remoteHarness(t *testing.T) *harness {
 	return h
 }
 
-// kernelProcesses lists the processes of kernel id on the "remote" hosts
-// (this machine), found by the KERNEL_ID in their environment.
-func kernelProcesses(id string) []string {
-	var out []string
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, d := range dirs {
-		env, err := os.ReadFile(d + "/environ")
-		if err == nil && strings.Contains("\x00"+string(env), "\x00KERNEL_ID="+id+"\x00") {
-			out = append(out, filepath.Base(d))
-		}
-	}
-	return out
-}
-
-func noKernelProcesses(t *testing.T, id string) {
-	t.Helper()
-	testkit.Eventually(t, 20*time.Second, func() error {
-		if pids := kernelProcesses(id); len(pids) > 0 {
-			return fmt.Errorf("kernel %s still has processes %v", id, pids)
-		}
-		return nil
-	})
-}
-
 // printed runs code and returns what it printed.
 func (w *wsClient) printed(code string) string {
 	w.t.Helper()
@@ -105,20 +80,11 @@ func TestRemoteKernelThroughTheWebsocket(t *testing.T) {
 	w.ready(60 * time.Second)
 	testkit.Equal(t, w.printed("print(6*7)"), "42\n")
 
-	// input() through the stdin channel.
-	req := w.execute(`print("got", input("name? "))`)
-	ask := w.until(30*time.Second, func(g got) bool { return g.msgType == "input_request" })
-	askHeader := fmt.Sprintf(`{"msg_id":%q,"msg_type":"input_request","session":%q,"username":"","date":"","version":"5.3"}`,
-		ask[len(ask)-1].header["msg_id"], ask[len(ask)-1].header["session"])
-	w.send(zmq.Stdin, "input_reply", map[string]any{"value": "alice"}, []byte(askHeader))
-	testkit.Equal(t, pick(t, w.reply(req, 30*time.Second), "iopub", "stream").content["text"], any("got alice\n"))
-
+	testkit.Equal(t, w.answerInput("alice", 30*time.Second), "got alice\n")
 	// An interrupt travels REST → kernel actor → comm port → launcher →
 	// SIGINT for the kernel's process group.
-	req = w.execute("import time; print('sleeping', flush=True); time.sleep(60)")
-	w.until(30*time.Second, func(g got) bool { return g.msgType == "stream" && g.parent == req.Head().MsgID })
-	h.expect("POST", "/api/kernels/"+id+"/interrupt", "", 204)
-	testkit.Equal(t, pick(t, w.reply(req, 30*time.Second), "shell", "execute_reply").content["ename"], any("KeyboardInterrupt"))
+	interrupt := func() { h.expect("POST", "/api/kernels/"+id+"/interrupt", "", 204) }
+	testkit.Equal(t, w.interruptSleep(interrupt, 30*time.Second), any("KeyboardInterrupt"))
 
 	// Restart: a new launch with new ports, the same kernel id.
 	ports := `import json, ipykernel.connect; c = json.load(open(ipykernel.connect.get_connection_file())); print(sorted(c[k] for k in c if k.endswith("_port")))`
@@ -139,7 +105,7 @@ func TestRemoteKernelThroughTheWebsocket(t *testing.T) {
 	testkit.Equal(t, w.printed("print('back')"), "back\n")
 
 	h.expect("DELETE", "/api/kernels/"+id, "", 204)
-	noKernelProcesses(t, id)
+	testkit.NoKernelProcesses(t, id, 20*time.Second)
 }
 
 // The compatibility proof: a payload encrypted by an independent
@@ -154,12 +120,10 @@ func TestEGFormatLauncherIsUnderstood(t *testing.T) {
 	w := h.dialWS(id, "eg-1", false)
 	w.ready(60 * time.Second)
 	testkit.Equal(t, w.printed("print(6*7)"), "42\n")
-	req := w.execute("import time; print('sleeping', flush=True); time.sleep(60)")
-	w.until(30*time.Second, func(g got) bool { return g.msgType == "stream" && g.parent == req.Head().MsgID })
-	h.expect("POST", "/api/kernels/"+id+"/interrupt", "", 204)
-	testkit.Equal(t, pick(t, w.reply(req, 30*time.Second), "shell", "execute_reply").content["ename"], any("KeyboardInterrupt"))
+	interrupt := func() { h.expect("POST", "/api/kernels/"+id+"/interrupt", "", 204) }
+	testkit.Equal(t, w.interruptSleep(interrupt, 30*time.Second), any("KeyboardInterrupt"))
 	h.expect("DELETE", "/api/kernels/"+id, "", 204)
-	noKernelProcesses(t, id)
+	testkit.NoKernelProcesses(t, id, 20*time.Second)
 }
 
 // A launcher that never calls back: the start fails with a clear 500 at the
@@ -170,6 +134,6 @@ func TestRemoteLaunchTimeout(t *testing.T) {
 	body := h.expect("POST", "/api/kernels", `{"name":"silent","env":{"KERNEL_ID":"`+id+`","KERNEL_LAUNCH_TIMEOUT":"3"}}`, 500)
 	e := decode[map[string]string](t, body)
 	testkit.True(t, strings.Contains(e["message"], "launch timeout"), "unclear error: %s", body)
-	noKernelProcesses(t, id)
+	testkit.NoKernelProcesses(t, id, 20*time.Second)
 	testkit.Equal(t, string(h.expect("GET", "/api/kernels", "", 200)), "[]")
 }

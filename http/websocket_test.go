@@ -59,13 +59,7 @@ func TestWebsocketProtocols(t *testing.T) {
 			testkit.True(t, len(e.content["traceback"].([]any)) > 0, "no traceback")
 
 			// input() round trip on stdin.
-			req = w.execute(`print("got", input("name? "))`)
-			ask := w.until(30*time.Second, func(g got) bool { return g.msgType == "input_request" })
-			testkit.Equal(t, ask[len(ask)-1].channel, "stdin")
-			askHeader := fmt.Sprintf(`{"msg_id":%q,"msg_type":"input_request","session":%q,"username":"","date":"","version":"5.3"}`,
-				ask[len(ask)-1].header["msg_id"], ask[len(ask)-1].header["session"])
-			w.send(zmq.Stdin, "input_reply", map[string]any{"value": "alice"}, []byte(askHeader))
-			testkit.Equal(t, pick(t, w.reply(req, 30*time.Second), "iopub", "stream").content["text"], any("got alice\n"))
+			testkit.Equal(t, w.answerInput("alice", 30*time.Second), "got alice\n")
 
 			// Comms with binary buffers round-trip unchanged.
 			w.reply(w.execute(echoComm), 30*time.Second)
@@ -79,12 +73,8 @@ func TestWebsocketProtocols(t *testing.T) {
 			testkit.Equal(t, last.buffers, [][]byte{payload, []byte("second")})
 
 			// Interrupt a running cell through REST.
-			req = w.execute("import time; print('sleeping', flush=True); time.sleep(60)")
-			// SIGINT is only caught once user code runs: wait for it to.
-			w.until(30*time.Second, func(g got) bool { return g.msgType == "stream" && g.parent == req.Head().MsgID })
-			h.expect("POST", "/api/kernels/"+id+"/interrupt", "", 204)
-			r := pick(t, w.reply(req, 30*time.Second), "shell", "execute_reply")
-			testkit.Equal(t, r.content["ename"], any("KeyboardInterrupt"))
+			interrupt := func() { h.expect("POST", "/api/kernels/"+id+"/interrupt", "", 204) }
+			testkit.Equal(t, w.interruptSleep(interrupt, 30*time.Second), any("KeyboardInterrupt"))
 
 			m := decode[actors.Model](t, h.expect("GET", "/api/kernels/"+id, "", 200))
 			testkit.Equal(t, m.Connections, 1)

@@ -260,3 +260,28 @@ func pick(t testing.TB, all []got, channel, msgType string) got {
 func isStatus(state string) func(got) bool {
 	return func(g got) bool { return g.msgType == "status" && g.content["execution_state"] == state }
 }
+
+// answerInput runs a cell that asks for input(), answers value on the
+// stdin channel, and returns what the cell printed.
+func (w *wsClient) answerInput(value string, d time.Duration) string {
+	w.t.Helper()
+	req := w.execute(`print("got", input("name? "))`)
+	ask := w.until(d, func(g got) bool { return g.msgType == "input_request" })
+	last := ask[len(ask)-1]
+	testkit.Equal(w.t, last.channel, "stdin")
+	askHeader := fmt.Sprintf(`{"msg_id":%q,"msg_type":"input_request","session":%q,"username":"","date":"","version":"5.3"}`,
+		last.header["msg_id"], last.header["session"])
+	w.send(zmq.Stdin, "input_reply", map[string]any{"value": value}, []byte(askHeader))
+	return pick(w.t, w.reply(req, d), "iopub", "stream").content["text"].(string)
+}
+
+// interruptSleep runs a cell that sleeps a minute, calls interrupt once the
+// cell's code runs (SIGINT is only caught from then on), and returns the
+// ename of the cell's reply.
+func (w *wsClient) interruptSleep(interrupt func(), d time.Duration) any {
+	w.t.Helper()
+	req := w.execute("import time; print('sleeping', flush=True); time.sleep(60)")
+	w.until(d, func(g got) bool { return g.msgType == "stream" && g.parent == req.Head().MsgID })
+	interrupt()
+	return pick(w.t, w.reply(req, d), "shell", "execute_reply").content["ename"]
+}

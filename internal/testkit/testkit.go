@@ -185,3 +185,29 @@ func PortRange(pkg string) (low, high int) {
 	}
 	panic("testkit: no port range for package " + pkg) // a test setup error
 }
+
+// KernelProcesses lists the processes whose environment holds KERNEL_ID=id:
+// whatever is left of a kernel, its launcher and their children, on this
+// machine (the tests' "remote" hosts are this machine too).
+func KernelProcesses(id string) []string {
+	var out []string
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		env, err := os.ReadFile(d + "/environ")
+		if err == nil && strings.Contains("\x00"+string(env), "\x00KERNEL_ID="+id+"\x00") {
+			out = append(out, filepath.Base(d))
+		}
+	}
+	return out
+}
+
+// NoKernelProcesses waits up to d for every process of kernel id to be gone.
+func NoKernelProcesses(t testing.TB, id string, d time.Duration) {
+	t.Helper()
+	Eventually(t, d, func() error {
+		if pids := KernelProcesses(id); len(pids) > 0 {
+			return fmt.Errorf("kernel %s still has processes %v", id, pids)
+		}
+		return nil
+	})
+}

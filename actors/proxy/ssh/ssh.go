@@ -23,6 +23,7 @@ import (
 
 	"github.com/kernelgate/kernelgate/actors/proxy"
 	"github.com/kernelgate/kernelgate/actors/proxy/remote"
+	"github.com/kernelgate/kernelgate/kernelspecs"
 	"github.com/rs/zerolog"
 )
 
@@ -263,22 +264,12 @@ func (p *Provisioner) candidates(req proxy.LaunchRequest) ([]string, error) {
 	}
 	hosts := p.cfg.Hosts
 	if s, ok := req.Spec.ProcessProxy.Config["remote_hosts"].(string); ok && strings.TrimSpace(s) != "" {
-		hosts = splitList(s)
+		hosts = kernelspecs.SplitList(s)
 	}
 	if len(hosts) == 0 {
 		return nil, errors.New("no remote hosts configured (EG_REMOTE_HOSTS or the kernelspec's remote_hosts)")
 	}
 	return p.hosts.order(hosts), nil
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
 }
 
 // resolve returns host's IPv4 address (ZMQ dials addresses, not names).

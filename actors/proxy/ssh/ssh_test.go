@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -79,26 +78,7 @@ func (r *rig) launch(env map[string]string) (proxy.Kernel, error) {
 func stop(t *testing.T, k proxy.Kernel, id string) {
 	proxy.Stop(k, time.Second)
 	k.Cleanup()
-	testkit.Eventually(t, 10*time.Second, func() error {
-		if pids := processesOf(id); len(pids) > 0 {
-			return fmt.Errorf("kernel %s left processes %v", id, pids)
-		}
-		return nil
-	})
-}
-
-// processesOf lists the processes whose environment names kernel id (the
-// "remote" hosts are this machine).
-func processesOf(id string) []string {
-	var out []string
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, d := range dirs {
-		env, err := os.ReadFile(d + "/environ")
-		if err == nil && strings.Contains("\x00"+string(env), "\x00KERNEL_ID="+id+"\x00") {
-			out = append(out, filepath.Base(d))
-		}
-	}
-	return out
+	testkit.NoKernelProcesses(t, id, 10*time.Second)
 }
 
 func hostOf(k proxy.Kernel) string { return k.ConnectionInfo().IP }
@@ -170,7 +150,7 @@ func TestLaunchTimeoutKillsTheRemoteProcess(t *testing.T) {
 	_, err := r.p.Launch(ctx, proxy.LaunchRequest{KernelID: id, Spec: r.spec, Env: map[string]string{"KERNEL_ID": id}, Logger: zerolog.Nop()})
 	testkit.ErrorIs(t, err, proxy.ErrLaunch)
 	testkit.True(t, strings.Contains(err.Error(), "launch timeout"), "error does not say it timed out: %v", err)
-	testkit.Equal(t, len(processesOf(id)), 0)
+	testkit.Equal(t, len(testkit.KernelProcesses(id)), 0)
 	testkit.Equal(t, r.p.Load(), map[string]int{})
 }
 
