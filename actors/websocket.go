@@ -79,6 +79,7 @@ type wsActor struct {
 	stopCode   int
 	stopReason string
 	done       chan struct{} // closed when the writer has exited
+	stopping   chan struct{} // closed when the actor stops
 	closing    bool          // a close is queued or done; nothing more is accepted
 }
 
@@ -89,7 +90,12 @@ type (
 		code   int
 		reason string
 	}
-	writerExited struct{ unsent []queued }
+	// writerExited reports what the writer did not write; returned is
+	// closed once that is on its way to the session.
+	writerExited struct {
+		unsent   []queued
+		returned chan struct{}
+	}
 	// wsSync is answered once everything sent to the actor before it has
 	// been handled.
 	wsSync struct{}
@@ -108,6 +114,7 @@ func (w *wsActor) Receive(ctx actor.Context) {
 	case *actor.Started:
 		w.q = make(chan queued, w.maxMsgs)
 		w.stop = make(chan struct{})
+		w.stopping = make(chan struct{})
 		go w.write(ctx.ActorSystem(), ctx.Self())
 	case *wsOut:
 		w.enqueue(ctx, m.q)
@@ -132,9 +139,11 @@ func (w *wsActor) Receive(ctx actor.Context) {
 		}
 		w.closing = true
 		ctx.Send(w.session, &wsReturned{ws: ctx.Self(), unsent: unsent, final: true})
+		close(m.returned)
 	case *actor.Stopping:
 		// Stopped from above with the writer still running (the kernel
 		// actor is going away): end the connection.
+		close(w.stopping)
 		w.close(CloseGoingAway, "kernel gone")
 	}
 }
@@ -210,44 +219,49 @@ func (w *wsActor) slow(ctx actor.Context, it queued) {
 }
 
 // write is the writer goroutine: it writes queued messages in order until
-// told to stop, a close is queued, or a write fails, then reports what it
-// did not write.
+// told to stop, a close is queued, or a write fails. Then it hands what it
+// did not write back to the session, and only after that sends the close
+// frame: a client that reconnects on that frame finds its session whole.
 func (w *wsActor) write(sys *actor.ActorSystem, self *actor.PID) {
 	defer close(w.done)
 	var unsent []queued
-	defer func() { sys.Root.Send(self, &writerExited{unsent: unsent}) }()
+	code, reason := w.writeQueued(&unsent)
+	returned := make(chan struct{})
+	sys.Root.Send(self, &writerExited{unsent: unsent, returned: returned})
+	if code == closeWithoutCode {
+		return
+	}
+	select {
+	case <-returned:
+	case <-w.stopping: // the actor will not answer
+	}
+	w.sock.Close(code, reason)
+}
+
+// writeQueued writes until the writer must end, and says how the
+// connection is to be closed.
+func (w *wsActor) writeQueued(unsent *[]queued) (code int, reason string) {
 	for {
 		// A stop wins over a queued message: nothing may follow the close.
 		select {
 		case <-w.stop:
-			w.closeStopped()
-			return
+			return w.stopCode, w.stopReason
 		default:
 		}
 		select {
 		case <-w.stop:
-			w.closeStopped()
-			return
+			return w.stopCode, w.stopReason
 		case it := <-w.q:
 			if it.close() {
-				w.sock.Close(int(it.seq), it.reason)
-				return
+				return int(it.seq), it.reason
 			}
 			w.qBytes.Add(-int64(it.size))
 			if err := w.sock.Write(it.ch, it.m); err != nil {
-				unsent = append(unsent, it)
-				return
+				*unsent = append(*unsent, it)
+				return closeWithoutCode, ""
 			}
 			w.metrics.MessagesToClients.Add(1)
 		}
-	}
-}
-
-// closeStopped closes the connection of a stopped writer with the code
-// stopWriter was given.
-func (w *wsActor) closeStopped() {
-	if w.stopCode != closeWithoutCode {
-		w.sock.Close(w.stopCode, w.stopReason)
 	}
 }
 
@@ -457,6 +471,16 @@ func (s *sessionActor) requeue(ctx actor.Context, from *actor.PID, items []queue
 		for _, it := range items {
 			ctx.Send(s.ws, &wsOut{q: it})
 		}
+		return
+	}
+	if n := len(s.buffer); n == 0 || items[0].seq > s.buffer[n-1].seq {
+		// All newer than the buffer (a closing websocket bouncing what it
+		// was sent one by one): no merge, or a flood would be quadratic.
+		for _, it := range items {
+			s.buffer = append(s.buffer, it)
+			s.bufBytes += it.size
+		}
+		s.trim()
 		return
 	}
 	merged := make([]queued, 0, len(items)+len(s.buffer))

@@ -152,13 +152,19 @@ func (w *wsConn) Write(ch zmq.Channel, m *zmq.Message) error {
 	return err
 }
 
+// closeFrameTimeout bounds the write of a close frame.
+const closeFrameTimeout = 5 * time.Second
+
 func (w *wsConn) Close(code int, reason string) {
 	w.closeOnce.Do(func() {
 		if code != 0 {
 			if len(reason) > 120 {
 				reason = reason[:120]
 			}
-			w.c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
+			// A client sent away for being slow has a full receive window:
+			// give its close frame time to get through, or it sees 1006 and
+			// does not know to come back for its buffer.
+			w.c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(closeFrameTimeout))
 		}
 		w.c.NetConn().Close()
 	})
