@@ -62,16 +62,18 @@ func newHarness(t testing.TB, mod func(*Config, *actors.Config)) *harness {
 	self, err := os.Executable()
 	testkit.NoError(t, err)
 	testkit.NoError(t, os.WriteFile(filepath.Join(synth, "kernel.json"), []byte(synthkernel.Spec(self, "synth-kernel")), 0o644))
-	// "forger" is a hostile kernel (testdata/forger.py) whose messages are
-	// all signed with the wrong key.
-	forger := filepath.Join(root, "kernels", "forger")
-	testkit.NoError(t, os.MkdirAll(forger, 0o755))
-	script, err := filepath.Abs(filepath.Join("testdata", "forger.py"))
+	// Hostile kernels (testdata/hostile.py): "forger" signs everything with
+	// the wrong key, "closer" closes its sockets once it is up.
+	script, err := filepath.Abs(filepath.Join("testdata", "hostile.py"))
 	testkit.NoError(t, err)
-	forgerSpec, err := json.Marshal(map[string]any{"argv": []string{testkit.Python(), script, "{connection_file}"},
-		"display_name": "Forger", "language": "python"})
-	testkit.NoError(t, err)
-	testkit.NoError(t, os.WriteFile(filepath.Join(forger, "kernel.json"), forgerSpec, 0o644))
+	for name, mode := range map[string]string{"forger": "forge", "closer": "close"} {
+		dir := filepath.Join(root, "kernels", name)
+		testkit.NoError(t, os.MkdirAll(dir, 0o755))
+		spec, err := json.Marshal(map[string]any{"argv": []string{testkit.Python(), script, mode, "{connection_file}"},
+			"display_name": name, "language": "python"})
+		testkit.NoError(t, err)
+		testkit.NoError(t, os.WriteFile(filepath.Join(dir, "kernel.json"), spec, 0o644))
+	}
 	restricted := filepath.Join(root, "kernels", "restricted")
 	testkit.NoError(t, os.MkdirAll(restricted, 0o755))
 	testkit.NoError(t, os.WriteFile(filepath.Join(restricted, "kernel.json"), []byte(`{"argv":["/bin/false"],"display_name":"R","language":"x",`+

@@ -453,3 +453,50 @@ func TestIOPubRateLimit(t *testing.T) {
 		return errors.New("output still dropped")
 	})
 }
+
+// A kernel that closes its sockets but lives on is found out (its channels
+// end; were they left open, its heartbeat would stop), killed and
+// restarted; the gateway serves others meanwhile.
+func TestKernelThatClosesItsSocketsIsRestarted(t *testing.T) {
+	metrics := &actors.Metrics{}
+	h := newHarness(t, func(_ *Config, a *actors.Config) {
+		a.Metrics = metrics
+		a.HeartbeatInterval, a.HeartbeatTimeout = 200*time.Millisecond, time.Second
+	})
+	id := decode[actors.Model](t, h.expect("POST", "/api/kernels", `{"name":"closer"}`, 201)).ID
+	testkit.Eventually(t, 60*time.Second, func() error {
+		if metrics.Restarts.Load() == 0 {
+			return errors.New("not restarted yet")
+		}
+		return nil
+	})
+	w := h.dialWS(h.startKernel(), "other", true)
+	testkit.Equal(t, pick(t, w.reply(w.execute("print(3)"), 30*time.Second), "iopub", "stream").content["text"], any("3\n"))
+	h.expect("DELETE", "/api/kernels/"+id, "", 204)
+}
+
+// A client that drops its connection halfway through a frame costs
+// nothing: its websocket ends, and the kernel serves the next client.
+func TestClientGoneMidFrame(t *testing.T) {
+	h := newHarness(t, nil)
+	id := h.startKernel()
+	w := h.dialWS(id, "first", true)
+	w.reply(w.execute("1"), 30*time.Second)
+	check := leaktest.Check(t)
+	for i := range 20 {
+		c, err := h.tryDialWS(id, fmt.Sprint("torn-", i), i%2 == 0)
+		testkit.NoError(t, err)
+		// A masked binary frame header announcing 1000 bytes, then 10 of them.
+		c.NetConn().Write(append([]byte{0x82, 0xfe, 0x03, 0xe8, 1, 2, 3, 4}, make([]byte, 10)...))
+		c.NetConn().Close()
+	}
+	testkit.Eventually(t, 30*time.Second, func() error {
+		if m := decode[actors.Model](t, h.expect("GET", "/api/kernels/"+id, "", 200)); m.Connections != 1 {
+			return fmt.Errorf("%d connections", m.Connections)
+		}
+		return nil
+	})
+	testkit.Equal(t, pick(t, w.reply(w.execute("print(8)"), 30*time.Second), "iopub", "stream").content["text"], any("8\n"))
+	h.client.CloseIdleConnections()
+	check()
+}
