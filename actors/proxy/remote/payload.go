@@ -110,9 +110,15 @@ func (k *KeyPair) Decode(wire []byte) (Payload, error) {
 	if err1 != nil || err2 != nil {
 		return p, fmt.Errorf("%w: key or conn_info is not base64", ErrBadPayload)
 	}
-	aesKey, err := rsa.DecryptPKCS1v15(nil, k.key, wrapped)
-	if err != nil {
-		return p, fmt.Errorf("%w: the AES key does not decrypt with this gateway's key", ErrBadPayload)
+	// PKCS#1 v1.5 is EG's choice, not ours, and it invites padding-oracle
+	// attacks. The session-key form answers a bad padding with a random key
+	// in constant time, so a forged key fails later, exactly like garbage,
+	// and the listener never answers anyone anyway.
+	aesKey := make([]byte, 16)
+	rand.Read(aesKey)
+	//lint:ignore SA1019 EG's launchers wrap the key with PKCS#1 v1.5; compatibility requires it
+	if err := rsa.DecryptPKCS1v15SessionKey(nil, k.key, wrapped, aesKey); err != nil {
+		return p, fmt.Errorf("%w: the wrapped AES key does not fit this gateway's key", ErrBadPayload)
 	}
 	plain, err := decryptECB(aesKey, sealed)
 	if err != nil {
@@ -150,6 +156,7 @@ func Encrypt(publicKey string, p Payload) ([]byte, error) {
 	if _, err := rand.Read(aesKey); err != nil {
 		return nil, err
 	}
+	//lint:ignore SA1019 the gateway decodes only what EG's launchers send: PKCS#1 v1.5
 	wrapped, err := rsa.EncryptPKCS1v15(rand.Reader, rsaPub, aesKey)
 	if err != nil {
 		return nil, fmt.Errorf("wrap AES key: %w", err)
