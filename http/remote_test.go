@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -75,10 +76,13 @@ func (w *wsClient) printed(code string) string {
 
 func TestRemoteKernelThroughTheWebsocket(t *testing.T) {
 	h := remoteHarness(t)
-	id := decode[actors.Model](t, h.expect("POST", "/api/kernels", `{"name":"remote"}`, 201)).ID
+	id := decode[actors.Model](t, h.expect("POST", "/api/kernels", `{"name":"remote","env":{"KERNEL_NOTE":"it's a \"test\" & more"}}`, 201)).ID
 	w := h.dialWS(id, "remote-1", true)
 	w.ready(60 * time.Second)
 	testkit.Equal(t, w.printed("print(6*7)"), "42\n")
+	// The client's variable crossed the SSH command line intact.
+	testkit.Equal(t, w.printed("import os; print(os.environ['KERNEL_NOTE'], os.environ['KERNEL_ID'] == "+strconv.Quote(id)+")"),
+		"it's a \"test\" & more True\n")
 
 	testkit.Equal(t, w.answerInput("alice", 30*time.Second), "got alice\n")
 	// An interrupt travels REST → kernel actor → comm port → launcher →
