@@ -19,6 +19,7 @@ import (
 	"github.com/kernelgate/kernelgate/actors/proxy"
 	"github.com/kernelgate/kernelgate/actors/proxy/local"
 	kghttp "github.com/kernelgate/kernelgate/http"
+	"github.com/kernelgate/kernelgate/internal/netlisten"
 	"github.com/kernelgate/kernelgate/kernelspecs"
 	"github.com/kernelgate/kernelgate/zmq"
 	"github.com/rs/zerolog"
@@ -247,7 +248,7 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 		Websocket: kghttp.WebsocketConfig{PingInterval: c.WSPingInterval, PongTimeout: c.WSPongTimeout, ReadLimit: int64(c.WSReadLimit)},
 	}, gw, specs)
 
-	ln, err := listen(c.IP, c.Port, c.PortRetries)
+	ln, err := netlisten.Retrying(c.IP, c.Port, c.PortRetries)
 	if err != nil {
 		gw.Close(c.StopTimeout)
 		return err
@@ -289,21 +290,6 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 		err = closeErr
 	}
 	return err
-}
-
-// listen binds ip:port, trying the next ports when it is taken, as EG does.
-func listen(ip string, port, retries int) (net.Listener, error) {
-	var err error
-	for i := 0; i <= retries; i++ {
-		var ln net.Listener
-		if ln, err = net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port+i))); err == nil {
-			return ln, nil
-		}
-		if port == 0 {
-			break
-		}
-	}
-	return nil, fmt.Errorf("listen on %s:%d (and %d more ports): %w", ip, port, retries, err)
 }
 
 func parseRange(s string) (int, int, error) {

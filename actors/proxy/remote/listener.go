@@ -15,6 +15,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/kernelgate/kernelgate/internal/lograte"
+	"github.com/kernelgate/kernelgate/internal/netlisten"
 	"github.com/rs/zerolog"
 )
 
@@ -149,7 +150,7 @@ func (l *Listener) start() error {
 	if l.cfg.AddrAny {
 		bind = ""
 	}
-	ln, err := listenRetrying(bind, l.cfg.Port, l.cfg.PortRetries)
+	ln, err := netlisten.Retrying(bind, l.cfg.Port, l.cfg.PortRetries)
 	if err != nil {
 		return fmt.Errorf("response listener: %w", err)
 	}
@@ -280,18 +281,6 @@ func (a *responseActor) Receive(ctx actor.Context) {
 		delete(a.waiting, m.p.KernelID)
 		w.ch <- m.p // buffered for one, and the waiter is removed: never blocks
 	}
-}
-
-// listenRetrying binds ip:port, or the next ports when it is taken.
-func listenRetrying(ip string, port, retries int) (net.Listener, error) {
-	var err error
-	for i := 0; i <= retries; i++ {
-		var ln net.Listener
-		if ln, err = net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port+i))); err == nil || port == 0 {
-			return ln, err
-		}
-	}
-	return nil, fmt.Errorf("ports %d..%d: %w", port, port+retries, err)
 }
 
 // localIP is the first non-loopback IPv4 address of this host that no
