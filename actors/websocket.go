@@ -85,10 +85,13 @@ type wsActor struct {
 
 // Messages of the websocket actor.
 type (
-	wsOut   struct{ q queued }
+	wsOut struct{ q queued }
+	// wsClose closes the connection after what is queued, or with now
+	// before it (what is queued then goes back to the session).
 	wsClose struct {
 		code   int
 		reason string
+		now    bool
 	}
 	// writerExited reports what the writer did not write; returned is
 	// closed once that is on its way to the session.
@@ -119,7 +122,11 @@ func (w *wsActor) Receive(ctx actor.Context) {
 	case *wsOut:
 		w.enqueue(ctx, m.q)
 	case *wsClose:
-		w.close(m.code, m.reason)
+		if m.now {
+			w.closeNow(m.code, m.reason)
+		} else {
+			w.close(m.code, m.reason)
+		}
 		if ctx.Sender() != nil {
 			ctx.Respond(&done{})
 		}
@@ -162,6 +169,16 @@ func (w *wsActor) close(code int, reason string) {
 		default: // the queue is full: close now
 		}
 	}
+	w.stopWriter(code, reason)
+}
+
+// closeNow ends the connection after the write in progress: what is still
+// queued goes back to the session, then the close frame is sent.
+func (w *wsActor) closeNow(code int, reason string) {
+	if w.closing {
+		return
+	}
+	w.closing = true
 	w.stopWriter(code, reason)
 }
 
@@ -213,8 +230,7 @@ func (w *wsActor) enqueue(ctx actor.Context, it queued) {
 func (w *wsActor) slow(ctx actor.Context, it queued) {
 	w.metrics.SlowConsumers.Add(1)
 	w.log.Warn().Int("queued", len(w.q)).Int64("bytes", w.qBytes.Load()).Msg("websocket client too slow; disconnecting")
-	w.closing = true
-	w.stopWriter(CloseTryAgain, "client too slow: backlog exceeded")
+	w.closeNow(CloseTryAgain, "client too slow: backlog exceeded")
 	ctx.Send(w.session, &wsReturned{ws: ctx.Self(), unsent: []queued{it}})
 }
 
@@ -277,6 +293,7 @@ type sessionActor struct {
 	log    zerolog.Logger
 
 	ws         *actor.PID
+	replaced   *actor.PID      // an older websocket ws took over from, still handing back what it did not write
 	live       map[string]bool // websockets attached and not yet gone, by actor id
 	replayable bool            // the client chose the session id, so it can come back for the buffer
 	attaches   uint64          // counts attaches, so a stale expiry timer is ignored
@@ -388,6 +405,14 @@ func (s *sessionActor) gone(ctx actor.Context, ws *actor.PID) {
 	}
 	delete(s.live, ws.Id)
 	s.kernel.connections.Add(-1)
+	if ws.Equal(s.replaced) {
+		// Everything the older connection did not write is back: the
+		// newer one gets it all, in order, then what came meanwhile.
+		s.replaced = nil
+		if s.ws != nil {
+			s.replay(ctx)
+		}
+	}
 	if ws.Equal(s.ws) {
 		s.detached(ctx)
 	}
@@ -419,15 +444,26 @@ func (s *sessionActor) maybeEnd(ctx actor.Context) {
 
 func (s *sessionActor) attach(ctx actor.Context, m *attachWS) {
 	if s.ws != nil {
-		// Two live connections with one session id: the newer wins.
-		ctx.Send(s.ws, &wsClose{code: CloseReplaced, reason: "replaced by a newer connection for this session"})
+		// Two live connections with one session id: the newer wins. The
+		// older stops after its current write and hands back the rest,
+		// which the newer gets first (it waits for that, at most a
+		// writer's grace).
+		ctx.Send(s.ws, &wsClose{code: CloseReplaced, reason: "replaced by a newer connection for this session", now: true})
+		if s.replaced == nil {
+			s.replaced = s.ws
+		}
 	}
 	log := s.log.With().Str("session", s.id).Logger()
 	// The replay comes on top of the usual backlog bound: a websocket
 	// handed a full session buffer must not count as too slow at once (it
-	// would be sent away, come back, get the replay again, and so on).
+	// would be sent away, come back, get the replay again, and so on). A
+	// replaced connection's backlog comes back on top of that.
+	backlog, backlogBytes := len(s.buffer), int64(s.bufBytes)
+	if s.replaced != nil {
+		backlog, backlogBytes = backlog+s.cfg.WebsocketQueue, backlogBytes+s.cfg.WebsocketQueueBytes
+	}
 	w := &wsActor{sock: m.sock, session: ctx.Self(),
-		maxMsgs: s.cfg.WebsocketQueue + len(s.buffer), maxSize: s.cfg.WebsocketQueueBytes + int64(s.bufBytes),
+		maxMsgs: s.cfg.WebsocketQueue + backlog, maxSize: s.cfg.WebsocketQueueBytes + backlogBytes,
 		log: log, metrics: s.cfg.Metrics, done: make(chan struct{})}
 	s.ws = ctx.Spawn(actor.PropsFromProducer(func() actor.Actor { return w },
 		actor.WithDispatcher(inline), actor.WithReceiverMiddleware(logPanics(log))))
@@ -439,19 +475,25 @@ func (s *sessionActor) attach(ctx actor.Context, m *attachWS) {
 	s.live[s.ws.Id] = true
 	s.kernel.connections.Add(1)
 	ctx.Respond(&attached{session: ctx.Self(), ws: s.ws, done: w.done})
-	// Replay what was buffered while no websocket was attached.
+	if s.replaced == nil {
+		s.replay(ctx)
+	}
+}
+
+// replay hands the websocket what was buffered while none could take it.
+func (s *sessionActor) replay(ctx actor.Context) {
 	buffered := s.buffer
 	s.buffer, s.bufBytes = nil, 0
 	for _, it := range buffered {
 		ctx.Send(s.ws, &wsOut{q: it})
 	}
 	if len(buffered) > 0 {
-		log.Debug().Int("messages", len(buffered)).Msg("replayed buffered messages")
+		s.log.Debug().Str("session", s.id).Int("messages", len(buffered)).Msg("replayed buffered messages")
 	}
 }
 
 func (s *sessionActor) deliver(ctx actor.Context, it queued) {
-	if s.ws != nil {
+	if s.ws != nil && s.replaced == nil {
 		ctx.Send(s.ws, &wsOut{q: it})
 		return
 	}
@@ -467,7 +509,7 @@ func (s *sessionActor) requeue(ctx actor.Context, from *actor.PID, items []queue
 	if len(items) == 0 {
 		return
 	}
-	if s.ws != nil && !s.ws.Equal(from) {
+	if s.ws != nil && !s.ws.Equal(from) && !from.Equal(s.replaced) {
 		for _, it := range items {
 			ctx.Send(s.ws, &wsOut{q: it})
 		}

@@ -169,6 +169,85 @@ func TestReconnectLosesNothing(t *testing.T) {
 	}
 }
 
+// A second connection with the same session id, the first still open
+// (JupyterLab reconnecting over a connection it thinks dead): the first
+// stops after its current write, and the second gets the rest, in order,
+// nothing twice.
+func TestReplacedConnectionHandsOverInOrder(t *testing.T) {
+	h := newHarness(t, nil)
+	id := h.startKernel()
+	first := h.dialWS(id, "handover", true)
+	first.reply(first.execute("import time"), 30*time.Second)
+	req := first.execute("for i in range(1, 3001):\n    print(i, flush=True)\n    if i % 100 == 0: time.sleep(0.02)")
+	var text strings.Builder
+	collect := func(g got) {
+		if g.msgType == "stream" && g.parent == req.Head().MsgID {
+			text.WriteString(g.content["text"].(string))
+		}
+	}
+	for _, g := range first.until(30*time.Second, func(g got) bool { return g.msgType == "stream" }) {
+		collect(g)
+	}
+	second := h.dialWS(id, "handover", true)
+	for {
+		g, err := first.recv(10 * time.Second)
+		if err != nil {
+			testkit.True(t, strings.Contains(err.Error(), "4000"), "the first connection ended with %v, want 4000", err)
+			break
+		}
+		collect(g)
+	}
+	before := text.Len()
+	for _, g := range second.reply(req, 60*time.Second) {
+		collect(g)
+	}
+	testkit.True(t, before > 0 && before < text.Len(), "the handover did not split the output (%d of %d bytes before)", before, text.Len())
+	lines := strings.Split(strings.TrimSuffix(text.String(), "\n"), "\n")
+	testkit.Equal(t, len(lines), 3000)
+	for i, l := range lines {
+		if l != fmt.Sprint(i+1) {
+			t.Fatalf("line %d is %q", i, l)
+		}
+	}
+}
+
+// The same, the first connection dead (it never read, then vanished): what
+// it was written is lost with it, but the second gets everything else in
+// order and to the end.
+func TestReplacingADeadConnectionKeepsOrder(t *testing.T) {
+	h := newHarness(t, nil)
+	id := h.startKernel()
+	first, err := h.tryDialWS(id, "dead", true)
+	testkit.NoError(t, err)
+	defer first.Close()
+	stalled := &wsClient{t: t, c: first, v1: true, session: "dead"}
+	const n = 3000
+	// 24 MB: more than the TCP buffers hold, less than the websocket's
+	// backlog bound, so the server's writer is stuck with a queue behind it.
+	req := stalled.execute(fmt.Sprintf("import sys\nfor i in range(1, %d):\n    sys.stdout.write('%%d %%s\\n' %% (i, 'x' * 8000)); sys.stdout.flush()", n+1))
+	testkit.Eventually(t, 60*time.Second, func() error { // the whole output is out of the kernel
+		if m := decode[actors.Model](t, h.expect("GET", "/api/kernels/"+id, "", 200)); m.ExecutionState != "idle" {
+			return fmt.Errorf("kernel is %s", m.ExecutionState)
+		}
+		return nil
+	})
+	second := h.dialWS(id, "dead", true)
+	first.NetConn().Close()
+	last := 0
+	for _, g := range second.reply(req, 60*time.Second) {
+		if g.msgType != "stream" {
+			continue
+		}
+		for _, line := range strings.Split(strings.TrimSuffix(g.content["text"].(string), "\n"), "\n") {
+			var i int
+			fmt.Sscan(line, &i)
+			testkit.True(t, i > last, "line %d after line %d", i, last)
+			last = i
+		}
+	}
+	testkit.Equal(t, last, n)
+}
+
 func TestBadClientFramesDoNotHurtTheKernel(t *testing.T) {
 	h := newHarness(t, nil)
 	id := h.startKernel()
