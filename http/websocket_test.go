@@ -131,88 +131,67 @@ func TestTwoClientsBothSeeIOPubButOnlyTheAskerGetsInput(t *testing.T) {
 	_ = req
 }
 
-func TestReconnectLosesNothing(t *testing.T) {
-	h := newHarness(t, nil)
-	id := h.startKernel()
-	w := h.dialWS(id, "reconnecting", true)
-	w.reply(w.execute("import time"), 30*time.Second)
-	req := w.execute("for i in range(1, 2001):\n    print(i, flush=True)\n    if i % 100 == 0: time.sleep(0.02)")
-	var text strings.Builder
-	collect := func(all []got) {
-		for _, g := range all {
-			if g.msgType == "stream" && g.parent == req.Head().MsgID {
-				text.WriteString(g.content["text"].(string)) // chunks need not end at line breaks
+// A second connection with the session id continues the output exactly:
+// after the first closed (a reconnect), or while it is still open (a
+// takeover, as when JupyterLab reconnects over a connection it thinks dead:
+// the first stops after its current write, closes with 4000, and the second
+// gets the rest first). Nothing is lost, nothing comes twice or out of order.
+func TestSecondConnectionContinuesTheOutput(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		takeover bool
+	}{{"reconnect after a close", false}, {"takeover of an open connection", true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, nil)
+			id := h.startKernel()
+			first := h.dialWS(id, "continued", true)
+			first.reply(first.execute("import time"), 30*time.Second)
+			req := first.execute("for i in range(1, 2001):\n    print(i, flush=True)\n    if i % 100 == 0: time.sleep(0.02)")
+			var text strings.Builder
+			collect := func(all []got) {
+				for _, g := range all {
+					if g.msgType == "stream" && g.parent == req.Head().MsgID {
+						text.WriteString(g.content["text"].(string)) // chunks need not end at line breaks
+					}
+				}
 			}
-		}
-	}
-	collect(w.until(30*time.Second, func(g got) bool { return g.msgType == "stream" && len(g.content["text"].(string)) > 0 }))
-	// Close gracefully in the middle of the output, reading until the
-	// server's close so nothing already sent is lost in flight.
-	testkit.NoError(t, w.c.WriteControl(8, []byte{3, 232}, time.Now().Add(time.Second)))
-	for {
-		g, err := w.recv(10 * time.Second)
-		if err != nil {
-			break
-		}
-		collect([]got{g})
-	}
-	before := text.Len()
-	w2 := h.dialWS(id, "reconnecting", true)
-	collect(w2.reply(req, 60*time.Second))
-	testkit.True(t, before > 0 && before < text.Len(), "the reconnect did not split the output (%d of %d bytes before)", before, text.Len())
-	lines := strings.Split(strings.TrimSuffix(text.String(), "\n"), "\n")
-	testkit.Equal(t, len(lines), 2000)
-	for i, l := range lines {
-		if l != fmt.Sprint(i+1) {
-			t.Fatalf("line %d is %q", i, l)
-		}
-	}
-}
-
-// A second connection with the same session id, the first still open
-// (JupyterLab reconnecting over a connection it thinks dead): the first
-// stops after its current write, and the second gets the rest, in order,
-// nothing twice.
-func TestReplacedConnectionHandsOverInOrder(t *testing.T) {
-	h := newHarness(t, nil)
-	id := h.startKernel()
-	first := h.dialWS(id, "handover", true)
-	first.reply(first.execute("import time"), 30*time.Second)
-	req := first.execute("for i in range(1, 3001):\n    print(i, flush=True)\n    if i % 100 == 0: time.sleep(0.02)")
-	var text strings.Builder
-	collect := func(g got) {
-		if g.msgType == "stream" && g.parent == req.Head().MsgID {
-			text.WriteString(g.content["text"].(string))
-		}
-	}
-	for _, g := range first.until(30*time.Second, func(g got) bool { return g.msgType == "stream" }) {
-		collect(g)
-	}
-	second := h.dialWS(id, "handover", true)
-	for {
-		g, err := first.recv(10 * time.Second)
-		if err != nil {
-			testkit.True(t, strings.Contains(err.Error(), "4000"), "the first connection ended with %v, want 4000", err)
-			break
-		}
-		collect(g)
-	}
-	before := text.Len()
-	for _, g := range second.reply(req, 60*time.Second) {
-		collect(g)
-	}
-	testkit.True(t, before > 0 && before < text.Len(), "the handover did not split the output (%d of %d bytes before)", before, text.Len())
-	lines := strings.Split(strings.TrimSuffix(text.String(), "\n"), "\n")
-	testkit.Equal(t, len(lines), 3000)
-	for i, l := range lines {
-		if l != fmt.Sprint(i+1) {
-			t.Fatalf("line %d is %q", i, l)
-		}
+			collect(first.until(30*time.Second, func(g got) bool { return g.msgType == "stream" && len(g.content["text"].(string)) > 0 }))
+			var second *wsClient
+			if tt.takeover {
+				second = h.dialWS(id, "continued", true)
+			} else {
+				// Close gracefully in the middle of the output.
+				testkit.NoError(t, first.c.WriteControl(8, []byte{3, 232}, time.Now().Add(time.Second)))
+			}
+			// Read until the server's close, so nothing already sent is
+			// lost in flight.
+			for {
+				g, err := first.recv(10 * time.Second)
+				if err != nil {
+					testkit.True(t, !tt.takeover || strings.Contains(err.Error(), "4000"), "the first connection ended with %v, want 4000", err)
+					break
+				}
+				collect([]got{g})
+			}
+			before := text.Len()
+			if second == nil {
+				second = h.dialWS(id, "continued", true)
+			}
+			collect(second.reply(req, 60*time.Second))
+			testkit.True(t, before > 0 && before < text.Len(), "the second connection did not continue the output (%d of %d bytes before)", before, text.Len())
+			lines := strings.Split(strings.TrimSuffix(text.String(), "\n"), "\n")
+			testkit.Equal(t, len(lines), 2000)
+			for i, l := range lines {
+				if l != fmt.Sprint(i+1) {
+					t.Fatalf("line %d is %q", i, l)
+				}
+			}
+		})
 	}
 }
 
-// The same, the first connection dead (it never read, then vanished): what
-// it was written is lost with it, but the second gets everything else in
+// A takeover of a dead connection (it never read, then vanished): what it
+// was written is lost with it, but the second gets everything else in
 // order and to the end.
 func TestReplacingADeadConnectionKeepsOrder(t *testing.T) {
 	h := newHarness(t, nil)
