@@ -161,15 +161,15 @@ func (w *wsActor) close(code int, reason string) {
 	if w.closing {
 		return
 	}
-	w.closing = true
 	if code != closeWithoutCode {
 		select {
 		case w.q <- queued{seq: uint64(code), ch: 0, m: nil, size: 0, reason: reason}: // the writer closes when it gets here
+			w.closing = true
 			return
 		default: // the queue is full: close now
 		}
 	}
-	w.stopWriter(code, reason)
+	w.closeNow(code, reason)
 }
 
 // closeNow ends the connection after the write in progress: what is still
