@@ -64,7 +64,7 @@ func gateway(t *testing.T) string {
 	served := make(chan struct{})
 	go func() { srv.Serve(ln); close(served) }()
 	t.Cleanup(func() {
-		srv.Shutdown()
+		srv.Shutdown(context.Background())
 		<-served
 		gw.Close(30 * time.Second)
 	})

@@ -35,7 +35,10 @@ const DirectPortLow, DirectPortHigh = 15000, 19999
 
 // NewDirect finds the kernelspec named kernel on the local Jupyter path.
 func NewDirect(kernel string) (*Direct, error) {
-	specs, _ := kernelspecs.Discover(kernelspecs.SearchPath())
+	specs, _, err := kernelspecs.Discover(kernelspecs.SearchPath())
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
 	spec, ok := specs[strings.ToLower(kernel)]
 	if !ok {
 		return nil, fmt.Errorf("bench: no local kernelspec %q (the limit runs kernels itself; set JUPYTER_PATH)", kernel)

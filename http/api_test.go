@@ -356,12 +356,41 @@ func TestSecretsNeverReachTheLog(t *testing.T) {
 	h.expect("GET", "/api/kernels?token="+token, "", 200, "Authorization", "")
 	h.expect("POST", "/api/kernels/"+id+"/restart", "", 200)
 	h.expect("DELETE", "/api/kernels/"+id, "", 204)
+	// fasthttp quotes a request it cannot parse in its error, at debug level.
+	for _, raw := range []string{
+		"GET /api/kernels?token=" + token + " HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n",
+		"GET /api/kernels HTTP/1.1\r\nHost: x\r\nAuthorization: token " + token + "\r\n\x00bad\r\n\r\n",
+		"POST /api/kernels?x=1&token=" + token + "&y=2 HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n",
+	} {
+		h.raw(raw)
+	}
 
 	out := logs.String()
 	testkit.True(t, strings.Contains(out, "kernel up"), "the log is empty: the test proves nothing")
+	testkit.True(t, strings.Contains(out, "request refused"), "no malformed request reached the log: the test proves nothing")
 	for _, secret := range []string{token, password, ci.Key} {
 		testkit.True(t, !strings.Contains(out, secret), "a secret reached the log: %q", secret)
 	}
+}
+
+// TestInventedMethodsMakeNoNewSeries: the request metrics are labelled by
+// method, and a client inventing methods must not create series (each costs
+// memory and scrape time for the life of the process).
+func TestInventedMethodsMakeNoNewSeries(t *testing.T) {
+	h := newHarness(t, nil)
+	for i := range 200 {
+		h.raw(fmt.Sprintf("M%dETHOD /api/kernels/nope-%d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", i, i))
+	}
+	methods := map[string]bool{}
+	for _, m := range h.scrape()["kernelgate_http_requests_total"].Metric {
+		for _, l := range m.Label {
+			if l.GetName() == "method" {
+				methods[l.GetValue()] = true
+			}
+		}
+	}
+	testkit.True(t, methods["other"], "invented methods were not counted as other: %v", methods)
+	testkit.True(t, len(methods) <= 3, "invented methods made series: %v", methods)
 }
 
 // TestMalformedBodiesGetClientErrors sends a thousand broken bodies to the

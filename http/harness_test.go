@@ -1,6 +1,7 @@
 package http
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -101,7 +102,7 @@ func newHarness(t testing.TB, mod func(*Config, *actors.Config)) *harness {
 	served := make(chan struct{})
 	go func() { srv.Serve(ln); close(served) }()
 	stop := func() {
-		srv.Shutdown()
+		srv.Shutdown(context.Background())
 		<-served
 		gw.Close(30 * time.Second)
 	}
@@ -128,6 +129,21 @@ func (h *harness) do(method, path, body string, headers ...string) (int, []byte,
 	b, err := io.ReadAll(resp.Body)
 	testkit.NoError(h.t, err)
 	return resp.StatusCode, b, resp.Header
+}
+
+// raw writes a request as given on a connection of its own and returns what
+// came back until the server closed it (for requests net/http refuses to
+// send; a valid one needs "Connection: close").
+func (h *harness) raw(req string) string {
+	h.t.Helper()
+	c, err := net.Dial("tcp", strings.SplitN(h.url, "/", 4)[2])
+	testkit.NoError(h.t, err)
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	_, err = io.WriteString(c, req)
+	testkit.NoError(h.t, err)
+	b, _ := io.ReadAll(c)
+	return string(b)
 }
 
 // expect checks the status and, for errors, the JSON error shape.

@@ -20,7 +20,7 @@ type metrics struct {
 	latency  *prometheus.HistogramVec
 }
 
-func newMetrics(gw *actors.Gateway, badFrames func() uint64) *metrics {
+func newMetrics(gw *actors.Gateway, srv *Server) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -32,13 +32,25 @@ func newMetrics(gw *actors.Gateway, badFrames func() uint64) *metrics {
 		}, []string{"route"}),
 	}
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.requests, m.latency, gatewayCollector{gw: gw, badFrames: badFrames})
+		m.requests, m.latency, gatewayCollector{gw: gw, srv: srv})
 	return m
 }
 
-func (m *metrics) observe(route, method string, status int, d time.Duration) {
-	m.requests.WithLabelValues(route, method, fasthttp.StatusMessage(status)).Inc()
+func (m *metrics) observe(route string, method []byte, status int, d time.Duration) {
+	m.requests.WithLabelValues(route, methodLabel(method), fasthttp.StatusMessage(status)).Inc()
 	m.latency.WithLabelValues(route).Observe(d.Seconds())
+}
+
+// methodLabel is a request's method as a label value: one of HTTP's own, or
+// "other", so that a client inventing methods cannot create series (each
+// one costs memory and scrape time forever).
+func methodLabel(method []byte) string {
+	switch string(method) {
+	case fasthttp.MethodGet, fasthttp.MethodPost, fasthttp.MethodPut, fasthttp.MethodPatch, fasthttp.MethodDelete,
+		fasthttp.MethodHead, fasthttp.MethodOptions, fasthttp.MethodConnect, fasthttp.MethodTrace:
+		return string(method)
+	}
+	return "other"
 }
 
 var (
@@ -61,7 +73,10 @@ var (
 		{prometheus.NewDesc("kernelgate_bad_kernel_messages_total", "Kernel messages dropped for a bad signature or framing.", nil, nil), func(m *actors.Metrics) uint64 { return m.BadKernelMessages.Load() }},
 		{prometheus.NewDesc("kernelgate_kernel_queue_dropped_total", "Client messages dropped for a kernel that stopped reading.", nil, nil), func(m *actors.Metrics) uint64 { return m.KernelQueueDropped.Load() }},
 	}
-	descBadFrames = prometheus.NewDesc("kernelgate_bad_client_frames_total", "Malformed websocket frames from clients, dropped.", nil, nil)
+	descBadFrames     = prometheus.NewDesc("kernelgate_bad_client_frames_total", "Malformed websocket frames from clients, dropped.", nil, nil)
+	descConnsOpen     = prometheus.NewDesc("kernelgate_http_connections_open", "Connections to the API listener open now.", nil, nil)
+	descConnsRefused  = prometheus.NewDesc("kernelgate_http_connections_refused_total", "Connections refused because the connection limit was reached.", nil, nil)
+	descAcceptRetries = prometheus.NewDesc("kernelgate_http_accept_retries_total", "Accept errors that passed and were retried (descriptors or memory exhausted for a moment).", nil, nil)
 	descDurations = []struct {
 		desc *prometheus.Desc
 		get  func(*actors.Metrics) *actors.Durations
@@ -76,14 +91,17 @@ var (
 // gatewayCollector reads the gateway at scrape time; nothing on the message
 // path pays for metrics beyond its atomic counters.
 type gatewayCollector struct {
-	gw        *actors.Gateway
-	badFrames func() uint64
+	gw  *actors.Gateway
+	srv *Server
 }
 
 func (c gatewayCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descKernels
 	ch <- descConnections
 	ch <- descBadFrames
+	ch <- descConnsOpen
+	ch <- descConnsRefused
+	ch <- descAcceptRetries
 	for _, d := range descCounters {
 		ch <- d.desc
 	}
@@ -109,7 +127,14 @@ func (c gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descKernels, prometheus.GaugeValue, float64(n), k.state, k.spec)
 	}
 	ch <- prometheus.MustNewConstMetric(descConnections, prometheus.GaugeValue, float64(conns))
-	ch <- prometheus.MustNewConstMetric(descBadFrames, prometheus.CounterValue, float64(c.badFrames()))
+	ch <- prometheus.MustNewConstMetric(descBadFrames, prometheus.CounterValue, float64(c.srv.badFrames.Load()))
+	open := int64(0)
+	if ln := c.srv.listener.Load(); ln != nil {
+		open = ln.Open()
+	}
+	ch <- prometheus.MustNewConstMetric(descConnsOpen, prometheus.GaugeValue, float64(open))
+	ch <- prometheus.MustNewConstMetric(descConnsRefused, prometheus.CounterValue, float64(c.srv.connsRefused.Load()))
+	ch <- prometheus.MustNewConstMetric(descAcceptRetries, prometheus.CounterValue, float64(c.srv.acceptRetries.Load()))
 	m := c.gw.Metrics()
 	for _, d := range descCounters {
 		ch <- prometheus.MustNewConstMetric(d.desc, prometheus.CounterValue, float64(d.get(m)))

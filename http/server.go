@@ -1,7 +1,10 @@
 package http
 
 import (
+	"context"
 	"crypto/subtle"
+	"errors"
+	"fmt"
 	"net"
 	"net/url"
 	"strings"
@@ -10,6 +13,8 @@ import (
 	"time"
 
 	"github.com/kernelgate/kernelgate/actors"
+	"github.com/kernelgate/kernelgate/internal/lograte"
+	"github.com/kernelgate/kernelgate/internal/netlisten"
 	"github.com/kernelgate/kernelgate/kernelspecs"
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
@@ -38,6 +43,11 @@ type Config struct {
 	// MetricsAuth puts /metrics behind the token (it is open by default,
 	// like the health endpoints).
 	MetricsAuth bool
+	// MaxConns bounds the connections open at once (0: no bound); one
+	// beyond it is answered 503 and closed. MaxConnsPerIP bounds them per
+	// client address (0: no bound); one beyond it is answered 429.
+	MaxConns      int
+	MaxConnsPerIP int
 	// Websocket tunes kernel websockets.
 	Websocket WebsocketConfig
 	// Version is reported by GET /api.
@@ -56,13 +66,21 @@ type Server struct {
 
 	wsWriteBuffers sync.Pool     // shared by idle websockets
 	badFrames      atomic.Uint64 // malformed client frames dropped
+	redact         *redactor
+
+	// The listener's guard: connections open, refused and accept errors
+	// retried.
+	listener      atomic.Pointer[netlisten.GuardedListener]
+	connsRefused  atomic.Uint64
+	acceptRetries atomic.Uint64
 
 	// Live websockets: fasthttp neither tracks nor waits for hijacked
 	// connections, so the server does.
-	wsMu    sync.Mutex
-	wsLive  map[*wsConn]struct{}
-	wsWG    sync.WaitGroup
-	closing bool
+	wsMu       sync.Mutex
+	wsLive     map[*wsConn]struct{}
+	wsWG       sync.WaitGroup
+	closing    bool
+	metricsSrv *fasthttp.Server
 }
 
 // New returns a server for gw.
@@ -80,12 +98,24 @@ func New(cfg Config, gw *actors.Gateway, specs *kernelspecs.Cache) *Server {
 	if cfg.Websocket.ReadLimit <= 0 {
 		cfg.Websocket.ReadLimit = 10 << 20
 	}
-	s := &Server{cfg: cfg, gw: gw, specs: specs, sessions: newSessionStore(), wsLive: make(map[*wsConn]struct{})}
-	s.metrics = newMetrics(gw, s.badFrames.Load)
-	s.srv = &fasthttp.Server{
-		Handler:            s.handle,
+	s := &Server{cfg: cfg, gw: gw, specs: specs, sessions: newSessionStore(), wsLive: make(map[*wsConn]struct{}),
+		redact: newRedactor(cfg.AuthToken)}
+	s.metrics = newMetrics(gw, s)
+	s.srv = s.fasthttpServer(s.handle)
+	s.srv.MaxConnsPerIP = cfg.MaxConnsPerIP
+	// Websockets are closed by kernelgate, not when their handler returns:
+	// without this, fasthttp ignores Close on a hijacked connection and a
+	// closed websocket's socket stays open and read.
+	s.srv.KeepHijackedConns = true
+	return s
+}
+
+// fasthttpServer is the HTTP server of the API and of the metrics listener.
+func (s *Server) fasthttpServer(h fasthttp.RequestHandler) *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler:            h,
 		Name:               "kernelgate",
-		MaxRequestBodySize: cfg.MaxBodySize,
+		MaxRequestBodySize: s.cfg.MaxBodySize,
 		// Large cookies and tokens ride in headers.
 		ReadBufferSize:  64 << 10,
 		ReadTimeout:     2 * time.Minute,
@@ -95,25 +125,91 @@ func New(cfg Config, gw *actors.Gateway, specs *kernelspecs.Cache) *Server {
 		CloseOnShutdown: true,
 		// Also bounds how long fasthttp's worker cleaner outlives Shutdown.
 		MaxIdleWorkerDuration: 2 * time.Second,
-		Logger:                fasthttpLogger{cfg.Logger},
+		Logger:                fasthttpLogger{l: s.cfg.Logger, redact: s.redact},
 	}
-	return s
 }
 
-// Serve accepts connections on ln until Shutdown.
-func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
+// Serve accepts connections on ln until Shutdown. Accept errors that pass
+// (no descriptors left) are retried, and connections beyond MaxConns are
+// refused, so a flood never ends the server.
+func (s *Server) Serve(ln net.Listener) error {
+	g := netlisten.Guard{
+		MaxConns: s.cfg.MaxConns,
+		Rejected: func() {
+			if n := s.connsRefused.Add(1); lograte.Crossed(n-1, n) {
+				s.cfg.Logger.Warn().Int("max_conns", s.cfg.MaxConns).Uint64("refused", n).Msg("too many connections; refusing new ones")
+			}
+		},
+		Retrying: func(err error) {
+			if n := s.acceptRetries.Add(1); lograte.Crossed(n-1, n) {
+				s.cfg.Logger.Warn().Err(err).Uint64("retries", n).Msg("accepting a connection failed; retrying")
+			}
+		},
+	}.Listener(ln)
+	s.listener.Store(g)
+	return s.srv.Serve(g)
+}
+
+// ServeMetrics serves /metrics, /healthz and /readyz alone on ln (at those
+// paths, whatever the base URL), so that probes and scrapes are answered
+// while the API's listener is flooded.
+func (s *Server) ServeMetrics(ln net.Listener) error {
+	srv := s.fasthttpServer(s.handleMetricsListener)
+	s.wsMu.Lock()
+	s.metricsSrv = srv
+	s.wsMu.Unlock()
+	return srv.Serve(ln)
+}
+
+func (s *Server) handleMetricsListener(ctx *fasthttp.RequestCtx) {
+	var err error
+	switch string(ctx.Path()) {
+	case "/metrics":
+		err = s.metricsHandler(ctx, nil)
+	case "/healthz":
+		err = s.healthz(ctx, nil)
+	case "/readyz":
+		err = s.readyz(ctx, nil)
+	default:
+		err = errorf(fasthttp.StatusNotFound, "")
+	}
+	if err != nil {
+		writeError(ctx, err)
+	}
+}
 
 // Shutdown stops accepting, waits for open requests, then closes every
-// websocket with 1001 (going away) and waits for their handlers to end.
-func (s *Server) Shutdown() error {
-	err := s.srv.Shutdown()
+// websocket with 1001 (going away) and waits for their handlers to end;
+// when ctx ends first, the connections still open are closed under their
+// clients and Shutdown returns.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.srv.ShutdownWithContext(ctx)
 	s.wsMu.Lock()
 	s.closing = true
+	metricsSrv := s.metricsSrv
+	live := make([]*wsConn, 0, len(s.wsLive))
 	for c := range s.wsLive {
-		c.Close(1001, "gateway shutting down")
+		live = append(live, c)
 	}
 	s.wsMu.Unlock()
-	s.wsWG.Wait()
+	if metricsSrv != nil {
+		metricsSrv.ShutdownWithContext(ctx)
+	}
+	// Close frames go out in parallel: a client that reads nothing holds
+	// its own close up to the frame timeout, not everyone's.
+	for _, c := range live {
+		go c.Close(1001, "gateway shutting down")
+	}
+	done := make(chan struct{})
+	go func() { s.wsWG.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		for _, c := range live {
+			c.c.NetConn().Close()
+		}
+		<-done
+	}
 	return err
 }
 
@@ -207,13 +303,13 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if err != nil {
 		writeError(ctx, err)
 	}
-	s.metrics.observe(name, string(ctx.Method()), ctx.Response.StatusCode(), time.Since(start))
+	s.metrics.observe(name, ctx.Method(), ctx.Response.StatusCode(), time.Since(start))
 	ev := s.cfg.Logger.Info()
 	if ctx.Response.StatusCode() >= 500 {
 		ev = s.cfg.Logger.Warn().AnErr("error", err)
 	}
 	// The path only: the query may carry the token.
-	ev.Str("method", string(ctx.Method())).Str("path", string(ctx.Path())).
+	ev.Str("method", methodLabel(ctx.Method())).Str("path", string(ctx.Path())).
 		Int("status", ctx.Response.StatusCode()).Dur("duration", time.Since(start)).Msg("request")
 }
 
@@ -299,10 +395,11 @@ func (s *Server) setCORS(ctx *fasthttp.RequestCtx) {
 func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
 	status := fasthttp.StatusBadRequest
 	msg := "malformed request"
-	if strings.Contains(err.Error(), "body size exceeds") {
+	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
 		status, msg = fasthttp.StatusRequestEntityTooLarge, "request body exceeds the limit"
 	}
-	s.cfg.Logger.Debug().Err(err).Msg("request refused")
+	// fasthttp quotes the request it could not parse, token and all.
+	s.cfg.Logger.Debug().Str("error", s.redact.String(err.Error())).Msg("request refused")
 	writeJSON(ctx, status, map[string]string{"reason": fasthttp.StatusMessage(status), "message": msg})
 }
 
@@ -335,6 +432,15 @@ func (s *Server) readyz(ctx *fasthttp.RequestCtx, _ []string) error {
 
 var errMethod = errorf(fasthttp.StatusMethodNotAllowed, "method not allowed")
 
-type fasthttpLogger struct{ l zerolog.Logger }
+// fasthttpLogger logs fasthttp's own messages at debug level, redacted:
+// they may quote a request, token and all.
+type fasthttpLogger struct {
+	l      zerolog.Logger
+	redact *redactor
+}
 
-func (f fasthttpLogger) Printf(format string, args ...any) { f.l.Debug().Msgf(format, args...) }
+func (f fasthttpLogger) Printf(format string, args ...any) {
+	if e := f.l.Debug(); e.Enabled() {
+		e.Msg(f.redact.String(fmt.Sprintf(format, args...)))
+	}
+}

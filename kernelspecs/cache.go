@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kernelgate/kernelgate/internal/lograte"
 	"github.com/rs/zerolog"
 )
 
@@ -49,6 +50,7 @@ type Cache struct {
 	mu     sync.Mutex // serializes reloads
 	print  string
 	warned map[string]bool
+	failed uint64 // reloads that met a failure that passes
 }
 
 // NewCache loads the kernelspecs once and returns the cache.
@@ -76,8 +78,18 @@ func (c *Cache) Reload() bool {
 	if fp == c.print && c.snap.Load() != nil {
 		return false
 	}
+	specs, problems, err := Discover(c.opts.Path)
+	if err != nil {
+		// Keep serving what was loaded last; the next poll tries again.
+		if c.failed++; lograte.Crossed(c.failed-1, c.failed) {
+			c.opts.Logger.Warn().Err(err).Uint64("times", c.failed).Msg("kernelspecs not reloaded; serving the ones loaded before")
+		}
+		if c.snap.Load() == nil {
+			c.snap.Store(&Snapshot{Specs: map[string]Spec{}, Default: strings.ToLower(c.opts.Default)})
+		}
+		return false
+	}
 	c.print = fp
-	specs, problems := Discover(c.opts.Path)
 	for _, p := range problems {
 		key := p.Dir + "\x00" + p.Err.Error()
 		if !c.warned[key] {

@@ -1,9 +1,12 @@
 package kernelspecs
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // SearchPath returns the directories searched for kernels/<name>, in order
@@ -31,15 +34,24 @@ type Problem struct {
 	Err error
 }
 
+// ErrTransient reports a discovery that met a failure that passes (the
+// process is out of file descriptors or memory for a moment): its result
+// is incomplete and must not replace a complete one.
+var ErrTransient = errors.New("kernelspec discovery failed for a moment")
+
 // Discover loads every kernelspec under the kernels/ folder of each
 // directory in path. The first directory that has a name wins. Specs that
-// fail to load are skipped and reported as problems.
-func Discover(path []string) (map[string]Spec, []Problem) {
+// fail to load are skipped and reported as problems; a failure that passes
+// (see ErrTransient) is returned as the error.
+func Discover(path []string) (map[string]Spec, []Problem, error) {
 	specs := make(map[string]Spec)
 	var problems []Problem
 	for _, root := range path {
 		kernels := filepath.Join(root, "kernels")
 		entries, err := os.ReadDir(kernels)
+		if transient(err) {
+			return nil, nil, fmt.Errorf("%w: %w", ErrTransient, err)
+		}
 		if err != nil {
 			continue
 		}
@@ -53,6 +65,9 @@ func Discover(path []string) (map[string]Spec, []Problem) {
 				continue
 			}
 			s, err := Load(name, dir)
+			if transient(err) {
+				return nil, nil, fmt.Errorf("%w: %w", ErrTransient, err)
+			}
 			if err != nil {
 				problems = append(problems, Problem{Dir: dir, Err: err})
 				continue
@@ -60,7 +75,14 @@ func Discover(path []string) (map[string]Spec, []Problem) {
 			specs[name] = s
 		}
 	}
-	return specs, problems
+	return specs, problems, nil
+}
+
+// transient reports file-system errors that say nothing about the files:
+// the process or the system is short of descriptors or memory.
+func transient(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ENOMEM) || errors.Is(err, syscall.EINTR)
 }
 
 // validName reports whether name is a kernelspec name Jupyter accepts in

@@ -79,7 +79,8 @@ func TestDiscoverPrecedenceAndProblems(t *testing.T) {
 	// A kernel.json that is a directory is a problem, not a crash.
 	testkit.NoError(t, os.MkdirAll(filepath.Join(second, "kernels", "dirjson", "kernel.json"), 0o755))
 
-	specs, problems := Discover([]string{first, second, filepath.Join(t.TempDir(), "missing")})
+	specs, problems, err := Discover([]string{first, second, filepath.Join(t.TempDir(), "missing")})
+	testkit.NoError(t, err)
 	testkit.Equal(t, specs["python3"].Argv, []string{"first"})
 	testkit.Equal(t, specs["python3"].Resources, []string{"kernel.js", "logo-64x64.png"})
 	testkit.Equal(t, specs["other"].Argv, []string{"o"})

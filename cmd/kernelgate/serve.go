@@ -57,6 +57,9 @@ type serveConfig struct {
 	HeartbeatInterval time.Duration
 	HeartbeatTimeout  time.Duration
 	MaxBodySize       int
+	MaxConns          int
+	MaxConnsPerIP     int
+	MetricsAddr       string
 	StopTimeout       time.Duration
 	Persistence       bool
 	PersistenceRoot   string
@@ -147,6 +150,9 @@ func serveSettings(c *serveConfig, stderr io.Writer) *settings {
 	s.Seconds(&c.HeartbeatInterval, "heartbeat-interval", 3*time.Second, "seconds between heartbeat probes; negative = off", "KERNELGATE_HEARTBEAT_INTERVAL")
 	s.Seconds(&c.HeartbeatTimeout, "heartbeat-timeout", 30*time.Second, "seconds without a heartbeat echo before a kernel is killed and restarted", "KERNELGATE_HEARTBEAT_TIMEOUT")
 	s.Int(&c.MaxBodySize, "max-body-size", 1<<20, "largest request body in bytes", "KERNELGATE_MAX_BODY_SIZE")
+	s.Int(&c.MaxConns, "max-conns", 0, "most connections open at once (one more is answered 503); 0 = half the open-file limit, so kernels keep the other half", "KERNELGATE_MAX_CONNS")
+	s.Int(&c.MaxConnsPerIP, "max-conns-per-ip", 1024, "most connections open at once from one client address (one more is answered 429); 0 = no limit", "KERNELGATE_MAX_CONNS_PER_IP")
+	s.String(&c.MetricsAddr, "metrics-addr", "", "host:port of a second listener serving only /metrics, /healthz and /readyz (answered while the API's listener is flooded); empty = off", "KERNELGATE_METRICS_ADDR")
 	s.Counts(&c.Pool, "pool", "warm kernels kept ready per kernelspec, e.g. python3=4,ir=1 (overrides a kernelspec's metadata.kernelgate.pool_size)", "KERNELGATE_POOL")
 	s.Int(&c.PoolLaunches, "pool-launches", 2, "pooled kernels launched at once, across all pools", "KERNELGATE_POOL_LAUNCHES")
 	s.Seconds(&c.PoolRefill, "pool-refill-delay", 500*time.Millisecond, "seconds after a take before its pool launches a replacement (so it does not slow the taker's first requests); negative = at once", "KERNELGATE_POOL_REFILL_DELAY")
@@ -203,6 +209,14 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 	if err != nil {
 		return err
 	}
+	files, err := raiseFileLimit()
+	if err != nil {
+		log.Warn().Err(err).Msg("cannot read the open-file limit")
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = int(max(files/2, 16))
+	}
+	log.Info().Uint64("open_files", files).Int("max_conns", c.MaxConns).Int("max_conns_per_ip", c.MaxConnsPerIP).Msg("connection limits")
 	low, high, err := parseRange(c.LocalPortRange)
 	if err != nil {
 		return fmt.Errorf("local port range: %w", err)
@@ -245,6 +259,7 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 		AllowHeaders: c.AllowHeaders, AllowMethods: c.AllowMethods, ExposeHeaders: c.ExposeHeaders, MaxAge: c.MaxAge,
 		ListKernels: c.ListKernels, MaxBodySize: c.MaxBodySize, Access: access, Version: version, Logger: log,
 		MetricsAuth: c.MetricsAuth, UserIsolation: c.UserIsolation, UserHeader: c.UserHeader,
+		MaxConns: c.MaxConns, MaxConnsPerIP: c.MaxConnsPerIP,
 		Websocket: kghttp.WebsocketConfig{PingInterval: c.WSPingInterval, PongTimeout: c.WSPongTimeout, ReadLimit: int64(c.WSReadLimit)},
 	}, gw, specs)
 
@@ -253,6 +268,14 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 		gw.Close(c.StopTimeout)
 		return err
 	}
+	var metricsLn net.Listener
+	if c.MetricsAddr != "" {
+		if metricsLn, err = net.Listen("tcp", c.MetricsAddr); err != nil {
+			ln.Close()
+			gw.Close(c.StopTimeout)
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+	}
 	if len(specs.Snapshot().Names) == 0 {
 		log.Warn().Msg("no kernelspecs found (install python3-ipykernel or set JUPYTER_PATH)")
 	}
@@ -260,6 +283,9 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 		log.Warn().Msg("no auth token set: anyone who reaches this port can run code")
 	}
 	fmt.Fprintf(stdout, "kernelgate %s is available at http://%s%s\n", version, ln.Addr(), strings.TrimRight(c.BaseURL, "/"))
+	if metricsLn != nil {
+		fmt.Fprintf(stdout, "kernelgate metrics, health and readiness at http://%s\n", metricsLn.Addr())
+	}
 	if ready != nil {
 		ready(ln.Addr())
 	}
@@ -269,6 +295,12 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 	go func() { specs.Run(specCtx); close(specsDone) }()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
+	metricsDone := make(chan struct{})
+	if metricsLn != nil {
+		go func() { srv.ServeMetrics(metricsLn); close(metricsDone) }()
+	} else {
+		close(metricsDone)
+	}
 
 	select {
 	case <-ctx.Done():
@@ -276,20 +308,47 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 	case err = <-serveErr:
 		log.Error().Err(err).Msg("http server failed")
 	}
+	// The whole stop fits in StopTimeout, whatever clients do: half for
+	// requests in flight and websockets, the rest (at least) for kernels.
+	deadline := time.Now().Add(c.StopTimeout)
 	stopSpecs()
-	srv.Shutdown()
+	httpCtx, cancel := context.WithDeadline(context.Background(), time.Now().Add(c.StopTimeout/2))
+	srv.Shutdown(httpCtx)
+	cancel()
 	// fasthttp closes only listeners its Serve has registered; a stop that
 	// comes before Serve got that far would leave it accepting forever.
 	ln.Close()
+	if metricsLn != nil {
+		metricsLn.Close()
+	}
 	if serveFailed := err != nil; !serveFailed {
 		<-serveErr
 	}
-	closeErr := gw.Close(c.StopTimeout)
+	<-metricsDone
+	closeErr := gw.Close(max(time.Until(deadline), time.Second))
 	<-specsDone
 	if err == nil {
 		err = closeErr
 	}
 	return err
+}
+
+// raiseFileLimit raises the soft open-file limit to the hard one, as Go
+// servers do (the runtime does so too; this makes it explicit and reads the
+// result), and returns the limit in force.
+func raiseFileLimit() (uint64, error) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 1024, fmt.Errorf("getrlimit: %w", err)
+	}
+	if lim.Cur < lim.Max {
+		raised := lim
+		raised.Cur = lim.Max
+		if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &raised) == nil {
+			lim = raised
+		}
+	}
+	return lim.Cur, nil
 }
 
 func parseRange(s string) (int, int, error) {

@@ -1,5 +1,6 @@
 // Package netlisten binds TCP listeners the way Enterprise Gateway does for
-// its ports: the configured port, else the next ones while they are taken.
+// its ports (the configured port, else the next ones while they are taken)
+// and guards their accept loops against floods (see Guard).
 package netlisten
 
 import (

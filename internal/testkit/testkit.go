@@ -182,6 +182,8 @@ func PortRange(pkg string) (low, high int) {
 		return 27000, 27999
 	case "bench":
 		return 28000, 29999
+	case "cmd":
+		return 30000, 31999
 	}
 	panic("testkit: no port range for package " + pkg) // a test setup error
 }
