@@ -77,7 +77,7 @@ var (
 	descConnsOpen     = prometheus.NewDesc("kernelgate_http_connections_open", "Connections to the API listener open now.", nil, nil)
 	descConnsRefused  = prometheus.NewDesc("kernelgate_http_connections_refused_total", "Connections refused because the connection limit was reached.", nil, nil)
 	descAcceptRetries = prometheus.NewDesc("kernelgate_http_accept_retries_total", "Accept errors that passed and were retried (descriptors or memory exhausted for a moment).", nil, nil)
-	descDurations = []struct {
+	descDurations     = []struct {
 		desc *prometheus.Desc
 		get  func(*actors.Metrics) *actors.Durations
 	}{

@@ -200,4 +200,6 @@ func started(t *testing.T, g *gatewayProcess) (string, bench.Conn) {
 	return id, conn
 }
 
-func (g *gatewayProcess) String() string { return fmt.Sprintf("gateway pid %d at %s", g.cmd.Process.Pid, g.url) }
+func (g *gatewayProcess) String() string {
+	return fmt.Sprintf("gateway pid %d at %s", g.cmd.Process.Pid, g.url)
+}

@@ -2,7 +2,7 @@ package netlisten
 
 import (
 	"errors"
-		"io"
+	"io"
 	"net"
 	"os"
 	"strings"
