@@ -1,8 +1,10 @@
 package http
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"runtime"
 	"strings"
 	"syscall"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/fasthttp/websocket"
 	"github.com/kernelgate/kernelgate/actors"
+	"github.com/kernelgate/kernelgate/http/framing"
 	"github.com/kernelgate/kernelgate/internal/leaktest"
 	"github.com/kernelgate/kernelgate/internal/testkit"
 	"github.com/kernelgate/kernelgate/zmq"
@@ -557,4 +560,57 @@ func TestClientGoneMidFrame(t *testing.T) {
 	testkit.Equal(t, pick(t, w.reply(w.execute("print(8)"), 30*time.Second), "iopub", "stream").content["text"], any("8\n"))
 	h.client.CloseIdleConnections()
 	check()
+}
+
+// A connection replaced by a newer one for its session is closed for good:
+// after its close frame (4000) the server reads nothing more from it, and
+// code sent on it does not run, even when its client does not answer the
+// close frame.
+func TestReplacedConnectionIsClosed(t *testing.T) {
+	h := newHarness(t, nil)
+	id := h.startKernel()
+	c, err := h.tryDialWS(id, "taken", true)
+	testkit.NoError(t, err)
+	c.SetCloseHandler(func(int, string) error { return nil }) // no close frame back
+	first := h.wrapWS(c, "taken")
+	first.reply(first.send(zmq.Shell, "kernel_info_request", nil, nil), 30*time.Second)
+	second := h.dialWS(id, "taken", true)
+	for err == nil { // to the end of the connection
+		_, err = first.recv(10 * time.Second)
+	}
+	testkit.True(t, err != nil && strings.Contains(err.Error(), "4000"), "the first connection ended with %v, want 4000", err)
+
+	// What the old client still sends goes nowhere.
+	m, err := zmq.NewMessage("execute_request", "taken", "tester", nil, map[string]any{"code": "hijacked = 1", "silent": false})
+	testkit.NoError(t, err)
+	data, _ := framing.V1{}.Encode(nil, zmq.Shell, m)
+	raw := first.c.NetConn()
+	raw.Write(maskedFrame(websocket.BinaryMessage, data))
+	raw.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err = raw.Read(make([]byte, 1))
+	var ne net.Error
+	testkit.True(t, err != nil && !(errors.As(err, &ne) && ne.Timeout()), "the server kept the replaced connection open: %v", err)
+
+	out := second.reply(second.execute("print('hijacked' in globals())"), 30*time.Second)
+	testkit.Equal(t, pick(t, out, "iopub", "stream").content["text"], any("False\n"))
+}
+
+// maskedFrame is one final client frame, masked as a client must.
+func maskedFrame(opcode int, payload []byte) []byte {
+	f := []byte{0x80 | byte(opcode)}
+	switch n := len(payload); {
+	case n < 126:
+		f = append(f, 0x80|byte(n))
+	case n < 1<<16:
+		f = append(f, 0x80|126, byte(n>>8), byte(n))
+	default:
+		f = append(f, 0x80|127)
+		f = binary.BigEndian.AppendUint64(f, uint64(n))
+	}
+	key := [4]byte{1, 2, 3, 4}
+	f = append(f, key[:]...)
+	for i, b := range payload {
+		f = append(f, b^key[i%4])
+	}
+	return f
 }

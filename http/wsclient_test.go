@@ -50,6 +50,12 @@ func (h *harness) dialWS(kernelID, session string, v1 bool) *wsClient {
 	} else {
 		testkit.Equal(h.t, c.Subprotocol(), "")
 	}
+	return h.wrapWS(c, session)
+}
+
+// wrapWS makes a test client of a dialled connection and starts reading it.
+func (h *harness) wrapWS(c *websocket.Conn, session string) *wsClient {
+	v1 := c.Subprotocol() == framing.SubprotocolV1
 	w := &wsClient{t: h.t, c: c, v1: v1, session: session, in: make(chan received, 1<<16)}
 	done := make(chan struct{})
 	go func() { // gorilla fails a connection for good after a read timeout: read in the background

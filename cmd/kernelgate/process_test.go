@@ -17,8 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fasthttp/websocket"
 	"github.com/kernelgate/kernelgate/bench"
+	"github.com/kernelgate/kernelgate/http/framing"
 	"github.com/kernelgate/kernelgate/internal/testkit"
+	"github.com/kernelgate/kernelgate/zmq"
 )
 
 // TestMain lets the test binary run as `kernelgate` itself: a test that
@@ -202,4 +205,52 @@ func started(t *testing.T, g *gatewayProcess) (string, bench.Conn) {
 
 func (g *gatewayProcess) String() string {
 	return fmt.Sprintf("gateway pid %d at %s", g.cmd.Process.Pid, g.url)
+}
+
+// TestKernelsEndWithAKilledGateway: without persistence, kernels are not
+// meant to outlive their gateway; killed with SIGKILL, it leaves none
+// running, nor their ports bound.
+func TestKernelsEndWithAKilledGateway(t *testing.T) {
+	g := startGateway(t, 0)
+	id, conn := started(t, g)
+	execute(t, conn, "import os; print(os.getpid())")
+	pids := testkit.KernelProcesses(id)
+	testkit.Equal(t, len(pids), 1)
+	testkit.NoError(t, g.cmd.Process.Kill())
+	<-g.exited
+	testkit.NoKernelProcesses(t, id, 30*time.Second)
+}
+
+// TestStopIsBoundedWhateverClientsDo: a client that reads nothing and never
+// answers a close frame (with pings off, nothing else would end its
+// connection) does not hold up SIGTERM beyond the stop timeout.
+func TestStopIsBoundedWhateverClientsDo(t *testing.T) {
+	const stopTimeout = 6 * time.Second
+	g := startGateway(t, 0, "--stop-timeout", stopTimeout.String(), "--ws-ping-interval", "0")
+	id, _ := started(t, g)
+	u := "ws" + strings.TrimPrefix(g.url, "http") + "/api/kernels/" + id + "/channels?session_id=stuck"
+	c, _, err := (&websocket.Dialer{Subprotocols: []string{framing.SubprotocolV1}}).Dial(u, nil)
+	testkit.NoError(t, err)
+	defer c.Close()
+	m, err := zmq.NewMessage("execute_request", "stuck", "tester", nil, map[string]any{"code": "while True: print('x' * 1000)", "silent": false})
+	testkit.NoError(t, err)
+	data, _ := framing.V1{}.Encode(nil, zmq.Shell, m)
+	testkit.NoError(t, c.WriteMessage(websocket.BinaryMessage, data))
+	testkit.Eventually(t, 30*time.Second, func() error { // the client's buffers fill up
+		_, body, err := get(g.url + "/api/kernels/" + id)
+		if err == nil && !strings.Contains(body, `"busy"`) {
+			err = fmt.Errorf("kernel is not busy: %s", body)
+		}
+		return err
+	})
+
+	start := time.Now()
+	testkit.NoError(t, g.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case <-g.exited:
+		t.Logf("stopped in %v", time.Since(start).Round(time.Millisecond))
+	case <-time.After(stopTimeout + 15*time.Second):
+		t.Fatalf("the gateway did not stop within %v of SIGTERM", stopTimeout+15*time.Second)
+	}
+	testkit.NoKernelProcesses(t, id, 10*time.Second)
 }

@@ -7,10 +7,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -65,7 +67,15 @@ func (p *Provisioner) Launch(ctx context.Context, req proxy.LaunchRequest) (prox
 		argv[i] = a
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = envList(req.Env)
+	env := req.Env
+	if !p.Detached {
+		// A kernel that is not meant to outlive the gateway ends with it,
+		// even when the gateway is killed: the kernel's own parent check
+		// (ipykernel polls JPY_PARENT_PID) and the kernel's death signal.
+		env = maps.Clone(env)
+		env["JPY_PARENT_PID"] = strconv.Itoa(os.Getpid())
+	}
+	cmd.Env = envList(env)
 	cmd.Dir = req.Dir
 	// A detached kernel writes to a log file; else its output comes back
 	// through a pipe (out) into the gateway's log.
@@ -75,7 +85,7 @@ func (p *Provisioner) Launch(ctx context.Context, req proxy.LaunchRequest) (prox
 		k.logFile = filepath.Join(p.RuntimeDir, "kernel-"+req.KernelID+".log")
 		w, err = os.OpenFile(k.logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	} else {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 		out, w, err = os.Pipe()
 	}
 	if err != nil {
