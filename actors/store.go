@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/kernelgate/kernelgate/internal/privatedir"
 	"github.com/kernelgate/kernelgate/zmq"
 )
 
@@ -56,7 +57,7 @@ func (s FileStore) Save(r Record) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+	if err := privatedir.Ensure(s.Dir); err != nil {
 		return fmt.Errorf("kernel records: %w", err)
 	}
 	b, err := json.MarshalIndent(r, "", "  ")

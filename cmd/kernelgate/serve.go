@@ -20,6 +20,7 @@ import (
 	"github.com/kernelgate/kernelgate/actors/proxy/local"
 	kghttp "github.com/kernelgate/kernelgate/http"
 	"github.com/kernelgate/kernelgate/internal/netlisten"
+	"github.com/kernelgate/kernelgate/internal/privatedir"
 	"github.com/kernelgate/kernelgate/kernelspecs"
 	"github.com/kernelgate/kernelgate/zmq"
 	"github.com/rs/zerolog"
@@ -142,7 +143,7 @@ func serveSettings(c *serveConfig, stderr io.Writer) *settings {
 
 	s.List(&c.BaseEnvs, "base-envs", []string{"PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME", "SHELL"},
 		"the gateway's variables every local kernel gets so that it can run (unlike EG, kernels never inherit the whole environment)", "KERNELGATE_BASE_ENVS")
-	s.String(&c.RuntimeDir, "runtime-dir", defaultRuntimeDir(), "directory (0700) for kernel connection files", "KERNELGATE_RUNTIME_DIR")
+	s.String(&c.RuntimeDir, "runtime-dir", defaultRuntimeDir(), "directory for kernel connection files: made 0700; a symlink or another user's directory is refused ($XDG_RUNTIME_DIR/kernelgate when that is set)", "KERNELGATE_RUNTIME_DIR")
 	s.String(&c.LocalPortRange, "local-port-range", fmt.Sprintf("%d..%d", zmq.DefaultPortLow, zmq.DefaultPortHigh),
 		"ports for local kernels' channels, L..U (keep it clear of the ephemeral range)", "KERNELGATE_LOCAL_PORT_RANGE")
 	s.Seconds(&c.ShutdownWait, "shutdown-wait", 5*time.Second, "seconds a kernel has to exit after shutdown_request (SIGTERM at half, SIGKILL at the end)", "KERNELGATE_SHUTDOWN_WAIT")
@@ -208,6 +209,17 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 	log, err := newLogger(c, stderr)
 	if err != nil {
 		return err
+	}
+	// Connection files and records hold kernels' keys: their directories
+	// must be this user's alone (a planted directory or symlink in /tmp
+	// would hand them to someone else).
+	if err := privatedir.Ensure(c.RuntimeDir); err != nil {
+		return fmt.Errorf("runtime dir: %w", err)
+	}
+	if c.Persistence {
+		if err := privatedir.Ensure(filepath.Join(c.PersistenceRoot, "kernel_sessions")); err != nil {
+			return fmt.Errorf("persistence root: %w", err)
+		}
 	}
 	files, err := raiseFileLimit()
 	if err != nil {

@@ -3,14 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/kernelgate/kernelgate/internal/leaktest"
+	"github.com/kernelgate/kernelgate/internal/privatedir"
 	"github.com/kernelgate/kernelgate/internal/testkit"
 )
 
@@ -120,4 +123,20 @@ func TestServeStartsAndStops(t *testing.T) {
 	cancel()
 	testkit.NoError(t, testkit.Recv(t, done, 30*time.Second))
 	testkit.True(t, strings.Contains(out.String(), "is available at http://127.0.0.1:"), "banner: %q", out.String())
+}
+
+// A runtime directory that is a symlink (planted in /tmp by another user,
+// say) is refused at start with a clear error, and its target untouched.
+func TestServeRefusesAPlantedRuntimeDir(t *testing.T) {
+	target := t.TempDir()
+	testkit.NoError(t, os.Chmod(target, 0o755))
+	link := filepath.Join(t.TempDir(), "kernelgate-0")
+	testkit.NoError(t, os.Symlink(target, link))
+	var c serveConfig
+	testkit.NoError(t, serveSettings(&c, io.Discard).parse([]string{"--port", "0", "--runtime-dir", link}, envFrom(nil)))
+	err := serve(context.Background(), c, io.Discard, io.Discard, nil)
+	testkit.True(t, errors.Is(err, privatedir.ErrSymlink), "serve returned %v, want a refusal of the symlink", err)
+	st, err := os.Stat(target)
+	testkit.NoError(t, err)
+	testkit.Equal(t, st.Mode().Perm(), os.FileMode(0o755))
 }

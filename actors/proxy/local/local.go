@@ -17,6 +17,7 @@ import (
 	"syscall"
 
 	"github.com/kernelgate/kernelgate/actors/proxy"
+	"github.com/kernelgate/kernelgate/internal/privatedir"
 	"github.com/kernelgate/kernelgate/zmq"
 )
 
@@ -44,10 +45,7 @@ var _ proxy.Provisioner = (*Provisioner)(nil)
 
 // Launch writes a connection file and starts the kernelspec's argv.
 func (p *Provisioner) Launch(ctx context.Context, req proxy.LaunchRequest) (proxy.Kernel, error) {
-	if err := os.MkdirAll(p.RuntimeDir, 0o700); err != nil {
-		return nil, fmt.Errorf("%w: runtime dir: %w", proxy.ErrLaunch, err)
-	}
-	if err := os.Chmod(p.RuntimeDir, 0o700); err != nil {
+	if err := privatedir.Ensure(p.RuntimeDir); err != nil {
 		return nil, fmt.Errorf("%w: runtime dir: %w", proxy.ErrLaunch, err)
 	}
 	ci, err := zmq.NewConnectionInfo(p.Ports, req.Spec.Name)
