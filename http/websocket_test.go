@@ -614,3 +614,30 @@ func maskedFrame(opcode int, payload []byte) []byte {
 	}
 	return f
 }
+
+// TestEnterpriseGatewaysClientRunsCode speaks as Enterprise Gateway's own
+// Python client (enterprise_gateway/client/gateway_client.py) does: legacy
+// JSON frames with an empty session and username, version 5.0, no date,
+// "buffers": {}; it matches what comes back by parent_header.msg_id.
+func TestEnterpriseGatewaysClientRunsCode(t *testing.T) {
+	h := newHarness(t, nil)
+	id := h.startKernel()
+	w := h.dialWS(id, "", false)
+	request := `{"header":{"username":"","version":"5.0","session":"","msg_id":"%s","msg_type":"execute_request"},` +
+		`"parent_header":{},"channel":"shell","content":{"code":%q,"silent":false,"store_history":false,` +
+		`"user_expressions":{},"allow_stdin":false},"metadata":{},"buffers":{}}`
+	run := func(msgID, code string) []got {
+		testkit.NoError(t, w.c.WriteMessage(websocket.TextMessage, fmt.Appendf(nil, request, msgID, code)))
+		return w.until(30*time.Second, func(g got) bool {
+			return g.parent == msgID && g.msgType == "status" && g.content["execution_state"] == "idle"
+		})
+	}
+	run("0123456789abcdef0123456789abcdef", "x = 6 * 7")
+	var text strings.Builder
+	for _, g := range run("fedcba9876543210fedcba9876543210", "print(x)") {
+		if g.msgType == "stream" && g.parent == "fedcba9876543210fedcba9876543210" {
+			text.WriteString(g.content["text"].(string))
+		}
+	}
+	testkit.Equal(t, text.String(), "42\n")
+}

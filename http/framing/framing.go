@@ -165,13 +165,16 @@ func (Legacy) Encode(dst []byte, ch zmq.Channel, m *zmq.Message) ([]byte, bool) 
 }
 
 // legacyMessage is a legacy frame's JSON; the parts stay raw, the top-level
-// msg_id and msg_type the gateway adds are ignored.
+// msg_id and msg_type the gateway adds are ignored. Buffers travel in the
+// binary framing; the JSON's own "buffers" is ignored whatever it holds
+// (clients send it missing, null, [] or, as Enterprise Gateway's own client
+// does, {}), and a missing or null parent_header, metadata or content is
+// {} — what Jupyter Server accepts.
 type legacyMessage struct {
 	Header       json.RawMessage `json:"header"`
 	ParentHeader json.RawMessage `json:"parent_header"`
 	Metadata     json.RawMessage `json:"metadata"`
 	Content      json.RawMessage `json:"content"`
-	Buffers      []string        `json:"buffers"` // base64 is not used by clients; kept empty
 	Channel      *string         `json:"channel"`
 }
 

@@ -130,6 +130,31 @@ func TestDecodeRejectsBadFrames(t *testing.T) {
 	testkit.Equal(t, ch, zmq.Shell)
 }
 
+// Legacy frames are read as leniently as Jupyter Server reads them: the
+// optional parts may be missing or null, and "buffers" may hold anything
+// (Enterprise Gateway's own client sends {}).
+func TestLegacyDecodeIsLenientWithOptionalParts(t *testing.T) {
+	const header = `"header":{"username":"","version":"5.0","session":"","msg_id":"m1","msg_type":"execute_request"}`
+	for _, body := range []string{
+		`"parent_header":{},"channel":"shell","content":{"code":"1"},"metadata":{},"buffers":{}`,
+		`"parent_header":{},"channel":"shell","content":{"code":"1"},"metadata":{},"buffers":[]`,
+		`"parent_header":{},"channel":"shell","content":{"code":"1"},"metadata":{},"buffers":null`,
+		`"parent_header":{},"channel":"shell","content":{"code":"1"},"metadata":{}`,
+		`"parent_header":null,"content":{"code":"1"},"metadata":null`,
+		`"content":{"code":"1"}`,
+	} {
+		t.Run(body, func(t *testing.T) {
+			ch, m, err := Legacy{}.Decode([]byte("{"+header+","+body+"}"), true)
+			testkit.NoError(t, err)
+			testkit.Equal(t, ch, zmq.Shell)
+			testkit.Equal(t, m.MsgType(), "execute_request")
+			testkit.Equal(t, string(m.Metadata), "{}")
+			testkit.Equal(t, string(m.ParentHeader), "{}")
+			testkit.Equal(t, string(m.Content), `{"code":"1"}`)
+		})
+	}
+}
+
 // FuzzV1Decode and FuzzLegacyDecode: any frame decodes or fails cleanly.
 func FuzzV1Decode(f *testing.F) {
 	good, _ := V1{}.Encode(nil, zmq.Stdin, sampleMessage(f, []byte("b")))
