@@ -24,6 +24,10 @@ var (
 	ErrTimeout = errors.New("no answer from the kernel in time")
 	// ErrKernelDied: the kernel exited while starting or restarting.
 	ErrKernelDied = errors.New("kernel died")
-	// ErrUnavailable: the gateway is shutting down.
-	ErrUnavailable = errors.New("gateway is shutting down")
+	// ErrShuttingDown: the gateway is shutting down and takes no new
+	// kernels.
+	ErrShuttingDown = errors.New("gateway is shutting down")
+	// ErrKernelUnavailable: the kernel cannot serve the request in its
+	// present state (it is starting, restarting or being shut down).
+	ErrKernelUnavailable = errors.New("kernel unavailable")
 )

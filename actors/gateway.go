@@ -134,7 +134,7 @@ func (g *gatewayActor) publish(f func(*registry) *registry) {
 // the kernel is up (or failed).
 func (g *gatewayActor) start(ctx actor.Context, req StartRequest, waiter *actor.PID) error {
 	if g.draining {
-		return ErrUnavailable
+		return ErrShuttingDown
 	}
 	snap := g.cfg.Specs.Snapshot()
 	name := strings.ToLower(req.Name)

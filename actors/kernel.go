@@ -209,7 +209,7 @@ func (k *kernelActor) launch() {
 		if err != nil {
 			select {
 			case <-proc.Exited():
-				err = fmt.Errorf("%w during start-up: %v", ErrKernelDied, proc.ExitErr())
+				err = fmt.Errorf("%w during start-up: %v", ErrKernelDied, exitText(proc.ExitErr()))
 			default:
 				if ctx.Err() != nil {
 					err = fmt.Errorf("%w after %v", ErrLaunchTimeout, timeout)
@@ -429,7 +429,7 @@ func (k *kernelActor) onStatus(m *zmq.Message) bool {
 
 func (k *kernelActor) interrupt() error {
 	if k.phase != phaseRunning {
-		return fmt.Errorf("%w: kernel %s is %s", ErrUnavailable, k.h.id, *k.h.state.Load())
+		return fmt.Errorf("%w: kernel %s is %s", ErrKernelUnavailable, k.h.id, *k.h.state.Load())
 	}
 	if k.spec.InterruptMode == "message" {
 		m, err := zmq.NewMessage("interrupt_request", k.ready.Session, "kernelgate", nil, nil)
@@ -452,7 +452,7 @@ func (k *kernelActor) interrupt() error {
 func (k *kernelActor) restart(ctx actor.Context) {
 	switch k.phase {
 	case phaseTerminating, phaseStarting:
-		ctx.Respond(&started{err: fmt.Errorf("%w: kernel %s is %s", ErrUnavailable, k.h.id, *k.h.state.Load())})
+		ctx.Respond(&started{err: fmt.Errorf("%w: kernel %s is %s", ErrKernelUnavailable, k.h.id, *k.h.state.Load())})
 		return
 	case phaseRestarting:
 		k.restartWaiters = append(k.restartWaiters, ctx.Sender())
@@ -477,8 +477,8 @@ func (k *kernelActor) shutdown(ctx actor.Context, reason string) {
 	k.stopping = time.Now()
 	prev := k.phase
 	k.phase = phaseTerminating
-	k.answerRestarts(fmt.Errorf("%w: kernel %s is shutting down", ErrUnavailable, k.h.id))
-	k.answerStart(fmt.Errorf("%w: kernel %s was shut down while starting", ErrUnavailable, k.h.id))
+	k.answerRestarts(fmt.Errorf("%w: kernel %s is shutting down", ErrKernelUnavailable, k.h.id))
+	k.answerStart(fmt.Errorf("%w: kernel %s was shut down while starting", ErrKernelUnavailable, k.h.id))
 	if k.proc != nil && prev != phaseStarting {
 		k.requestShutdown(false)
 	}
@@ -533,11 +533,11 @@ func (k *kernelActor) onExit(ctx actor.Context) {
 			k.restarts = 0
 		}
 		if k.pooled {
-			k.die(ctx, fmt.Errorf("%w while waiting in its pool: %v", ErrKernelDied, exitErr))
+			k.die(ctx, fmt.Errorf("%w while waiting in its pool: %s", ErrKernelDied, exitText(exitErr)))
 			return
 		}
 		if k.restarts >= k.cfg.RestartLimit {
-			k.die(ctx, fmt.Errorf("%w: restarted %d times in a row, last exit: %v", ErrKernelDied, k.restarts, exitErr))
+			k.die(ctx, fmt.Errorf("%w: restarted %d times in a row, last exit: %s", ErrKernelDied, k.restarts, exitText(exitErr)))
 			return
 		}
 		k.restarts++
@@ -545,7 +545,7 @@ func (k *kernelActor) onExit(ctx actor.Context) {
 		k.phase = phaseRestarting
 		k.h.setState(StateRestarting)
 		k.broadcast(&kernelStatus{state: StateRestarting})
-		k.log.Warn().Interface("exit", exitErr).Int("restart", k.restarts).Msg("kernel died; restarting")
+		k.log.Warn().Str("exit", exitText(exitErr)).Int("restart", k.restarts).Msg("kernel died; restarting")
 		k.launch()
 	}
 }
@@ -581,8 +581,8 @@ func (k *kernelActor) die(ctx actor.Context, err error) {
 // (after what they have queued), then leaves the registry and stops.
 func (k *kernelActor) finish(ctx actor.Context, err error) {
 	k.release()
-	k.answerStart(fmt.Errorf("%w: kernel %s stopped", ErrUnavailable, k.h.id))
-	k.answerRestarts(fmt.Errorf("%w: kernel %s stopped", ErrUnavailable, k.h.id))
+	k.answerStart(fmt.Errorf("%w: kernel %s stopped", ErrKernelUnavailable, k.h.id))
+	k.answerRestarts(fmt.Errorf("%w: kernel %s stopped", ErrKernelUnavailable, k.h.id))
 	k.gen++ // anything still in flight is stale now
 	k.phase = phaseTerminating
 	reason := "kernel shut down"
@@ -688,6 +688,15 @@ func (k *kernelActor) schedule(d time.Duration, msg any) {
 		return
 	}
 	sendLater(k.sys, k.self, d, msg)
+}
+
+// exitText is how a kernel ended, for the log: "signal: killed", "exit
+// status 1", or "exited" when its provisioner knows no more.
+func exitText(err error) string {
+	if err == nil {
+		return "exited"
+	}
+	return err.Error()
 }
 
 // connectTries bounds the dials of one launch's channels.

@@ -235,6 +235,13 @@ func TestSessions(t *testing.T) {
 	list := decode[[]map[string]any](t, h.expect("GET", "/api/sessions", "", 200))
 	testkit.Equal(t, len(list), 1)
 
+	// Sessions naming one kernel are bounded: a client cannot grow the
+	// store without bound by making them in a loop.
+	for i := 1; i < 256; i++ {
+		h.expect("POST", "/api/sessions", fmt.Sprintf(`{"path":"more-%d.ipynb","type":"notebook","kernel":{"id":"%s"}}`, i, kernel["id"]), 201)
+	}
+	h.expect("POST", "/api/sessions", `{"path":"one-too-many.ipynb","type":"notebook","kernel":{"id":"`+kernel["id"].(string)+`"}}`, 403)
+
 	patched := decode[map[string]any](t, h.expect("PATCH", "/api/sessions/"+id, `{"path":"b.ipynb","name":"b"}`, 200))
 	testkit.Equal(t, patched["path"], any("b.ipynb"))
 	testkit.Equal(t, patched["kernel"].(map[string]any)["id"], kernel["id"])
@@ -311,6 +318,19 @@ func TestUserIsolation(t *testing.T) {
 		"Sec-WebSocket-Version", "13", "Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")...)
 	testkit.Equal(t, status, 404)
 
+	// Whose ids are live cannot be probed: a taken KERNEL_ID is an id that
+	// cannot be used (400, as a malformed one), with the same answer
+	// whether it is his own or alice's.
+	bobs := decode[actors.Model](t, h.expect("POST", "/api/kernels", `{"name":"python3"}`, 201, as("bob")...)).ID
+	h.expect("POST", "/api/kernels", `{"name":"python3","env":{"KERNEL_ID":"not-a-uuid"}}`, 400, as("bob")...)
+	answers := map[string]bool{}
+	for _, kid := range []string{id, bobs} {
+		b := h.expect("POST", "/api/kernels", `{"name":"python3","env":{"KERNEL_ID":"`+kid+`"}}`, 400, as("bob")...)
+		answers[strings.ReplaceAll(string(b), kid, "ID")] = true
+	}
+	testkit.Equal(t, len(answers), 1)
+	h.expect("DELETE", "/api/kernels/"+bobs, "", 204, as("bob")...)
+
 	// Nobody starts kernels in someone else's name, or anonymously.
 	h.expect("POST", "/api/kernels", `{"name":"python3","env":{"KERNEL_USERNAME":"alice"}}`, 403, as("bob")...)
 	h.expect("GET", "/api/kernels", "", 403)
@@ -318,6 +338,22 @@ func TestUserIsolation(t *testing.T) {
 
 	// Alice's kernel is still there and hers to delete.
 	h.expect("DELETE", "/api/kernels/"+id, "", 204, as("alice")...)
+
+	// Two users with a document at the same path have a session each, and
+	// keep getting it: no fresh kernels, none piling up.
+	sessions := map[string]map[string]any{}
+	for range 4 {
+		for _, user := range []string{"alice", "bob"} {
+			got := decode[map[string]any](t, h.expect("POST", "/api/sessions", `{"path":"shared.ipynb","type":"notebook","kernel":{"name":"python3"}}`, 201, as(user)...))
+			if first, ok := sessions[user]; ok {
+				testkit.Equal(t, got["id"], first["id"])
+				testkit.Equal(t, got["kernel"].(map[string]any)["id"], first["kernel"].(map[string]any)["id"])
+			}
+			sessions[user] = got
+		}
+	}
+	testkit.True(t, sessions["alice"]["id"] != sessions["bob"]["id"], "alice and bob share a session")
+	testkit.Equal(t, len(h.gw.Kernels()), 2)
 }
 
 // lockedBuffer is a log sink many goroutines write.

@@ -36,7 +36,7 @@ func statusOf(err error) int {
 		return fasthttp.StatusForbidden
 	case errors.Is(err, actors.ErrConflict):
 		return fasthttp.StatusConflict
-	case errors.Is(err, actors.ErrUnavailable):
+	case errors.Is(err, actors.ErrShuttingDown), errors.Is(err, actors.ErrKernelUnavailable):
 		return fasthttp.StatusServiceUnavailable
 	case errors.Is(err, actors.ErrLaunchTimeout):
 		return fasthttp.StatusInternalServerError // EG's answer to a start that timed out

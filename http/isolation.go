@@ -1,6 +1,7 @@
 package http
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/kernelgate/kernelgate/actors"
@@ -43,19 +44,27 @@ func (s *Server) kernelFor(ctx *fasthttp.RequestCtx, id string) (actors.Model, e
 	return m, err
 }
 
-// startAs makes a start request the caller's: its KERNEL_USERNAME is the
-// caller, and naming anyone else is refused.
-func (s *Server) startAs(ctx *fasthttp.RequestCtx, req *actors.StartRequest) error {
+// startKernel starts a kernel for the caller: its KERNEL_USERNAME is the
+// caller, and naming anyone else is refused. Under isolation a client-chosen
+// KERNEL_ID that is taken gets the answer of an id that cannot be used, the
+// same whoever holds it, so that nobody learns whose ids are live.
+func (s *Server) startKernel(ctx *fasthttp.RequestCtx, req actors.StartRequest) (actors.Model, error) {
 	caller, err := s.caller(ctx)
-	if err != nil || caller == "" {
-		return err
+	if err != nil {
+		return actors.Model{}, err
 	}
-	if u, ok := req.Env["KERNEL_USERNAME"]; ok && u != caller {
-		return &Error{Status: fasthttp.StatusForbidden, Message: fmt.Sprintf("KERNEL_USERNAME %v is not the requesting user", u)}
+	if caller != "" {
+		if u, ok := req.Env["KERNEL_USERNAME"]; ok && u != caller {
+			return actors.Model{}, &Error{Status: fasthttp.StatusForbidden, Message: fmt.Sprintf("KERNEL_USERNAME %v is not the requesting user", u)}
+		}
+		if req.Env == nil {
+			req.Env = map[string]any{}
+		}
+		req.Env["KERNEL_USERNAME"] = caller
 	}
-	if req.Env == nil {
-		req.Env = map[string]any{}
+	m, err := s.gw.StartKernel(req)
+	if caller != "" && errors.Is(err, actors.ErrConflict) {
+		err = fmt.Errorf("%w: KERNEL_ID %v cannot be used: choose another or leave it out", actors.ErrBadRequest, req.Env["KERNEL_ID"])
 	}
-	req.Env["KERNEL_USERNAME"] = caller
-	return nil
+	return m, err
 }

@@ -32,10 +32,7 @@ func (s *Server) kernels(ctx *fasthttp.RequestCtx, _ []string) error {
 		if err != nil {
 			return err
 		}
-		if err := s.startAs(ctx, &req); err != nil {
-			return err
-		}
-		m, err := s.gw.StartKernel(req)
+		m, err := s.startKernel(ctx, req)
 		if err != nil {
 			return err
 		}

@@ -3,6 +3,7 @@ package http
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/google/uuid"
@@ -11,9 +12,11 @@ import (
 )
 
 // session is one Jupyter Server session: a document bound to a kernel. The
-// kernel's state is the gateway's; a session only names it.
+// kernel's state is the gateway's; a session only names it. User is whose
+// session it is (the caller that made it; empty without identities): two
+// users' documents at the same path are two sessions.
 type session struct {
-	ID, Path, Name, Type, KernelID string
+	ID, User, Path, Name, Type, KernelID string
 }
 
 // sessionStore holds sessions in memory. It is off the message path, so a
@@ -22,6 +25,11 @@ type sessionStore struct {
 	mu   sync.Mutex
 	byID map[string]*session
 }
+
+// maxSessionsPerKernel bounds the sessions naming one kernel: each is a
+// document bound to it, and a client making sessions in a loop must not
+// grow the store without bound.
+const maxSessionsPerKernel = 256
 
 func newSessionStore() *sessionStore { return &sessionStore{byID: make(map[string]*session)} }
 
@@ -35,21 +43,37 @@ func (st *sessionStore) get(id string) (session, bool) {
 	return *s, true
 }
 
-func (st *sessionStore) byPath(path string) (session, bool) {
+// byPath finds user's session of the document at path.
+func (st *sessionStore) byPath(user, path string) (session, bool) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	for _, s := range st.byID {
-		if s.Path == path {
+		if s.User == user && s.Path == path {
 			return *s, true
 		}
 	}
 	return session{}, false
 }
 
-func (st *sessionStore) put(s session) {
+// put stores s, unless its kernel is already named by maxSessionsPerKernel
+// other sessions.
+func (st *sessionStore) put(s session) error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	if _, replacing := st.byID[s.ID]; !replacing {
+		n := 0
+		for _, o := range st.byID {
+			if o.KernelID == s.KernelID {
+				n++
+			}
+		}
+		if n >= maxSessionsPerKernel {
+			return &Error{Status: fasthttp.StatusForbidden, Reason: "Resource Limit",
+				Message: fmt.Sprintf("kernel %s already has %d sessions", s.KernelID, n)}
+		}
+	}
 	st.byID[s.ID] = &s
+	return nil
 }
 
 func (st *sessionStore) remove(id string) {
@@ -182,17 +206,19 @@ func (s *Server) createSession(ctx *fasthttp.RequestCtx) error {
 	if sb.Type == nil {
 		return errorf(fasthttp.StatusBadRequest, "Missing field in JSON data: type")
 	}
-	if existing, ok := s.sessions.byPath(*sb.Path); ok {
+	if existing, ok := s.sessions.byPath(caller, *sb.Path); ok {
 		if m, ok := s.sessionModel(caller, existing); ok {
 			s.writeSession(ctx, fasthttp.StatusCreated, existing.ID, m)
 			return nil
 		}
 	}
-	sess := session{ID: uuid.NewString(), Path: *sb.Path, Name: str(sb.Name), Type: *sb.Type}
+	sess := session{ID: uuid.NewString(), User: caller, Path: *sb.Path, Name: str(sb.Name), Type: *sb.Type}
 	if sess.KernelID, err = s.sessionKernel(ctx, sb); err != nil {
 		return err
 	}
-	s.sessions.put(sess)
+	if err := s.sessions.put(sess); err != nil {
+		return err
+	}
 	m, _ := s.sessionModel(caller, sess)
 	s.writeSession(ctx, fasthttp.StatusCreated, sess.ID, m)
 	return nil
@@ -211,11 +237,7 @@ func (s *Server) sessionKernel(ctx *fasthttp.RequestCtx, sb sessionBody) (string
 	if sb.Kernel != nil {
 		name = str(sb.Kernel.Name)
 	}
-	req := actors.StartRequest{Name: name, Path: str(sb.Path)}
-	if err := s.startAs(ctx, &req); err != nil {
-		return "", err
-	}
-	k, err := s.gw.StartKernel(req)
+	k, err := s.startKernel(ctx, actors.StartRequest{Name: name, Path: str(sb.Path)})
 	if errors.Is(err, actors.ErrNoSuchKernelSpec) {
 		return "", &Error{Status: fasthttp.StatusNotImplemented, Message: "The '" + name + "' kernel is not available: " + err.Error()}
 	}
@@ -287,7 +309,9 @@ func (s *Server) patchSession(ctx *fasthttp.RequestCtx, caller string, sess sess
 			return err
 		}
 	}
-	s.sessions.put(sess)
+	if err := s.sessions.put(sess); err != nil {
+		return err
+	}
 	if old != sess.KernelID && (sb.Kernel == nil || sb.Kernel.ID == nil) {
 		s.gw.Shutdown(old) // the session moved to a kernel it started
 	}
