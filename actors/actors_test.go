@@ -81,7 +81,8 @@ func newHarness(t *testing.T, mod func(*Config)) *harness {
 	if mod != nil {
 		mod(&cfg)
 	}
-	g := New(cfg)
+	g, err := New(cfg)
+	testkit.NoError(t, err)
 	t.Cleanup(func() { g.Close(30 * time.Second) })
 	return &harness{t: t, g: g, runtime: runtime}
 }

@@ -1,35 +1,52 @@
 package actors
 
 import (
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/kernelgate/kernelgate/internal/lograte"
 	"github.com/kernelgate/kernelgate/zmq"
 )
 
-// Attachment is one websocket attached to a kernel session. Its reader
-// (the connection's own goroutine) calls Send for every client message and
-// Close when the connection ends.
+// Attachment is one websocket attached to a kernel session, as its reader
+// (the connection's own goroutine) uses it: Send for every client message,
+// Ack for every pong, Close when the connection ends.
 type Attachment struct {
-	g                   *Gateway
-	h                   *kernelHandle
-	kernel, session, ws *actor.PID
-	done                <-chan struct{}
+	g         *Gateway
+	kernel    *actor.PID
+	sessionID string
+	num       sessionNum
+	w         *writer
+	toKernel  chan<- outbound
 
-	// Used only by the reader goroutine that calls Send.
-	direct  *zmq.Client         // the client this reader sends on itself, once caught up
-	learned map[string]struct{} // header.session values the kernel actor routes for us
+	// learned holds the header.session values of this client's requests
+	// that the kernel actor routes replies by; used by the reader only.
+	learned map[string]struct{}
+	closed  sync.Once
 }
+
+// maxLearned bounds the header.session values one connection teaches the
+// kernel: a client sending a new one with every message must not grow
+// memory. Beyond it, replies to its other values reach every session of the
+// kernel, as replies to unknown requests do.
+const maxLearned = 64
+
+// sendWait bounds how long a reader waits for room in a kernel's queue
+// (the kernel is not reading, or restarting) before dropping a message;
+// meanwhile the client's own reads stall, which slows it down.
+const sendWait = 5 * time.Second
 
 // Attach attaches sock to the session sessionID of a kernel. replayable says
 // the client chose the session id, so a later connection with the same id
-// gets what was buffered in between.
-func (g *Gateway) Attach(kernelID, sessionID string, replayable bool, sock Socket) (*Attachment, error) {
+// gets what was written in between; lastMsgID, when set, is the last
+// message the client has, and it gets exactly what followed.
+func (g *Gateway) Attach(kernelID, sessionID string, replayable bool, lastMsgID string, sock Socket) (*Attachment, error) {
 	h, err := g.handle(kernelID)
 	if err != nil {
 		return nil, err
 	}
-	res, err := g.request(h.pid, &attachWS{sessionID: sessionID, replayable: replayable, sock: sock}, 10*time.Second)
+	res, err := g.request(h.pid, &attachWS{sessionID: sessionID, replayable: replayable, lastMsgID: lastMsgID, sock: sock}, 10*time.Second)
 	if err != nil {
 		return nil, err
 	}
@@ -37,51 +54,56 @@ func (g *Gateway) Attach(kernelID, sessionID string, replayable bool, sock Socke
 	if a.err != nil {
 		return nil, a.err
 	}
-	return &Attachment{g: g, h: h, kernel: h.pid, session: a.session, ws: a.ws, done: a.done,
+	return &Attachment{g: g, kernel: h.pid, sessionID: sessionID, num: a.num, w: a.w, toKernel: h.toKernel,
 		learned: make(map[string]struct{})}, nil
 }
 
-// Send passes a client message to the kernel, in order. While the kernel
-// is ready it sends on the kernel's client itself, on the caller's (the
-// websocket reader's) goroutine, which spares two hand-offs per message; it
-// goes through the kernel actor when the kernel is not ready, for a
-// header.session the actor has not seen (replies are routed by it), and
-// until everything sent that way has reached the kernel, so order holds.
-// Blocking here only slows this client's reads.
+// Send passes a client message to the kernel, in order. Its header.session
+// is taught to the kernel actor first (replies are routed by it), so the
+// route is in place before any reply can come back.
 func (a *Attachment) Send(ch zmq.Channel, m *zmq.Message) {
-	c := a.h.direct.Load()
-	_, known := a.learned[m.Head().Session]
-	if c != nil && c == a.direct && known {
-		if c.Send(ch, m) == nil {
-			a.g.cfg.Metrics.MessagesToKernels.Add(1)
-			return
+	if hs := m.Head().Session; hs != "" {
+		if _, ok := a.learned[hs]; !ok && len(a.learned) < maxLearned {
+			a.learned[hs] = struct{}{}
+			a.g.sys.Root.Send(a.kernel, &learnRoute{header: hs, to: a.num})
 		}
-		a.direct = nil // the kernel is going away: back to the actor
 	}
-	a.learned[m.Head().Session] = struct{}{}
-	a.g.sys.Root.Send(a.kernel, &clientMsg{session: a.session, ch: ch, m: m})
-	if c != nil && len(a.learned) < 64 {
-		// Catch up: once the kernel has everything sent so far, later
-		// messages may go direct.
-		flushed := make(chan struct{})
-		a.g.sys.Root.Send(a.kernel, &clientMsg{flushed: flushed})
-		select {
-		case <-flushed:
-			a.direct = c
-		case <-time.After(5 * time.Second): // the kernel is stuck; stay on the actor path
+	ob := outbound{ch: ch, m: m}
+	select {
+	case a.toKernel <- ob:
+		return
+	default:
+	}
+	t := time.NewTimer(sendWait)
+	defer t.Stop()
+	select {
+	case a.toKernel <- ob:
+	case <-a.w.done:
+	case <-t.C:
+		m := a.g.cfg.Metrics
+		if n := m.KernelQueueDropped.Add(1); lograte.Crossed(n-1, n) {
+			a.g.cfg.Logger.Warn().Str("session", a.sessionID).Uint64("dropped", n).Msg("kernel is not reading; dropped a client message")
 		}
 	}
 }
 
-// Close detaches after the connection ended: the writer stops, what it did
-// not write goes back to the session, and Close returns only once the writer
-// goroutine has exited, so the caller may release the connection.
-func (a *Attachment) Close() {
-	a.g.sys.Root.Send(a.ws, &wsClose{code: closeWithoutCode})
-	<-a.done
-	// The writer has reported its unsent messages to the websocket actor;
-	// these round trips make sure the session has them back before a
-	// reconnect can attach.
-	a.g.request(a.ws, &wsSync{}, 5*time.Second)
-	a.g.request(a.session, &wsSync{}, 5*time.Second)
+// Ack takes the data of a pong: the client confirms it has every message
+// written before the ping.
+func (a *Attachment) Ack(data []byte) { a.w.ack(data) }
+
+// SentClose is the code of the close frame sent to the client, or 0 while
+// none was: once one was, what the client still sends is not for the
+// kernel, and a close frame back with the same code is its answer.
+func (a *Attachment) SentClose() int { return int(a.w.sent.Load()) }
+
+// Close detaches after the connection ended as e says: the writer stops,
+// and Close returns once the kernel actor has recorded where the client
+// stands, so that a reconnect finds its session in place.
+// Later calls do nothing.
+func (a *Attachment) Close(e Ending) {
+	a.closed.Do(func() {
+		a.w.requestStop(stopWriter{code: closeWithoutCode})
+		<-a.w.done
+		a.g.request(a.kernel, &detachWS{sessionID: a.sessionID, w: a.w, ending: e}, 5*time.Second)
+	})
 }

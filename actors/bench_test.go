@@ -17,7 +17,7 @@ func BenchmarkListKernels1000(b *testing.B) {
 	g := &Gateway{}
 	reg := emptyRegistry
 	for i := range 1000 {
-		h := newKernelHandle(uuid.NewString(), "python3", fmt.Sprint("user", i%50), nil)
+		h := newKernelHandle(uuid.NewString(), "python3", fmt.Sprint("user", i%50), 1)
 		h.connections.Store(int32(i % 3))
 		reg = reg.with(h)
 	}

@@ -1,9 +1,12 @@
 package actors
 
 import (
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/kernelgate/kernelgate/actors/proxy"
+	"github.com/kernelgate/kernelgate/actors/store"
 	"github.com/kernelgate/kernelgate/kernelspecs"
 	"github.com/rs/zerolog"
 )
@@ -56,19 +59,29 @@ type Config struct {
 	// Default 60 s.
 	KernelInfoTimeout time.Duration
 
-	// WebsocketQueue and WebsocketQueueBytes bound one websocket's backlog;
-	// a client that lets it grow past either is disconnected (it may
-	// reconnect and get what its session buffered). Defaults 4096 and 64 MiB.
+	// WebsocketQueue and WebsocketQueueBytes bound how far one websocket's
+	// client may fall behind the kernel; past either it is sent away (1013)
+	// and may reconnect for the rest. Defaults 4096 and 64 MiB.
 	WebsocketQueue      int
 	WebsocketQueueBytes int64
-	// SessionBuffer and SessionBufferBytes bound what a session keeps while
-	// no websocket is attached; the oldest messages are dropped beyond
-	// them. Defaults 10000 and 64 MiB.
+	// PingInterval is how often an idle websocket is pinged; 0 is off.
+	// (Websockets that were written to are pinged within a second, to learn
+	// what their client has received.)
+	PingInterval time.Duration
+	// SessionBuffer and SessionBufferBytes bound each kernel's output log:
+	// what its sessions can still get back after a reconnect. The oldest
+	// messages are dropped beyond them. Defaults 10000 and 64 MiB.
 	SessionBuffer      int
 	SessionBufferBytes int
-	// SessionExpiry is how long a session with no websocket keeps
-	// buffering for a reconnect. Default 10 min.
+	// SessionExpiry is how long a session with no websocket keeps its
+	// place for a reconnect. Default 10 min.
 	SessionExpiry time.Duration
+	// MaxSessionsPerKernel bounds one kernel's sessions, connected or not
+	// (the oldest detached one makes room for a new one); default 100.
+	// MaxDetachedSessions bounds the detached sessions of all kernels;
+	// default 10000.
+	MaxSessionsPerKernel int
+	MaxDetachedSessions  int
 	// KernelInbox bounds kernel messages received and not yet forwarded by
 	// the kernel actor; a kernel that publishes faster waits on TCP.
 	// Default 4096.
@@ -108,7 +121,7 @@ type Config struct {
 
 	// Store, when set, records every kernel so that a restarted gateway
 	// takes back the ones still running (EG_KERNEL_SESSION_PERSISTENCE).
-	Store Store
+	Store store.Store
 	// KeepKernelsOnStop makes Close leave recorded kernels running for the
 	// next gateway process instead of shutting them down (EG's way).
 	KeepKernelsOnStop bool
@@ -121,6 +134,30 @@ type Config struct {
 	// Proxies maps kernelspecs to provisioners.
 	Proxies *proxy.Registry
 	Logger  zerolog.Logger
+}
+
+// validate reports what makes a configuration unusable.
+func (c *Config) validate() error {
+	var errs []error
+	if c.Specs == nil {
+		errs = append(errs, errors.New("no kernelspec cache (Specs)"))
+	}
+	if c.Proxies == nil {
+		errs = append(errs, errors.New("no process proxies (Proxies)"))
+	}
+	if c.KeepKernelsOnStop && c.Store == nil {
+		errs = append(errs, errors.New("KeepKernelsOnStop needs a Store: a kernel nobody recorded could never be taken back"))
+	}
+	if c.HeartbeatInterval > 0 && c.HeartbeatTimeout < c.HeartbeatInterval {
+		errs = append(errs, fmt.Errorf("heartbeat timeout %v is shorter than the interval %v", c.HeartbeatTimeout, c.HeartbeatInterval))
+	}
+	if c.MaxKernels < 0 {
+		errs = append(errs, fmt.Errorf("max kernels %d is negative (0 is no limit)", c.MaxKernels))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("actors: %w", err)
+	}
+	return nil
 }
 
 func (c *Config) applyDefaults() {
@@ -156,6 +193,8 @@ func (c *Config) applyDefaults() {
 	defInt(&c.SessionBufferBytes, 64<<20)
 	defInt(&c.KernelQueue, 1024)
 	defInt(&c.KernelInbox, 4096)
+	defInt(&c.MaxSessionsPerKernel, 100)
+	defInt(&c.MaxDetachedSessions, 10000)
 	defInt(&c.PoolLaunches, 2)
 	if c.WebsocketQueueBytes <= 0 {
 		c.WebsocketQueueBytes = 64 << 20

@@ -7,6 +7,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/google/uuid"
+	"github.com/kernelgate/kernelgate/actors/store"
 	"github.com/kernelgate/kernelgate/kernelspecs"
 )
 
@@ -27,6 +28,7 @@ type gatewayActor struct {
 
 	pools      map[string]*pool         // kernelspec → its warm pool
 	pooled     map[string]*kernelHandle // kernel id → unclaimed pooled kernel
+	retired    map[string]bool          // pooled kernels shut down to make room, until gone
 	nextRefill time.Time                // when the earliest refill timer fires; zero if none
 }
 
@@ -82,7 +84,7 @@ func (g *gatewayActor) Receive(ctx actor.Context) {
 		g.drainers = append(g.drainers, ctx.Sender())
 		for _, pid := range g.children {
 			if m.keep {
-				ctx.Request(pid, &detachKernel{})
+				ctx.Request(pid, &keepKernel{})
 			} else {
 				ctx.Request(pid, &shutdownKernel{})
 			}
@@ -93,6 +95,8 @@ func (g *gatewayActor) Receive(ctx actor.Context) {
 			ctx.Respond(&started{err: err})
 		}
 	case *done: // a child's answer to the drain's shutdownKernel
+	case gatewayInspect:
+		m(g)
 	}
 }
 
@@ -134,7 +138,7 @@ func (g *gatewayActor) publish(f func(*registry) *registry) {
 // the kernel is up (or failed).
 func (g *gatewayActor) start(ctx actor.Context, req StartRequest, waiter *actor.PID) error {
 	if g.draining {
-		return ErrShuttingDown
+		return fmt.Errorf("%w: no new kernels", ErrShuttingDown)
 	}
 	snap := g.cfg.Specs.Snapshot()
 	name := strings.ToLower(req.Name)
@@ -185,7 +189,7 @@ func (g *gatewayActor) start(ctx actor.Context, req StartRequest, waiter *actor.
 		return fmt.Errorf("%w: a kernel with id %s already exists", ErrConflict, id)
 	}
 	// A warm kernel yields its place to a kernel someone asked for.
-	if max := g.cfg.MaxKernels; max > 0 && len(g.children) >= max && !g.retireWarm(ctx) {
+	if max := g.cfg.MaxKernels; max > 0 && len(g.children) >= max && !g.retirePooled(ctx) {
 		return fmt.Errorf("%w: a max kernels limit has been set to %d and there are currently %d active and pending kernels",
 			ErrLimit, max, len(g.children))
 	}
@@ -199,7 +203,7 @@ func (g *gatewayActor) start(ctx actor.Context, req StartRequest, waiter *actor.
 
 // takeBack takes back a kernel an earlier gateway process recorded; its
 // kernel actor answers the requester once the kernel's channels are up.
-func (g *gatewayActor) takeBack(ctx actor.Context, rec Record) error {
+func (g *gatewayActor) takeBack(ctx actor.Context, rec store.Record) error {
 	spec, ok := g.cfg.Specs.Snapshot().Get(rec.KernelName)
 	if !ok {
 		return fmt.Errorf("%w: no kernelspec named '%s' any more", ErrNoSuchKernelSpec, rec.KernelName)
@@ -223,7 +227,7 @@ type kernelOpts struct {
 	waiter   *actor.PID // answered once the kernel is up, if set
 	pooled   bool
 	// recovering is set to take back a recorded kernel.
-	recovering *Record
+	recovering *store.Record
 }
 
 // spawn starts a kernel actor.
@@ -237,15 +241,17 @@ func (g *gatewayActor) spawn(ctx actor.Context, o kernelOpts) (*kernelHandle, er
 	if !pooled {
 		log = log.With().Str("username", user).Logger()
 	}
-	h := newKernelHandle(id, spec.Name, user, nil)
+	h := newKernelHandle(id, spec.Name, user, g.cfg.KernelQueue)
 	k := &kernelActor{
 		cfg: g.cfg, prov: prov, spec: spec, h: h, log: log, env: o.env,
 		pooled:      pooled,
 		recovering:  o.recovering,
 		startWaiter: o.waiter,
 		started:     startedAt(o.recovering),
-		sessions:    make(map[string]*actor.PID),
-		routes:      make(map[string]*actor.PID),
+		toKernel:    h.toKernel,
+		output:      newOutLog(g.cfg.SessionBuffer, int64(g.cfg.SessionBufferBytes)),
+		sessions:    make(map[string]*session),
+		routes:      make(map[string]sessionNum),
 	}
 	props := actor.PropsFromProducer(func() actor.Actor { return k },
 		actor.WithReceiverMiddleware(logPanics(log)))
@@ -270,7 +276,7 @@ func (g *gatewayActor) spawn(ctx actor.Context, o kernelOpts) (*kernelHandle, er
 func newKernelID() string { return uuid.NewString() }
 
 // startedAt is when a recorded kernel first started; zero for a new one.
-func startedAt(rec *Record) time.Time {
+func startedAt(rec *store.Record) time.Time {
 	if rec == nil {
 		return time.Time{}
 	}

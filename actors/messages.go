@@ -2,7 +2,7 @@ package actors
 
 import (
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/kernelgate/kernelgate/actors/proxy"
+	"github.com/kernelgate/kernelgate/actors/store"
 	"github.com/kernelgate/kernelgate/zmq"
 )
 
@@ -22,9 +22,9 @@ type started struct {
 type (
 	interruptKernel struct{}
 	restartKernel   struct{}
-	// detachKernel ends the kernel's actor but leaves its process running
+	// keepKernel ends the kernel's actor but leaves its process running
 	// for the next gateway process; answered with *done once gone.
-	detachKernel struct{}
+	keepKernel struct{}
 	// shutdownKernel ends a kernel; reason, when set, is what its clients
 	// are told in the close frame (a cull, say).
 	shutdownKernel struct{ reason string }
@@ -41,7 +41,7 @@ type drain struct {
 
 // recoverKernel asks the gateway actor to take back a recorded kernel;
 // answered with *started.
-type recoverKernel struct{ rec Record }
+type recoverKernel struct{ rec store.Record }
 
 // Notices from kernel actors to the gateway actor: the kernel is up (its
 // first launch succeeded), or it is gone (failed to start, shut down, dead).
@@ -58,35 +58,30 @@ type (
 	goneAck struct{}
 )
 
-// Messages a kernel actor sends itself from its goroutines and timers. gen
-// is the launch they belong to; a message from an earlier launch is stale
-// and dropped.
+// Messages a kernel actor gets from its launch's readers and from timers
+// (the runner's are in runner.go). gen is the launch they belong to; a
+// message from an earlier launch is stale and dropped.
 type (
-	launched struct {
-		gen    uint64
-		proc   proxy.Kernel
-		client *zmq.Client
-		err    error
-	}
 	zmqIn struct {
 		gen uint64
 		zmq.Received
 		inbox *inbox // released when the actor takes it
 	}
-	procExited struct{ gen uint64 }
-	nudgeTick  struct{ gen uint64 }
-	hbTick     struct{ gen uint64 }
-	pollTick   struct{ gen uint64 }
-	hbResult   struct {
-		gen uint64
-		err error
-	}
-	shutdownStage struct {
+	nudgeTick struct{ gen uint64 }
+	// cleanupTimeout: a finished kernel's cleanup has taken long enough.
+	cleanupTimeout struct{}
+	hbTick         struct{ gen uint64 }
+	pollTick       struct{ gen uint64 }
+	shutdownStage  struct {
 		gen   uint64
 		stage int
 	}
 )
 
-// inspect runs f inside a kernel actor; tests use it to read or disturb
-// actor state from the actor's own goroutine.
-type inspect func(*kernelActor)
+// inspect and gatewayInspect run f inside a kernel actor or the gateway
+// actor; tests use them to read or disturb actor state from the actor's
+// own goroutine.
+type (
+	inspect        func(*kernelActor)
+	gatewayInspect func(*gatewayActor)
+)

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/kernelgate/kernelgate/zmq"
 )
 
 // Execution states, as clients know them.
@@ -33,24 +32,25 @@ type Model struct {
 	User string `json:"-"`
 }
 
-// kernelHandle is what the rest of the gateway sees of one kernel. The
-// identity fields never change; the kernel actor is the only writer of the
-// atomics, which anyone may read.
+// kernelHandle is what the rest of the gateway sees of one kernel. id,
+// name, pid and toKernel never change; username is set once, before the
+// handle is published (a pooled kernel learns it when it is claimed). The
+// kernel actor is the only writer of the atomics, which anyone may read.
 type kernelHandle struct {
 	id, name, username string
 	pid                *actor.PID
+	// toKernel is the queue of the clients' messages to the kernel, for
+	// its whole life: websocket readers put into it, the current launch
+	// takes from it once the kernel is ready.
+	toKernel chan outbound
 
 	state        atomic.Pointer[string]
 	lastActivity atomic.Int64 // unix nanoseconds
 	connections  atomic.Int32
-	// direct is the current launch's client while the kernel is ready:
-	// websocket readers that have caught up send on it themselves (see
-	// Attachment.Send); nil while starting or restarting.
-	direct atomic.Pointer[zmq.Client]
 }
 
-func newKernelHandle(id, name, username string, pid *actor.PID) *kernelHandle {
-	h := &kernelHandle{id: id, name: name, username: username, pid: pid}
+func newKernelHandle(id, name, username string, queue int) *kernelHandle {
+	h := &kernelHandle{id: id, name: name, username: username, toKernel: make(chan outbound, queue)}
 	h.setState(StateStarting)
 	h.touch()
 	return h

@@ -94,21 +94,29 @@ func (g *gatewayActor) takeWarm(spec string) *kernelHandle {
 	return h
 }
 
-// retireWarm shuts one warm kernel down (the oldest of the fullest pool) to
-// free its place for a kernel someone asked for; false if there is none.
-func (g *gatewayActor) retireWarm(ctx actor.Context) bool {
+// retirePooled shuts one pooled kernel down to free its place for a kernel
+// someone asked for: a warm one (the oldest of the fullest pool), else one
+// still booting. False if there is none.
+func (g *gatewayActor) retirePooled(ctx actor.Context) bool {
 	var fullest string
 	for name, p := range g.pools {
 		if len(p.warm) > 0 && (fullest == "" || len(p.warm) > len(g.pools[fullest].warm)) {
 			fullest = name
 		}
 	}
-	if fullest == "" {
-		return false
+	if fullest != "" {
+		h := g.takeWarm(fullest)
+		ctx.Send(h.pid, &shutdownKernel{})
+		return true
 	}
-	h := g.takeWarm(fullest)
-	ctx.Send(h.pid, &shutdownKernel{})
-	return true
+	for id, h := range g.pooled {
+		if !g.retired[id] {
+			g.retired[id] = true
+			ctx.Send(h.pid, &shutdownKernel{})
+			return true
+		}
+	}
+	return false
 }
 
 // refill launches pooled kernels where pools are short, at most
@@ -186,22 +194,26 @@ func (g *gatewayActor) poolReadied(ctx actor.Context, id string) {
 }
 
 // poolForget drops a pooled kernel that is gone. One that never got ready
-// is a failed launch and backs its pool off; one that died warm is simply
-// replaced.
+// is a failed launch and backs its pool off, unless it was retired while
+// booting; one that died warm is simply replaced.
 func (g *gatewayActor) poolForget(id string) {
 	h, ok := g.pooled[id]
 	if !ok {
 		return
 	}
 	delete(g.pooled, id)
+	retired := g.retired[id]
+	delete(g.retired, id)
 	p := g.pools[h.name]
 	if i := slices.Index(p.warm, h); i >= 0 {
 		p.warm = slices.Delete(p.warm, i, i+1)
 		return
 	}
 	p.starting--
-	p.failures++
-	p.retryAt = time.Now().Add(poolBackoff(p.failures))
+	if !retired {
+		p.failures++
+		p.retryAt = time.Now().Add(poolBackoff(p.failures))
+	}
 }
 
 func poolBackoff(failures int) time.Duration {

@@ -67,10 +67,10 @@ func (l *iopubLimiter) admit(now time.Time, m *zmq.Message, size int) (pass, cro
 }
 
 // rateWarning is what a client sees when its output starts being dropped.
-func (l *iopubLimiter) rateWarning(session string, dropped *zmq.Message) *zmq.Message {
+func rateWarning(dropped *zmq.Message) *zmq.Message {
 	text := "IOPub rate exceeded.\nkernelgate will drop this kernel's output to this client until the rate falls.\n" +
 		"To change the limits, set KERNELGATE_IOPUB_MSG_RATE_LIMIT / KERNELGATE_IOPUB_DATA_RATE_LIMIT.\n"
-	m, err := zmq.NewMessage("stream", session, "kernelgate", dropped.ParentHeader, map[string]string{"name": "stderr", "text": text})
+	m, err := zmq.NewMessage("stream", "kernelgate", "kernelgate", dropped.ParentHeader, map[string]string{"name": "stderr", "text": text})
 	if err != nil {
 		return nil
 	}

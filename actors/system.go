@@ -31,9 +31,13 @@ type Gateway struct {
 // has begun).
 func (g *Gateway) Accepting() bool { return !g.draining.Load() }
 
-// New starts the actor system and the gateway actor.
-func New(cfg Config) *Gateway {
+// New checks cfg, starts the actor system and the gateway actor, and takes
+// back the recorded kernels that still run.
+func New(cfg Config) (*Gateway, error) {
 	cfg.applyDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
 	actorLog := cfg.Logger.With().Str("component", "protoactor").Logger().Level(zerolog.WarnLevel)
 	sys := actor.NewActorSystem(
 		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
@@ -52,17 +56,19 @@ func New(cfg Config) *Gateway {
 			byPID:    make(map[string]string),
 			pools:    make(map[string]*pool),
 			pooled:   make(map[string]*kernelHandle),
+			retired:  make(map[string]bool),
 		}
 	},
 		actor.WithSupervisor(resumeSupervisor{maxFailures: 10, window: time.Minute}),
 		actor.WithReceiverMiddleware(logPanics(cfg.Logger)))
 	pid, err := sys.Root.SpawnNamed(props, "gateway")
 	if err != nil {
-		panic(fmt.Sprintf("actors: spawn gateway: %v", err)) // a fresh system has no such name yet
+		sys.Shutdown()
+		return nil, fmt.Errorf("actors: spawn gateway: %w", err)
 	}
 	g.pid = pid
 	g.recoverAll()
-	return g
+	return g, nil
 }
 
 // recoverAll takes back every recorded kernel that is still running, in
@@ -205,7 +211,7 @@ func (g *Gateway) Shutdown(id string) error {
 func (g *Gateway) Close(timeout time.Duration) error {
 	g.closeOnce.Do(func() {
 		g.draining.Store(true)
-		_, g.closeErr = g.request(g.pid, &drain{keep: g.cfg.KeepKernelsOnStop && g.cfg.Store != nil}, timeout)
+		_, g.closeErr = g.request(g.pid, &drain{keep: g.cfg.KeepKernelsOnStop}, timeout)
 		g.sys.Shutdown()
 	})
 	return g.closeErr

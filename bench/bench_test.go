@@ -56,8 +56,9 @@ func gateway(t *testing.T) string {
 	}
 	cache := kernelspecs.NewCache(kernelspecs.CacheOptions{Path: []string{specDir(t)}, Default: "synthetic", Logger: log})
 	lp := &local.Provisioner{Ports: testPorts, RuntimeDir: filepath.Join(t.TempDir(), "rt")}
-	gw := actors.New(actors.Config{MaxKernelsPerUser: -1, BaseEnvs: []string{"PATH", "HOME"}, DefaultUsername: "bench",
+	gw, err := actors.New(actors.Config{MaxKernelsPerUser: -1, BaseEnvs: []string{"PATH", "HOME"}, DefaultUsername: "bench",
 		LaunchTimeout: 20 * time.Second, ShutdownWait: 2 * time.Second, SessionBuffer: 1 << 20, Specs: cache, Proxies: proxy.NewRegistry(lp), Logger: log})
+	testkit.NoError(t, err)
 	srv := kghttp.New(kghttp.Config{ListKernels: true, Version: "test", Logger: log}, gw, cache)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	testkit.NoError(t, err)

@@ -95,7 +95,8 @@ func newHarness(t testing.TB, mod func(*Config, *actors.Config)) *harness {
 	if mod != nil {
 		mod(&hcfg, &acfg)
 	}
-	gw := actors.New(acfg)
+	gw, err := actors.New(acfg)
+	testkit.NoError(t, err)
 	srv := New(hcfg, gw, cache)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	testkit.NoError(t, err)

@@ -13,23 +13,24 @@ import (
 	"github.com/kernelgate/kernelgate/actors"
 	"github.com/kernelgate/kernelgate/actors/proxy"
 	"github.com/kernelgate/kernelgate/actors/proxy/local"
+	"github.com/kernelgate/kernelgate/actors/store"
 	"github.com/kernelgate/kernelgate/internal/testkit"
 )
 
 // persistent configures gateways that record their kernels in store and run
 // them detached in runtime; keep leaves them running when the gateway stops.
-func persistent(store actors.FileStore, runtime string, keep bool) func(*Config, *actors.Config) {
+func persistent(records store.FileStore, runtime string, keep bool) func(*Config, *actors.Config) {
 	return func(_ *Config, a *actors.Config) {
-		a.Store, a.KeepKernelsOnStop = store, keep
+		a.Store, a.KeepKernelsOnStop = records, keep
 		a.Proxies = proxy.NewRegistry(&local.Provisioner{Ports: testPorts, RuntimeDir: runtime, Detached: true})
 	}
 }
 
 func TestKernelSurvivesAGatewayRestart(t *testing.T) {
-	store := actors.FileStore{Dir: filepath.Join(t.TempDir(), "kernel_sessions")}
+	records := store.FileStore{Dir: filepath.Join(t.TempDir(), "kernel_sessions")}
 	runtime := filepath.Join(t.TempDir(), "runtime")
 
-	first := newHarness(t, persistent(store, runtime, true))
+	first := newHarness(t, persistent(records, runtime, true))
 	id := decode[actors.Model](t, first.expect("POST", "/api/kernels", `{"name":"python3","env":{"KERNEL_USERNAME":"alice"}}`, 201)).ID
 	w := first.dialWS(id, "notebook", true)
 	w.reply(w.execute("x = 41"), 30*time.Second)
@@ -37,14 +38,14 @@ func TestKernelSurvivesAGatewayRestart(t *testing.T) {
 	// Its clients are told to come back (1001), not that the kernel is gone.
 	_, err := w.recv(10 * time.Second)
 	testkit.True(t, websocket.IsCloseError(err, actors.CloseGoingAway), "websocket ended with %v, want 1001", err)
-	recs, err := store.Load()
+	recs, err := records.Load()
 	testkit.NoError(t, err)
 	testkit.Equal(t, len(recs), 1)
-	info, err := os.Stat(filepath.Join(store.Dir, id+".json"))
+	info, err := os.Stat(filepath.Join(records.Dir, id+".json"))
 	testkit.NoError(t, err)
 	testkit.Equal(t, info.Mode().Perm(), os.FileMode(0o600)) // it holds the kernel's key
 
-	second := newHarness(t, persistent(store, runtime, false))
+	second := newHarness(t, persistent(records, runtime, false))
 	m := decode[actors.Model](t, second.expect("GET", "/api/kernels/"+id, "", 200))
 	testkit.Equal(t, m.ID, id)
 	back := second.dialWS(id, "notebook", true)
@@ -54,7 +55,7 @@ func TestKernelSurvivesAGatewayRestart(t *testing.T) {
 	// A restart of the recovered kernel is an ordinary launch, recorded anew.
 	second.expect("POST", "/api/kernels/"+id+"/restart", "", 200)
 	second.expect("DELETE", "/api/kernels/"+id, "", 204)
-	recs, err = store.Load()
+	recs, err = records.Load()
 	testkit.NoError(t, err)
 	testkit.Equal(t, len(recs), 0)
 	entries, _ := os.ReadDir(runtime)
@@ -62,12 +63,12 @@ func TestKernelSurvivesAGatewayRestart(t *testing.T) {
 }
 
 func TestDeadRecordedKernelsAreForgotten(t *testing.T) {
-	store := actors.FileStore{Dir: filepath.Join(t.TempDir(), "kernel_sessions")}
+	records := store.FileStore{Dir: filepath.Join(t.TempDir(), "kernel_sessions")}
 	runtime := filepath.Join(t.TempDir(), "runtime")
-	first := newHarness(t, persistent(store, runtime, true))
+	first := newHarness(t, persistent(records, runtime, true))
 	id := decode[actors.Model](t, first.expect("POST", "/api/kernels", `{"name":"python3"}`, 201)).ID
 	first.stop()
-	recs, err := store.Load()
+	recs, err := records.Load()
 	testkit.NoError(t, err)
 	testkit.Equal(t, len(recs), 1)
 	// The kernel dies while no gateway runs; a garbage record lies next to it.
@@ -82,10 +83,10 @@ func TestDeadRecordedKernelsAreForgotten(t *testing.T) {
 		}
 		return nil
 	})
-	testkit.NoError(t, os.WriteFile(filepath.Join(store.Dir, "junk.json"), []byte("{not json"), 0o600))
+	testkit.NoError(t, os.WriteFile(filepath.Join(records.Dir, "junk.json"), []byte("{not json"), 0o600))
 
-	second := newHarness(t, persistent(store, runtime, false))
+	second := newHarness(t, persistent(records, runtime, false))
 	second.expect("GET", "/api/kernels/"+id, "", 404)
-	recs, _ = store.Load()
+	recs, _ = records.Load()
 	testkit.Equal(t, len(recs), 0)
 }

@@ -44,6 +44,9 @@ func (s *Server) channels(ctx *fasthttp.RequestCtx, p []string) error {
 	if !replayable {
 		sessionID = uuid.NewString()
 	}
+	// kernelgate's extension: the last message the client has, so that it
+	// gets exactly what followed (see actors.Gateway.Attach).
+	lastMsgID := string(ctx.QueryArgs().Peek("last_msg_id"))
 	upgrader := websocket.FastHTTPUpgrader{
 		Subprotocols:    []string{framing.SubprotocolV1},
 		CheckOrigin:     func(*fasthttp.RequestCtx) bool { return true }, // dispatch checked it
@@ -59,15 +62,19 @@ func (s *Server) channels(ctx *fasthttp.RequestCtx, p []string) error {
 			return
 		}
 		defer s.untrack(conn)
-		a, err := s.gw.Attach(kernelID, sessionID, replayable, conn)
+		a, err := s.gw.Attach(kernelID, sessionID, replayable, lastMsgID, conn)
 		if err != nil {
 			log.Info().Err(err).Msg("websocket refused")
-			conn.Close(actors.CloseNormal, err.Error())
+			code := actors.CloseNormal
+			if errors.Is(err, actors.ErrLimit) {
+				code = actors.CloseTryAgain
+			}
+			conn.Close(code, err.Error())
 			return
 		}
 		log.Debug().Str("protocol", c.Subprotocol()).Msg("websocket open")
-		s.serveWebsocket(conn, a, log)
-		a.Close()
+		ending := s.serveWebsocket(conn, a, log)
+		a.Close(ending)
 		conn.Close(0, "")
 		log.Debug().Msg("websocket closed")
 	})
@@ -78,38 +85,50 @@ func (s *Server) channels(ctx *fasthttp.RequestCtx, p []string) error {
 }
 
 // serveWebsocket is the connection's read loop: decode each frame and pass
-// it on, until the client goes or the connection fails.
-func (s *Server) serveWebsocket(conn *wsConn, a *actors.Attachment, log zerolog.Logger) {
+// it on, until the client goes or the connection fails; it says how the
+// connection ended. (Its writer, which also pings, is the attachment's.)
+// Once kernelgate has sent its close frame, the loop only waits (bounded)
+// for the client's answer: what the client still sends is dropped.
+func (s *Server) serveWebsocket(conn *wsConn, a *actors.Attachment, log zerolog.Logger) actors.Ending {
 	c := conn.c
 	c.SetReadLimit(s.cfg.Websocket.ReadLimit)
 	wait := s.cfg.Websocket.PongTimeout
 	if wait <= 0 {
 		wait = max(3*s.cfg.Websocket.PingInterval, 30*time.Second)
 	}
-	extend := func() { c.SetReadDeadline(time.Now().Add(wait)) }
-	if s.cfg.Websocket.PingInterval > 0 {
-		extend()
-		c.SetPongHandler(func(string) error { extend(); return nil })
-		stop := conn.pinger(s.cfg.Websocket.PingInterval)
-		defer stop()
+	pinged := s.cfg.Websocket.PingInterval > 0
+	extend := func() {
+		if pinged && a.SentClose() == 0 {
+			c.SetReadDeadline(time.Now().Add(wait))
+		}
 	}
+	extend()
+	c.SetPongHandler(func(data string) error {
+		a.Ack([]byte(data))
+		extend()
+		return nil
+	})
 	for {
 		typ, data, err := c.ReadMessage()
 		if err != nil {
 			var ce *websocket.CloseError
 			switch {
+			case errors.As(err, &ce) && ce.Code == a.SentClose():
+				return actors.EndHandshake
 			case errors.As(err, &ce):
+				return actors.EndClientClosed
 			case errors.Is(err, websocket.ErrReadLimit):
 				log.Warn().Int64("limit", s.cfg.Websocket.ReadLimit).Msg("client message over the size limit; closing")
 				conn.Close(websocket.CloseMessageTooBig, "message too big")
 			default:
 				log.Debug().Err(err).Msg("websocket read ended")
 			}
-			return
+			return actors.EndBroken
 		}
-		if s.cfg.Websocket.PingInterval > 0 {
-			extend()
+		if a.SentClose() != 0 {
+			continue // the connection is closing: nothing more reaches the kernel
 		}
+		extend()
 		ch, m, err := conn.f.Decode(data, typ == websocket.TextMessage)
 		if err == nil && ch == zmq.IOPub {
 			err = fmt.Errorf("%w: clients may not send on iopub", framing.ErrChannel)
@@ -125,9 +144,9 @@ func (s *Server) serveWebsocket(conn *wsConn, a *actors.Attachment, log zerolog.
 	}
 }
 
-// wsConn is a websocket as actors.Socket: the websocket actor's writer
-// goroutine is its only writer; pings and closes use the concurrency-safe
-// control writes.
+// wsConn is a websocket as actors.Socket: the attachment's writer goroutine
+// is its only writer of data and pings; closes use the concurrency-safe
+// control write.
 type wsConn struct {
 	c         *websocket.Conn
 	f         framing.Codec
@@ -152,44 +171,36 @@ func (w *wsConn) Write(ch zmq.Channel, m *zmq.Message) error {
 	return err
 }
 
-// closeFrameTimeout bounds the write of a close frame.
-const closeFrameTimeout = 5 * time.Second
+// closeFrameTimeout bounds the write of a close frame; closeWait, how long
+// the client then has to answer it before the connection is closed.
+const (
+	closeFrameTimeout = 5 * time.Second
+	closeWait         = 2 * time.Second
+)
 
+// Close sends a close frame (none when code is 0) and closes the
+// connection: without a frame at once, else when the reader has the
+// client's answer (the handler then closes it), within closeWait.
 func (w *wsConn) Close(code int, reason string) {
-	w.closeOnce.Do(func() {
-		if code != 0 {
-			if len(reason) > 120 {
-				reason = reason[:120]
-			}
-			// A client sent away for being slow has a full receive window:
-			// give its close frame time to get through, or it sees 1006 and
-			// does not know to come back for its buffer.
-			w.c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(closeFrameTimeout))
-		}
+	if code == 0 {
 		w.c.NetConn().Close()
+		return
+	}
+	w.closeOnce.Do(func() {
+		if len(reason) > 120 {
+			reason = reason[:120]
+		}
+		// A client sent away for being slow has a full receive window:
+		// give its close frame time to get through, or it sees 1006 and
+		// does not know to come back for its buffer.
+		w.c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(closeFrameTimeout))
+		w.c.SetReadDeadline(time.Now().Add(closeWait))
+		conn := w.c.NetConn()
+		time.AfterFunc(closeWait, func() { conn.Close() })
 	})
 }
 
-// pinger pings every interval from a timer (no goroutine waits meanwhile)
-// until the returned stop is called.
-func (w *wsConn) pinger(interval time.Duration) (stop func()) {
-	var mu sync.Mutex
-	stopped := false
-	var t *time.Timer
-	t = time.AfterFunc(interval, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if stopped {
-			return
-		}
-		if w.c.WriteControl(websocket.PingMessage, nil, time.Now().Add(5*time.Second)) == nil {
-			t.Reset(interval)
-		}
-	})
-	return func() {
-		mu.Lock()
-		stopped = true
-		mu.Unlock()
-		t.Stop()
-	}
+// Ping writes a ping; the writer is its only caller, as for Write.
+func (w *wsConn) Ping(data []byte) error {
+	return w.c.WriteControl(websocket.PingMessage, data, time.Now().Add(5*time.Second))
 }

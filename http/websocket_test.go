@@ -447,8 +447,9 @@ func TestClientSentAwayGetsEverythingOnReconnect(t *testing.T) {
 // nothing comes back, not even pongs) is closed once the pong timeout
 // passes, and the kernel serves others as before.
 func TestHalfOpenConnectionIsClosed(t *testing.T) {
-	h := newHarness(t, func(c *Config, _ *actors.Config) {
+	h := newHarness(t, func(c *Config, a *actors.Config) {
 		c.Websocket.PingInterval, c.Websocket.PongTimeout = 100*time.Millisecond, 500*time.Millisecond
+		a.PingInterval = c.Websocket.PingInterval
 	})
 	id := h.startKernel()
 	silent, err := h.tryDialWS(id, "vanished", true) // never read again: pings go unanswered

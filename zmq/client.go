@@ -50,6 +50,10 @@ type Options struct {
 	// are dropped and counted (see Dropped).
 	Deliver   func(Received)
 	InboxSize int
+	// Echo, when set, receives the seq of every heartbeat echo (see Ping),
+	// on a socket reader goroutine; it must not block. Heartbeat then
+	// cannot be used.
+	Echo func(seq uint64)
 	// Logger receives zmq4's own log output. Default: discarded.
 	Logger *log.Logger
 }
@@ -238,10 +242,29 @@ func (c *Client) heartbeatIn(frames [][]byte) {
 	if len(frames) == 0 {
 		return
 	}
+	echo := frames[len(frames)-1]
+	if c.opts.Echo != nil {
+		if seq, err := strconv.ParseUint(string(bytes.TrimPrefix(echo, []byte("ping-"))), 10, 64); err == nil {
+			c.opts.Echo(seq)
+		}
+		return
+	}
 	select {
-	case c.hbReply <- frames[len(frames)-1]:
+	case c.hbReply <- echo:
 	default: // a stale reply nobody waits for
 	}
+}
+
+// Ping sends one heartbeat ping carrying seq; its echo comes back to
+// Options.Echo (or to Heartbeat).
+func (c *Client) Ping(seq uint64) error {
+	ping := []byte("ping-" + strconv.FormatUint(seq, 10))
+	// The empty first frame makes the ping valid for a REP heartbeat too;
+	// ipykernel's ROUTER echo device returns the frames unchanged.
+	if err := c.sockets[Heartbeat].SendMulti(zmq4.NewMsgFrom([]byte{}, ping)); err != nil {
+		return fmt.Errorf("%w: heartbeat: %w", ErrSocket, err)
+	}
+	return nil
 }
 
 // Heartbeat sends one ping on the heartbeat channel and waits for its echo.
@@ -249,16 +272,14 @@ func (c *Client) Heartbeat(ctx context.Context) error {
 	c.hbMu.Lock()
 	defer c.hbMu.Unlock()
 	c.hbSeq++
-	ping := []byte("ping-" + strconv.FormatUint(c.hbSeq, 10))
-	// The empty first frame makes the ping valid for a REP heartbeat too;
-	// ipykernel's ROUTER echo device returns the frames unchanged.
-	if err := c.sockets[Heartbeat].SendMulti(zmq4.NewMsgFrom([]byte{}, ping)); err != nil {
-		return fmt.Errorf("%w: heartbeat: %w", ErrSocket, err)
+	if err := c.Ping(c.hbSeq); err != nil {
+		return err
 	}
+	want := []byte("ping-" + strconv.FormatUint(c.hbSeq, 10))
 	for {
 		select {
 		case got := <-c.hbReply:
-			if bytes.Equal(got, ping) {
+			if bytes.Equal(got, want) {
 				return nil
 			}
 		case <-ctx.Done():

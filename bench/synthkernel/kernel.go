@@ -15,11 +15,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -32,61 +34,104 @@ import (
 type Kernel struct {
 	signer  *zmq.Signer
 	session string
+	ci      zmq.ConnectionInfo
 
 	shell, control, stdin, iopub, hb zmq4.Socket
 	pubMu                            sync.Mutex // iopub is written by shell and control
 
 	interrupt chan struct{}
 	count     int
+	cancel    context.CancelFunc
+	done      chan struct{}
+	stubborn  atomic.Bool
 }
 
+// Stubborn makes the kernel answer shutdown_request and go on running, as a
+// hung kernel does: only Stop (a kill) ends it.
+func (k *Kernel) Stubborn() { k.stubborn.Store(true) }
+
 // Run serves the kernel described by the connection file until a
-// shutdown_request or ctx ends.
+// shutdown_request or ctx ends; SIGINT interrupts it, as it does a kernel
+// process.
 func Run(ctx context.Context, connFile string) error {
 	ci, err := zmq.ReadConnectionFile(connFile)
 	if err != nil {
 		return err
 	}
-	signer, err := zmq.NewSigner(ci.SignatureScheme, ci.Key)
+	k, err := Start(ctx, ci)
 	if err != nil {
 		return err
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	k := &Kernel{signer: signer, session: uuid.NewString(), interrupt: make(chan struct{}, 1)}
-	// The hardened transport batches each message into one write.
-	ep := func(port int) string { return fmt.Sprintf("kgtcp://%s:%d", ci.IP, port) }
-	k.shell, k.control, k.stdin = zmq4.NewRouter(ctx), zmq4.NewRouter(ctx), zmq4.NewRouter(ctx)
-	k.iopub, k.hb = zmq4.NewPub(ctx), zmq4.NewRouter(ctx)
-	for _, b := range []struct {
-		s    zmq4.Socket
-		port int
-	}{{k.shell, ci.ShellPort}, {k.control, ci.ControlPort}, {k.stdin, ci.StdinPort}, {k.iopub, ci.IOPubPort}, {k.hb, ci.HBPort}} {
-		if err := b.s.Listen(ep(b.port)); err != nil {
-			return fmt.Errorf("synthkernel: %w", err)
-		}
-		defer b.s.Close()
 	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT)
 	defer signal.Stop(sigs)
-	go func() {
-		for {
-			select {
-			case <-sigs:
-				k.interruptNow()
-			case <-ctx.Done():
-				return
-			}
+	for {
+		select {
+		case <-sigs:
+			k.Interrupt()
+		case <-k.Done():
+			return nil
 		}
-	}()
+	}
+}
+
+// Start serves a kernel in this process on ci's address and ports (a zero
+// port is picked by the system; ConnectionInfo then has it) until a
+// shutdown_request, Stop, or ctx ends.
+func Start(ctx context.Context, ci zmq.ConnectionInfo) (*Kernel, error) {
+	signer, err := zmq.NewSigner(ci.SignatureScheme, ci.Key)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	k := &Kernel{signer: signer, session: uuid.NewString(), interrupt: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
+	// The hardened transport batches each message into one write.
+	ep := func(port int) string { return fmt.Sprintf("kgtcp://%s:%d", ci.IP, port) }
+	k.shell, k.control, k.stdin = zmq4.NewRouter(ctx), zmq4.NewRouter(ctx), zmq4.NewRouter(ctx)
+	k.iopub, k.hb = zmq4.NewPub(ctx), zmq4.NewRouter(ctx)
+	sockets := []struct {
+		s    zmq4.Socket
+		port *int
+	}{{k.shell, &ci.ShellPort}, {k.control, &ci.ControlPort}, {k.stdin, &ci.StdinPort}, {k.iopub, &ci.IOPubPort}, {k.hb, &ci.HBPort}}
+	closeAll := func() {
+		for _, b := range sockets {
+			b.s.Close()
+		}
+	}
+	for _, b := range sockets {
+		if err := b.s.Listen(ep(*b.port)); err != nil {
+			cancel()
+			closeAll()
+			return nil, fmt.Errorf("synthkernel: %w", err)
+		}
+		if *b.port == 0 {
+			*b.port = b.s.Addr().(*net.TCPAddr).Port
+		}
+	}
+	k.ci = ci
 	go k.echoHeartbeats()
 	go k.serve(k.shell, cancel)
 	go k.serve(k.control, cancel)
 	k.status("starting", nil)
-	<-ctx.Done()
-	return nil
+	go func() {
+		<-ctx.Done()
+		closeAll()
+		close(k.done)
+	}()
+	return k, nil
 }
+
+// ConnectionInfo is where the kernel listens.
+func (k *Kernel) ConnectionInfo() zmq.ConnectionInfo { return k.ci }
+
+// Interrupt interrupts the execution in progress, as SIGINT does.
+func (k *Kernel) Interrupt() { k.interruptNow() }
+
+// Stop ends the kernel at once, as a killed process ends.
+func (k *Kernel) Stop() { k.cancel() }
+
+// Done is closed once the kernel has ended and closed its sockets.
+func (k *Kernel) Done() <-chan struct{} { return k.done }
 
 func (k *Kernel) interruptNow() {
 	select {
@@ -138,7 +183,7 @@ func (k *Kernel) serve(sock zmq4.Socket, shutdown func()) {
 			content := map[string]any{"status": "ok", "restart": c.Restart}
 			k.reply(sock, req, "shutdown_reply", content)
 			k.publish("shutdown_reply", req, content)
-			stop = true
+			stop = !k.stubborn.Load()
 		case "comm_info_request":
 			k.reply(sock, req, "comm_info_reply", map[string]any{"status": "ok", "comms": map[string]any{}})
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/kernelgate/kernelgate/actors"
 	"github.com/kernelgate/kernelgate/actors/proxy"
 	"github.com/kernelgate/kernelgate/actors/proxy/local"
+	"github.com/kernelgate/kernelgate/actors/store"
 	kghttp "github.com/kernelgate/kernelgate/http"
 	"github.com/kernelgate/kernelgate/internal/netlisten"
 	"github.com/kernelgate/kernelgate/internal/privatedir"
@@ -244,16 +245,16 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 	if c.KeepKernels && !c.Persistence {
 		return errors.New("--keep-kernels-on-stop needs --kernel-session-persistence: a kernel nobody recorded could never be taken back")
 	}
-	var store actors.Store
+	var records store.Store
 	if c.Persistence {
-		store = actors.FileStore{Dir: filepath.Join(c.PersistenceRoot, "kernel_sessions")}
+		records = store.FileStore{Dir: filepath.Join(c.PersistenceRoot, "kernel_sessions")}
 	}
 	localProxy := &local.Provisioner{Ports: ports, RuntimeDir: c.RuntimeDir, Detached: c.Persistence}
 	proxies := proxy.NewRegistry(localProxy)
 	proxies.Register(localProxy, local.ClassNames...)
 	closeRemote := remoteProxies(c.Remote, proxies, log)
 	defer closeRemote()
-	gw := actors.New(actors.Config{
+	gw, err := actors.New(actors.Config{
 		MaxKernels: c.MaxKernels, MaxKernelsPerUser: c.MaxKernelsPerUser, Access: access,
 		ClientEnvs: c.ClientEnvs, InheritedEnvs: c.InheritedEnvs, BaseEnvs: c.BaseEnvs,
 		DefaultUsername: username, LaunchTimeout: c.LaunchTimeout, ShutdownWait: c.ShutdownWait,
@@ -264,8 +265,11 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 		SessionBuffer: c.SessionBuffer, SessionBufferBytes: c.SessionBufferBytes, SessionExpiry: c.SessionExpiry,
 		CullIdleTimeout: c.CullIdleTimeout, CullInterval: c.CullInterval, CullConnected: c.CullConnected, CullBusy: c.CullBusy,
 		KernelInbox: c.KernelInbox, IOPubMsgRateLimit: float64(c.IOPubMsgRate), IOPubDataRateLimit: float64(c.IOPubDataRate),
-		RateLimitWindow: c.RateLimitWindow, Store: store, KeepKernelsOnStop: c.KeepKernels, Pools: c.Pool, PoolLaunches: c.PoolLaunches, PoolRefillDelay: c.PoolRefill, PoolIgnoredEnv: c.PoolIgnoredEnv,
+		RateLimitWindow: c.RateLimitWindow, Store: records, PingInterval: c.WSPingInterval, KeepKernelsOnStop: c.KeepKernels, Pools: c.Pool, PoolLaunches: c.PoolLaunches, PoolRefillDelay: c.PoolRefill, PoolIgnoredEnv: c.PoolIgnoredEnv,
 	})
+	if err != nil {
+		return err
+	}
 	srv := kghttp.New(kghttp.Config{
 		BaseURL: c.BaseURL, AuthToken: c.AuthToken, AllowOrigin: c.AllowOrigin, AllowCredentials: c.AllowCredentials,
 		AllowHeaders: c.AllowHeaders, AllowMethods: c.AllowMethods, ExposeHeaders: c.ExposeHeaders, MaxAge: c.MaxAge,

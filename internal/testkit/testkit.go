@@ -78,8 +78,13 @@ func Python() string {
 
 // RequireIPyKernel fails the test unless Debian's ipykernel is importable;
 // `make test` installs it, so its absence is a broken setup, not a skip.
+// Under -short, tests with Python kernels are skipped: that mode is for the
+// in-process tests that take seconds.
 func RequireIPyKernel(t testing.TB) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: no Python kernels")
+	}
 	if out, err := exec.Command(Python(), "-c", "import ipykernel").CombinedOutput(); err != nil {
 		t.Fatalf("ipykernel is not installed for %s (run `make deps`): %v\n%s", Python(), err, out)
 	}

@@ -1,4 +1,4 @@
-package actors
+package store
 
 import (
 	"os"

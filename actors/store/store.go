@@ -1,4 +1,8 @@
-package actors
+// Package store keeps kernel records: what outlives a gateway process of
+// each kernel (its id, connection info with keys, environment, the
+// provisioner's process info), so that a restarted gateway, or another
+// replica, takes the kernel back (EG's kernel session persistence).
+package store
 
 import (
 	"encoding/json"
@@ -28,8 +32,8 @@ type Record struct {
 	Started     time.Time       `json:"started"`
 }
 
-// Store keeps kernel records. Its methods are called from actors; they are
-// small and rare (once per launch and once per shutdown).
+// Store keeps kernel records. Its methods block (a disk, an API server):
+// the actors call them from a kernel's runner, never inside Receive.
 type Store interface {
 	Save(Record) error
 	Delete(id string) error

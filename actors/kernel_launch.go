@@ -1,0 +1,158 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/kernelgate/kernelgate/actors/proxy"
+	"github.com/kernelgate/kernelgate/actors/store"
+	"github.com/kernelgate/kernelgate/zmq"
+)
+
+// launch starts a launch: its runner provisions the kernel and dials its
+// channels, and reports *launched.
+func (k *kernelActor) launch() {
+	k.gen++
+	k.up, k.killed = false, false
+	k.ready = zmq.Readiness{Session: "kernelgate-" + k.h.id, Username: "kernelgate"}
+	k.run = newRunner(k, k.last)
+	k.last = k.run
+	k.run.start(k.starter(), launchTimeout(k.env["KERNEL_LAUNCH_TIMEOUT"], k.cfg.LaunchTimeout))
+}
+
+// starter returns what the next launch runs: the provisioner's Launch, or,
+// for the first launch of a recorded kernel, its Recover.
+func (k *kernelActor) starter() func(context.Context) (proxy.Kernel, error) {
+	if rec := k.recovering; rec != nil {
+		k.recovering = nil
+		r, ok := k.prov.(proxy.Recoverer)
+		if !ok {
+			return func(context.Context) (proxy.Kernel, error) {
+				return nil, fmt.Errorf("%w: its process proxy cannot recover kernels", proxy.ErrGone)
+			}
+		}
+		req := proxy.RecoverRequest{KernelID: rec.ID, Spec: k.spec, Connection: rec.Connection,
+			ProcessInfo: rec.ProcessInfo, Logger: k.log}
+		return func(ctx context.Context) (proxy.Kernel, error) { return r.Recover(ctx, req) }
+	}
+	req := proxy.LaunchRequest{KernelID: k.h.id, Spec: k.spec, Env: k.env, Logger: k.log}
+	return func(ctx context.Context) (proxy.Kernel, error) { return k.prov.Launch(ctx, req) }
+}
+
+func (k *kernelActor) onLaunched(ctx actor.Context, m *launched) {
+	if m.err != nil {
+		k.run = nil // the runner has ended with its launch
+		k.log.Warn().Err(m.err).Msg("kernel launch failed")
+		switch k.phase {
+		case phaseStarting:
+			k.cfg.Metrics.StartFailures.Add(1)
+			k.answerStart(m.err)
+			ctx.Send(k.parent, &kernelGone{id: k.h.id})
+			ctx.Stop(k.self)
+		case phaseTerminating:
+			k.finish(ctx, nil)
+		default:
+			// A relaunch that failed is one more restart in a row.
+			k.relaunch(ctx, m.err)
+		}
+		return
+	}
+	k.up, k.conn = true, *m
+	k.upSince, k.hbOK = time.Now(), time.Now()
+	if k.started.IsZero() {
+		k.started = k.upSince
+	}
+	if !k.pooled {
+		k.persist()
+	}
+	if k.phase == phaseTerminating { // a shutdown arrived while launching
+		k.requestShutdown(false)
+		return
+	}
+	if k.phase == phaseStarting && !k.pooled {
+		k.cfg.Metrics.Starts.Add(1)
+		k.cfg.Metrics.StartDurations.Observe(time.Since(k.created))
+		// The gateway answers the POST once the kernel is in the published
+		// registry, so the client can use it as soon as it has its id.
+		ctx.Send(k.parent, &kernelUp{h: k.h, waiter: k.startWaiter})
+		k.startWaiter = nil
+	}
+	k.phase = phaseRunning
+	k.readySince = time.Now()
+	k.nudge()
+	k.schedule(k.cfg.HeartbeatInterval, &hbTick{gen: k.gen})
+	if m.poller {
+		k.schedule(k.cfg.LivenessInterval, &pollTick{gen: k.gen})
+	}
+	k.log.Info().Msg("kernel up")
+}
+
+// claim hands this warm pooled kernel to a start request: the gateway
+// lists it and answers the request on *kernelUp. A kernel that is no
+// longer fit (it is dying) sends the request back to be served afresh.
+func (k *kernelActor) claim(ctx actor.Context, m *claim) {
+	if !k.pooled || k.phase != phaseRunning || !k.ready.Ready() {
+		ctx.Send(k.parent, &claimFailed{id: k.h.id, req: m.req, waiter: m.waiter})
+		return
+	}
+	k.pooled = false
+	k.log = k.log.With().Str("username", m.user).Logger()
+	k.persist() // after the answer, on the runner: not on the start's path
+	k.h.touch()
+	k.cfg.Metrics.Starts.Add(1)
+	k.cfg.Metrics.StartDurations.Observe(time.Since(m.at))
+	ctx.Send(k.parent, &kernelUp{h: k.h, waiter: m.waiter})
+	k.log.Info().Msg("kernel taken from its pool")
+}
+
+// answerStart fails the POST still waiting for this kernel, if any.
+func (k *kernelActor) answerStart(err error) {
+	if k.startWaiter != nil {
+		k.sys.Root.Send(k.startWaiter, &started{err: err})
+		k.startWaiter = nil
+	}
+}
+
+// nudge sends a kernel_info_request until the kernel has answered one and
+// iopub has delivered something (see zmq.Readiness), then answers waiting
+// restarts.
+func (k *kernelActor) nudge() {
+	if k.ready.Ready() || !k.up {
+		return
+	}
+	if time.Since(k.readySince) > k.cfg.KernelInfoTimeout {
+		k.log.Warn().Dur("after", k.cfg.KernelInfoTimeout).Msg("kernel never answered kernel_info")
+		k.answerRestarts(fmt.Errorf("%w: no kernel_info reply within %v", ErrLaunchTimeout, k.cfg.KernelInfoTimeout))
+		return
+	}
+	probe, err := k.ready.Probe()
+	if err != nil {
+		k.log.Warn().Err(err).Msg("kernel_info probe failed")
+	} else {
+		k.run.sendKernel(toKernel{ch: zmq.Shell, m: probe})
+	}
+	k.schedule(zmq.NudgeInterval, &nudgeTick{gen: k.gen})
+}
+
+func (k *kernelActor) answerRestarts(err error) {
+	for _, w := range k.restartWaiters {
+		res := &started{err: err}
+		if err == nil {
+			res.model = k.h.model()
+		}
+		k.sys.Root.Send(w, res)
+	}
+	k.restartWaiters = nil
+}
+
+// persist records the current launch (on its runner) so that a restarted
+// gateway can take the kernel back.
+func (k *kernelActor) persist() {
+	if k.cfg.Store == nil || k.run == nil {
+		return
+	}
+	k.run.persist(k.cfg.Store, store.Record{ID: k.h.id, KernelName: k.spec.Name, Username: k.h.username,
+		Connection: k.conn.ci, Env: k.env, ProcessInfo: k.conn.info, Started: k.started})
+}

@@ -1,0 +1,198 @@
+package actors
+
+import (
+	"fmt"
+	"syscall"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/kernelgate/kernelgate/zmq"
+)
+
+// interrupt serves *interruptKernel: as the kernelspec says, an
+// interrupt_request on control (answered at once) or a signal (answered by
+// the runner once delivered).
+func (k *kernelActor) interrupt(ctx actor.Context) {
+	if k.phase != phaseRunning || !k.up {
+		ctx.Respond(&done{err: k.unavailable()})
+		return
+	}
+	if k.spec.InterruptMode == "message" {
+		m, err := zmq.NewMessage("interrupt_request", k.ready.Session, "kernelgate", nil, nil)
+		if err == nil {
+			k.run.sendKernel(toKernel{ch: zmq.Control, m: m})
+		}
+		ctx.Respond(&done{err: err})
+		return
+	}
+	sig := syscall.SIGINT
+	if name := k.env["EG_ALTERNATE_SIGINT"]; name != "" {
+		s, ok := signalByName(name)
+		if !ok {
+			ctx.Respond(&done{err: fmt.Errorf("%w: EG_ALTERNATE_SIGINT %q is not a signal", ErrBadRequest, name)})
+			return
+		}
+		sig = s
+	}
+	k.run.signal(sig, ctx.Sender())
+}
+
+// unavailable is the error of a request the kernel cannot serve in its
+// present state.
+func (k *kernelActor) unavailable() error {
+	return fmt.Errorf("%w: kernel %s is %s", ErrKernelUnavailable, k.h.id, *k.h.state.Load())
+}
+
+// restart serves *restartKernel: the kernel is asked to exit, and the next
+// launch answers the request once it is ready.
+func (k *kernelActor) restart(ctx actor.Context) {
+	switch k.phase {
+	case phaseTerminating, phaseStarting:
+		ctx.Respond(&started{err: k.unavailable()})
+		return
+	case phaseRestarting:
+		k.restartWaiters = append(k.restartWaiters, ctx.Sender())
+		return
+	}
+	k.restartWaiters = append(k.restartWaiters, ctx.Sender())
+	k.phase = phaseRestarting
+	k.h.setState(StateRestarting)
+	k.broadcastStatus(StateRestarting)
+	k.log.Info().Msg("kernel restarting on request")
+	k.requestShutdown(true)
+}
+
+// shutdown serves *shutdownKernel; reason, when set, is what clients are
+// told (a cull).
+func (k *kernelActor) shutdown(ctx actor.Context, reason string) {
+	if ctx.Sender() != nil {
+		k.stopWaiters = append(k.stopWaiters, ctx.Sender())
+	}
+	if k.phase == phaseTerminating {
+		return
+	}
+	k.endReason = reason
+	k.stopAsked = time.Now()
+	k.phase = phaseTerminating
+	k.answerRestarts(fmt.Errorf("%w: kernel %s is shutting down", ErrKernelUnavailable, k.h.id))
+	k.answerStart(fmt.Errorf("%w: kernel %s was shut down while starting", ErrKernelUnavailable, k.h.id))
+	if k.up {
+		k.requestShutdown(false)
+	}
+	// Otherwise the launch in flight ends in onLaunched, which goes on.
+}
+
+// requestShutdown asks the kernel to exit, then escalates to SIGTERM and
+// SIGKILL on timers; the exit arrives as *procExited.
+func (k *kernelActor) requestShutdown(restart bool) {
+	if m, err := zmq.NewMessage("shutdown_request", k.ready.Session, "kernelgate", nil,
+		map[string]bool{"restart": restart}); err == nil {
+		k.run.sendKernel(toKernel{ch: zmq.Control, m: m})
+	}
+	k.schedule(k.cfg.ShutdownWait/2, &shutdownStage{gen: k.gen, stage: 1})
+	k.schedule(k.cfg.ShutdownWait, &shutdownStage{gen: k.gen, stage: 2})
+	if k.conn.poller {
+		// Polls now come quickly to notice the exit; this second chain of
+		// polls ends with the launch, as the first does.
+		k.schedule(k.cfg.PollInterval, &pollTick{gen: k.gen})
+	}
+}
+
+// escalate signals a kernel that has not exited in time.
+func (k *kernelActor) escalate(stage int) {
+	if !k.up {
+		return
+	}
+	sig := syscall.SIGTERM
+	if stage > 1 {
+		sig = syscall.SIGKILL
+	}
+	k.log.Info().Str("signal", sig.String()).Msg("kernel did not exit; signalling")
+	k.run.signal(sig, nil)
+}
+
+// keep serves *keepKernel: the kernel goes on running without this gateway
+// process. Its websockets close with 1001 (clients come back to the next
+// gateway), its channels close, and its process, files and record stay.
+func (k *kernelActor) keep(ctx actor.Context) {
+	if ctx.Sender() != nil {
+		k.stopWaiters = append(k.stopWaiters, ctx.Sender())
+	}
+	if k.phase == phaseTerminating {
+		return
+	}
+	if k.phase != phaseRunning || k.pooled {
+		k.shutdown(ctx, "") // nothing worth keeping
+		return
+	}
+	k.kept = true
+	k.finish(ctx, nil)
+}
+
+func (k *kernelActor) die(ctx actor.Context, err error) {
+	k.h.setState(StateDead)
+	k.broadcastStatus(StateDead)
+	k.answerRestarts(err)
+	k.finish(ctx, err)
+}
+
+// finish answers everyone still waiting, ends the launch, then (see leave)
+// leaves the registry.
+func (k *kernelActor) finish(ctx actor.Context, err error) {
+	var forget func()
+	if s := k.cfg.Store; s != nil && !k.kept && !k.pooled {
+		id, log := k.h.id, k.log
+		forget = func() {
+			if err := s.Delete(id); err != nil {
+				log.Warn().Err(err).Msg("cannot delete the kernel's record")
+			}
+		}
+	}
+	k.releaseRun(k.kept, forget)
+	k.answerStart(fmt.Errorf("%w: kernel %s stopped", ErrKernelUnavailable, k.h.id))
+	k.answerRestarts(fmt.Errorf("%w: kernel %s stopped", ErrKernelUnavailable, k.h.id))
+	k.gen++ // anything still in flight is stale now
+	k.phase = phaseTerminating
+	reason := "kernel shut down"
+	switch {
+	case k.kept:
+		reason = "gateway restarting; the kernel keeps running"
+		k.log.Info().Msg("kernel left running for the next gateway process")
+	case err != nil:
+		reason = "kernel died"
+		k.log.Error().Err(err).Msg("kernel dead")
+	case k.endReason != "":
+		reason = k.endReason
+		// Culled clients learn it the way they learn of a death.
+		k.broadcastStatus(StateDead)
+		k.log.Info().Str("reason", reason).Msg("kernel shut down")
+	default:
+		k.log.Info().Msg("kernel shut down")
+	}
+	k.closeReason = reason
+	// Its last launch is cleaned up before the kernel is said to be gone
+	// (a DELETE answered means no process and no files left), unless the
+	// cleanup hangs: then after ShutdownWait.
+	select {
+	case <-k.last.cleanedCh():
+		k.leave(ctx)
+	default:
+		k.schedule(k.cfg.ShutdownWait, &cleanupTimeout{})
+	}
+}
+
+// leave takes the kernel out of the registry and answers its shutdowns;
+// the gateway's *goneAck then has its clients told (endSessions). Out of
+// the registry first: once a client sees its websocket close, the kernel is
+// already gone from the REST API.
+func (k *kernelActor) leave(ctx actor.Context) {
+	if k.left {
+		return
+	}
+	k.left = true
+	if !k.stopAsked.IsZero() {
+		k.cfg.Metrics.ShutdownDurations.Observe(time.Since(k.stopAsked))
+	}
+	ctx.Request(k.parent, &kernelGone{id: k.h.id, waiters: k.stopWaiters})
+	k.stopWaiters = nil
+}

@@ -1,0 +1,216 @@
+package actors
+
+import (
+	"sync/atomic"
+
+	"github.com/kernelgate/kernelgate/zmq"
+)
+
+// outLog is a kernel's recent output to its clients, in the order they are
+// to see it: one log per kernel, shared by every session, so a thousand
+// detached sessions cost a thousand positions, not a thousand copies.
+//
+// The kernel actor is its only writer. Websocket writers read it from their
+// own goroutines without locks: an entry is written once, before head moves
+// past it (an atomic store, so a reader that loads head sees the entries
+// below it), and never changed; entries live in chunks that are never
+// reused, so a reader holding a chunk keeps reading it safely after the log
+// has let it go. The log keeps the last entries within its bounds, and
+// fewer when no session needs them (see trim).
+type outLog struct {
+	head atomic.Uint64 // seq of the next entry; readable entries are below it
+	tail atomic.Pointer[logChunk]
+	// end is the end (see logEntry) of the newest entry, stored before head
+	// moves: a reader that loads head then end may count a newer entry's
+	// bytes, never miss one.
+	end atomic.Uint64
+
+	// Owned by the writer.
+	cur      *logChunk
+	low      uint64 // oldest entry kept
+	bytes    int64  // bytes of the entries from low to head
+	maxCount int
+	maxBytes int64
+	// keep is the oldest entry some session still needed when last asked
+	// (see trim): entries from it on that the bounds drop are lost to
+	// someone.
+	keep uint64
+}
+
+// logChunkSize entries per chunk: one allocation per that many messages.
+const logChunkSize = 256
+
+type logChunk struct {
+	base    uint64 // seq of entries[0]
+	entries [logChunkSize]logEntry
+	next    atomic.Pointer[logChunk]
+}
+
+// logEntry is one message for clients.
+type logEntry struct {
+	ch zmq.Channel
+	m  *zmq.Message
+	// to is the session the message is for (a reply to its request), or
+	// 0 for every session.
+	to   sessionNum
+	size int32
+	// end is the total size of the log's entries up to and including this
+	// one, since the log began: the bytes between two entries are the
+	// difference of their ends.
+	end uint64
+}
+
+// sessionNum numbers a kernel's sessions for log entries; 0 is everyone.
+type sessionNum uint32
+
+// newOutLog returns an empty log whose first entry will have seq 1, keeping
+// at most maxCount entries and maxBytes bytes.
+func newOutLog(maxCount int, maxBytes int64) *outLog {
+	l := &outLog{maxCount: maxCount, maxBytes: maxBytes, low: 1}
+	l.cur = &logChunk{base: 1}
+	l.tail.Store(l.cur)
+	l.head.Store(1)
+	return l
+}
+
+// append adds a message and returns how many entries some session still
+// needed that the bounds dropped to make room.
+func (l *outLog) append(ch zmq.Channel, m *zmq.Message, to sessionNum) (lost uint64) {
+	seq := l.head.Load()
+	if seq-l.cur.base == logChunkSize {
+		next := &logChunk{base: seq}
+		l.cur.next.Store(next)
+		l.cur = next
+	}
+	size := messageSize(m)
+	end := l.end.Load() + uint64(size)
+	l.cur.entries[seq-l.cur.base] = logEntry{ch: ch, m: m, to: to, size: int32(size), end: end}
+	l.end.Store(end)
+	l.head.Store(seq + 1)
+	l.bytes += int64(size)
+	return l.bound()
+}
+
+// bound drops the oldest entries beyond the count and byte bounds and
+// returns how many of them some session still needed.
+func (l *outLog) bound() (lost uint64) {
+	head := l.head.Load()
+	for l.low < head && (int(head-l.low) > l.maxCount || l.bytes > l.maxBytes) {
+		l.bytes -= int64(l.entryAt(l.low).size)
+		if l.low >= l.keep {
+			lost++
+		}
+		l.low++
+	}
+	l.release()
+	return lost
+}
+
+// trim drops the entries below keep that the bounds still allowed: no
+// session needs them any more.
+func (l *outLog) trim(keep uint64) {
+	keep = min(keep, l.head.Load())
+	l.keep = keep
+	for l.low < keep {
+		l.bytes -= int64(l.entryAt(l.low).size)
+		l.low++
+	}
+	l.release()
+}
+
+// release lets go of the chunks wholly below low.
+func (l *outLog) release() {
+	for t := l.tail.Load(); t != l.cur && t.base+logChunkSize <= l.low; t = l.tail.Load() {
+		l.tail.Store(t.next.Load())
+	}
+}
+
+// entryAt is the writer's view of a kept entry.
+func (l *outLog) entryAt(seq uint64) *logEntry {
+	c := l.tail.Load()
+	for seq >= c.base+logChunkSize {
+		c = c.next.Load()
+	}
+	return &c.entries[seq-c.base]
+}
+
+// oldest returns the seq of the oldest entry a reader can still find from
+// the log itself (a reader with a cursor below it has lost messages).
+func (l *outLog) oldest() uint64 { return l.tail.Load().base }
+
+// cursor is a reader's position in the log. Its zero value is not usable:
+// make one with at.
+type cursor struct {
+	c   *logChunk
+	seq uint64 // next entry to read
+}
+
+// at returns a cursor on seq, or on the oldest entry still kept when seq is
+// older; lost is how many entries were skipped.
+func (l *outLog) at(seq uint64) (cur cursor, lost uint64) {
+	c := l.tail.Load()
+	if seq < c.base {
+		lost, seq = c.base-seq, c.base
+	}
+	if head := l.head.Load(); seq > head {
+		seq = head
+	}
+	for seq >= c.base+logChunkSize {
+		n := c.next.Load()
+		if n == nil {
+			break
+		}
+		c = n
+	}
+	return cursor{c: c, seq: seq}, lost
+}
+
+// next returns the entry at the cursor and moves past it, or false when the
+// reader has caught up with the log.
+func (l *outLog) next(cur *cursor) (*logEntry, bool) {
+	if cur.seq >= l.head.Load() {
+		return nil, false
+	}
+	if cur.seq-cur.c.base == logChunkSize {
+		cur.c = cur.c.next.Load()
+	}
+	e := &cur.c.entries[cur.seq-cur.c.base]
+	cur.seq++
+	return e, true
+}
+
+// behind returns how many entries and bytes a reader at cur has yet to read.
+func (l *outLog) behind(cur cursor) (entries uint64, bytes uint64) {
+	head := l.head.Load()
+	if cur.seq >= head {
+		return 0, 0
+	}
+	c := cur.c
+	if cur.seq-c.base == logChunkSize {
+		c = c.next.Load() // exists: its first entry is below head
+	}
+	first := &c.entries[cur.seq-c.base]
+	return head - cur.seq, l.end.Load() - (first.end - uint64(first.size))
+}
+
+// find returns the seq of the newest kept entry below before, for session
+// s or for everyone, whose msg_id is msgID; 0 when there is none.
+func (l *outLog) find(msgID string, s sessionNum, before uint64) uint64 {
+	found := uint64(0)
+	cur, _ := l.at(0)
+	for e, ok := l.next(&cur); ok && cur.seq <= before; e, ok = l.next(&cur) {
+		if (e.to == 0 || e.to == s) && e.m.Head().MsgID == msgID {
+			found = cur.seq - 1
+		}
+	}
+	return found
+}
+
+// messageSize is what a message costs to keep and to write, in bytes.
+func messageSize(m *zmq.Message) int {
+	n := len(m.Header) + len(m.ParentHeader) + len(m.Metadata) + len(m.Content)
+	for _, b := range m.Buffers {
+		n += len(b)
+	}
+	return n
+}

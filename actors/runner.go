@@ -1,0 +1,423 @@
+package actors
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/kernelgate/kernelgate/actors/proxy"
+	"github.com/kernelgate/kernelgate/actors/store"
+	"github.com/kernelgate/kernelgate/internal/lograte"
+	"github.com/kernelgate/kernelgate/zmq"
+	"github.com/rs/zerolog"
+)
+
+// runner does the I/O of one launch of a kernel, so that its kernel actor
+// never waits on a process, a host, an API server or a disk. It owns the
+// launch's proxy.Kernel, its zmq.Client and its record writes, on two
+// goroutines:
+//
+//   - ops: the launch itself, then the provisioner's and the store's calls
+//     in the order the actor asked for them (a signal that hangs on a dead
+//     SSH host delays only the next provisioner call);
+//   - send: every message to the kernel, the actor's own (probes, shutdown
+//     and interrupt requests, heartbeats) and, once the kernel is ready, the
+//     clients' from the kernel's queue, on the one client: a kernel that
+//     does not read holds up only this goroutine.
+//
+// Results come back to the actor as messages tagged with the launch's gen;
+// the actor drops those of a launch that is over.
+type runner struct {
+	gen    uint64
+	kernel *actor.PID
+	sys    *actor.ActorSystem
+	cfg    *Config
+	log    zerolog.Logger
+
+	ops     chan func() // provisioner and store calls, in order
+	ctl     chan toKernel
+	clients <-chan outbound // the kernel's client queue, drained once ready
+	ready   chan struct{}   // closed: the kernel is ready for clients
+	done    chan struct{}   // closed: the launch is over (release)
+	cleaned chan struct{}   // closed: the launch's kernel is cleaned up
+	inbox   *inbox
+	// prev is the kernel's launch before this one: its cleanup (the same
+	// connection file, say) must be over before this launch begins.
+	prev *runner
+
+	// Owned by the ops goroutine once the launch succeeded.
+	proc   proxy.Kernel
+	client *zmq.Client
+
+	// mu orders the end of the launch against a release: whichever comes
+	// second does the cleanup.
+	mu       sync.Mutex
+	serving  bool // the launch succeeded and its ops are served
+	released bool
+	keep     bool
+	forget   func()
+}
+
+// toKernel is a message the actor sends the kernel itself: on a channel, or
+// a heartbeat ping (m nil) with seq.
+type toKernel struct {
+	ch  zmq.Channel
+	m   *zmq.Message
+	seq uint64
+}
+
+// outbound is a client's message on its way to the kernel.
+type outbound struct {
+	ch zmq.Channel
+	m  *zmq.Message
+}
+
+// Bounds of a runner's queues: the actor never blocks on them, and asks
+// for little at a time (a state change, a tick), so a full queue means a
+// provisioner or kernel that hangs; what does not fit is refused.
+const (
+	runnerOps = 64
+	runnerCtl = 64
+)
+
+// launched is the outcome of a launch.
+type launched struct {
+	gen    uint64
+	err    error
+	ci     zmq.ConnectionInfo
+	info   json.RawMessage // the provisioner's, for the record
+	poller bool            // its end is learned only by polling (proxy.Poller)
+}
+
+// Results of a runner's work, for its kernel actor.
+type (
+	procExited struct {
+		gen uint64
+		err error // how it ended; nil for a clean exit
+	}
+	hbEcho struct{ gen, seq uint64 }
+	// cleanedUp: a launch's kernel is cleaned up (and its record forgotten,
+	// if asked).
+	cleanedUp struct{ r *runner }
+	signaled  struct {
+		gen uint64
+		sig syscall.Signal
+		err error
+	}
+)
+
+func newRunner(k *kernelActor, prev *runner) *runner {
+	return &runner{gen: k.gen, kernel: k.self, sys: k.sys, cfg: k.cfg, log: k.log, prev: prev,
+		ops: make(chan func(), runnerOps), ctl: make(chan toKernel, runnerCtl), clients: k.toKernel,
+		ready: make(chan struct{}), done: make(chan struct{}), cleaned: make(chan struct{}), inbox: newInbox(k.cfg.KernelInbox)}
+}
+
+// start launches the kernel with start within timeout, connects its
+// channels, reports *launched and serves the launch until release.
+func (r *runner) start(start func(context.Context) (proxy.Kernel, error), timeout time.Duration) {
+	go func() {
+		proc, client, err := r.launch(start, timeout)
+		r.mu.Lock()
+		released, forget := r.released, r.forget
+		if err == nil && !released {
+			r.proc, r.client, r.serving = proc, client, true
+		}
+		r.mu.Unlock()
+		switch {
+		case err != nil:
+			// The launch cleaned up after itself.
+			r.sys.Root.Send(r.kernel, &launched{gen: r.gen, err: err})
+			r.inbox.close()
+			if released && forget != nil {
+				forget()
+			}
+			r.markCleaned()
+			return
+		case released:
+			// Released while launching: nobody wants this kernel.
+			r.proc, r.client = proc, client
+			r.final()
+			return
+		}
+		_, poller := proc.(proxy.Poller)
+		r.sys.Root.Send(r.kernel, &launched{gen: r.gen, ci: proc.ConnectionInfo(), info: proc.ProcessInfo(), poller: poller})
+		go func() {
+			select {
+			case <-proc.Exited():
+				r.sys.Root.Send(r.kernel, &procExited{gen: r.gen, err: proc.ExitErr()})
+			case <-r.done:
+			}
+		}()
+		go r.send()
+		r.serveOps()
+	}()
+}
+
+// launch provisions the kernel, then dials its channels while watching for
+// it to die.
+func (r *runner) launch(start func(context.Context) (proxy.Kernel, error), timeout time.Duration) (proxy.Kernel, *zmq.Client, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if r.prev != nil {
+		select {
+		case <-r.prev.cleaned:
+			r.prev = nil
+		case <-ctx.Done():
+			return nil, nil, fmt.Errorf("%w after %v: the kernel's previous launch is still being cleaned up", ErrLaunchTimeout, timeout)
+		}
+	}
+	proc, err := start(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	// A kernel that dies while we dial fails the launch at once; the
+	// watcher ends with this function (deferred cancel).
+	go func() {
+		select {
+		case <-proc.Exited():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	gen, self, sys, in := r.gen, r.kernel, r.sys, r.inbox
+	opts := zmq.Options{
+		Deliver: func(rc zmq.Received) {
+			if in.take() {
+				sys.Root.Send(self, &zmqIn{gen: gen, Received: rc, inbox: in})
+			}
+		},
+		Echo: func(seq uint64) { sys.Root.Send(self, &hbEcho{gen: gen, seq: seq}) },
+	}
+	client, err := zmq.Connect(ctx, proc.ConnectionInfo(), opts)
+	// A live kernel whose socket failed the ZMTP handshake gets another
+	// dial while the launch has time: seen about once in 5,000 starts of
+	// the synthetic (zmq4) kernel under heavy churn, the kernel's side
+	// giving up on a greeting that was sent.
+	for tries := 1; err != nil && tries < connectTries && ctx.Err() == nil && alive(proc); tries++ {
+		r.log.Warn().Err(err).Int("try", tries).Msg("connecting to the kernel failed; dialling again")
+		client, err = zmq.Connect(ctx, proc.ConnectionInfo(), opts)
+	}
+	if err == nil {
+		return proc, client, nil
+	}
+	select {
+	case <-proc.Exited():
+		err = fmt.Errorf("%w during start-up: %s", ErrKernelDied, exitText(proc.ExitErr()))
+	default:
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w after %v", ErrLaunchTimeout, timeout)
+		} else {
+			err = fmt.Errorf("%w: connecting to the kernel: %w", proxy.ErrLaunch, err)
+		}
+		proxy.Stop(proc, time.Second)
+	}
+	if cerr := proc.Cleanup(); cerr != nil {
+		r.log.Warn().Err(cerr).Msg("kernel cleanup")
+	}
+	return nil, nil, err
+}
+
+// connectTries bounds the dials of one launch's channels.
+const connectTries = 3
+
+func alive(proc proxy.Kernel) bool {
+	select {
+	case <-proc.Exited():
+		return false
+	default:
+		return true
+	}
+}
+
+// serveOps runs the actor's provisioner and store calls until release.
+func (r *runner) serveOps() {
+	for {
+		select {
+		case op := <-r.ops:
+			op()
+		case <-r.done:
+			// release queued the last op (or none): run what is left.
+			for {
+				select {
+				case op := <-r.ops:
+					op()
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// do queues op for the ops goroutine; false when the queue is full (a
+// provisioner call hangs and many more were asked for).
+func (r *runner) do(op func()) bool {
+	select {
+	case r.ops <- op:
+		return true
+	default:
+		if n := r.cfg.Metrics.RunnerRefused.Add(1); lograte.Crossed(n-1, n) {
+			r.log.Warn().Uint64("refused", n).Msg("the kernel's provisioner is not answering; a call was refused")
+		}
+		return false
+	}
+}
+
+// signal delivers sig to the kernel process and reports the outcome as
+// *signaled; answer, when set, also gets it as *done.
+func (r *runner) signal(sig syscall.Signal, answer *actor.PID) {
+	ok := r.do(func() {
+		err := r.proc.Signal(sig)
+		if err != nil {
+			r.log.Warn().Err(err).Str("signal", sig.String()).Msg("signalling the kernel failed")
+		}
+		r.sys.Root.Send(r.kernel, &signaled{gen: r.gen, sig: sig, err: err})
+		if answer != nil {
+			r.sys.Root.Send(answer, &done{err: err})
+		}
+	})
+	if !ok && answer != nil {
+		r.sys.Root.Send(answer, &done{err: fmt.Errorf("%w: its provisioner is not answering", ErrKernelUnavailable)})
+	}
+}
+
+// poll asks a kernel that cannot announce its end whether it lives, then
+// schedules the next poll after.
+func (r *runner) poll(after time.Duration) {
+	r.do(func() {
+		if p, ok := r.proc.(proxy.Poller); ok {
+			p.Poll()
+		}
+		sendLater(r.sys, r.kernel, after, &pollTick{gen: r.gen})
+	})
+}
+
+// persist records the launch so that a restarted gateway can take the
+// kernel back.
+func (r *runner) persist(s store.Store, rec store.Record) {
+	r.do(func() {
+		if err := s.Save(rec); err != nil {
+			r.log.Warn().Err(err).Msg("cannot record the kernel; it will not survive a gateway restart")
+		}
+	})
+}
+
+// send is the launch's only writer to the kernel.
+func (r *runner) send() {
+	var clients <-chan outbound
+	ready := r.ready
+	sent := uint64(0)
+	flush := func() {
+		if sent > 0 {
+			r.cfg.Metrics.MessagesToKernels.Add(sent)
+			sent = 0
+		}
+	}
+	defer flush()
+	for {
+		select {
+		case <-r.done:
+			return
+		case <-ready:
+			clients, ready = r.clients, nil
+		case c := <-r.ctl:
+			var err error
+			if c.m == nil {
+				err = r.client.Ping(c.seq)
+			} else {
+				err = r.client.Send(c.ch, c.m)
+			}
+			if err != nil {
+				r.log.Debug().Err(err).Msg("send to kernel failed")
+			}
+		case ob := <-clients:
+			if err := r.client.Send(ob.ch, ob.m); err != nil {
+				r.log.Debug().Err(err).Msg("send to kernel failed")
+				continue
+			}
+			if sent++; len(clients) == 0 {
+				flush()
+			}
+		}
+	}
+}
+
+// toKernel queues the actor's own message for the kernel; it never blocks.
+func (r *runner) sendKernel(t toKernel) {
+	select {
+	case r.ctl <- t:
+	default:
+		if n := r.cfg.Metrics.KernelQueueDropped.Add(1); lograte.Crossed(n-1, n) {
+			r.log.Warn().Uint64("dropped", n).Msg("kernel is not reading; dropped a message to it")
+		}
+	}
+}
+
+// markReady lets clients' messages through: the kernel has answered its
+// handshake.
+func (r *runner) markReady() {
+	select {
+	case <-r.ready:
+	default:
+		close(r.ready)
+	}
+}
+
+// release ends the launch: the sender and the readers stop, then (in
+// order after the calls already queued) the channels close and, unless
+// keep is set (the kernel lives on for the next gateway), the provisioner
+// cleans up; then forget runs (the kernel's record is deleted, say). A
+// launch still in progress does the same when it ends.
+func (r *runner) release(keep bool, forget func()) {
+	r.inbox.close()
+	r.mu.Lock()
+	r.released, r.keep, r.forget = true, keep, forget
+	serving := r.serving
+	r.mu.Unlock()
+	if serving {
+		// Queued before done closes, so the ops goroutine runs it last.
+		select {
+		case r.ops <- r.final:
+		default:
+			// The queue is full behind a hung call: clean up beside it.
+			go r.final()
+		}
+	}
+	close(r.done)
+}
+
+// cleanedCh is closed once the launch is cleaned up; for no launch at all,
+// it is closed already.
+func (r *runner) cleanedCh() <-chan struct{} {
+	if r == nil {
+		return closedCh
+	}
+	return r.cleaned
+}
+
+var closedCh = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// markCleaned tells whoever waits that the launch is cleaned up: the next
+// launch, and the kernel actor.
+func (r *runner) markCleaned() {
+	close(r.cleaned)
+	r.sys.Root.Send(r.kernel, &cleanedUp{r: r})
+}
+
+// final closes the launch's channels and cleans up its kernel.
+func (r *runner) final() {
+	defer r.markCleaned()
+	r.client.Close()
+	if !r.keep {
+		if err := r.proc.Cleanup(); err != nil {
+			r.log.Warn().Err(err).Msg("kernel cleanup")
+		}
+	}
+	if r.forget != nil {
+		r.forget()
+	}
+}
