@@ -13,6 +13,7 @@ import (
 
 	"github.com/kernelgate/kernelgate/actors/proxy"
 	"github.com/kernelgate/kernelgate/actors/proxy/local"
+	"github.com/kernelgate/kernelgate/actors/proxy/ports"
 	"github.com/kernelgate/kernelgate/internal/leaktest"
 	"github.com/kernelgate/kernelgate/internal/testkit"
 	"github.com/kernelgate/kernelgate/kernelspecs"
@@ -22,10 +23,9 @@ import (
 
 // testPorts is shared by every harness of this package, so kernels of one
 // test and the next never get the same port.
-var testPorts = func() *zmq.PortAllocator {
-	a := zmq.NewPortAllocator("127.0.0.1", time.Minute)
-	a.Low, a.High = testkit.PortRange("actors")
-	return a
+var testPorts = func() *ports.Allocator {
+	low, high := testkit.PortRange("actors")
+	return ports.NewAllocator("127.0.0.1", ports.Range{Low: low, High: high}, time.Minute)
 }()
 
 // harness is a Gateway over real local kernels with a kernelspec dir of
@@ -342,31 +342,6 @@ func TestEnvRules(t *testing.T) {
 			testkit.ErrorIs(t, err, tt.want)
 		})
 	}
-}
-
-func TestKernelEnvPrecedence(t *testing.T) {
-	t.Setenv("SECRET_OF_GATEWAY", "x")
-	t.Setenv("EG_AUTH_TOKEN", "tok")
-	cfg := &Config{BaseEnvs: []string{"HOME", "EG_AUTH_TOKEN"}, InheritedEnvs: []string{"SHARED"}}
-	t.Setenv("SHARED", "inherited")
-	spec := kernelspecs.Spec{Language: "Python", Env: map[string]string{
-		"FROM_SPEC": "spec-${HOME}-${UNKNOWN}-$HOME", "KERNEL_OVERRIDE": "spec", "SHARED": "spec"}}
-	client, err := clientEnv(map[string]any{"KERNEL_OVERRIDE": "client", "PATH": "/evil", "KERNEL_GATEWAY": "0"}, nil)
-	testkit.NoError(t, err)
-	env := kernelEnv(cfg, spec, client, "id-1", "alice")
-	testkit.Equal(t, env["FROM_SPEC"], "spec-"+os.Getenv("HOME")+"-${UNKNOWN}-$HOME")
-	testkit.Equal(t, env["KERNEL_OVERRIDE"], "client")
-	testkit.Equal(t, env["SHARED"], "spec")
-	testkit.Equal(t, env["KERNEL_GATEWAY"], "1")
-	testkit.Equal(t, env["KERNEL_ID"], "id-1")
-	testkit.Equal(t, env["KERNEL_USERNAME"], "alice")
-	testkit.Equal(t, env["KERNEL_LANGUAGE"], "python")
-	_, hasPath := env["PATH"]
-	testkit.Equal(t, hasPath, false)
-	_, hasSecret := env["SECRET_OF_GATEWAY"]
-	testkit.Equal(t, hasSecret, false)
-	_, hasToken := env["EG_AUTH_TOKEN"]
-	testkit.Equal(t, hasToken, false)
 }
 
 func TestPanicInOneKernelActorDisturbsNoOther(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/kernelgate/kernelgate/actors/admission"
 	"github.com/kernelgate/kernelgate/actors/proxy"
 	"github.com/kernelgate/kernelgate/actors/store"
 	"github.com/kernelgate/kernelgate/kernelspecs"
@@ -134,6 +135,22 @@ type Config struct {
 	// Proxies maps kernelspecs to provisioners.
 	Proxies *proxy.Registry
 	Logger  zerolog.Logger
+}
+
+// StartRequest asks for a new kernel: the body of POST /api/kernels.
+type StartRequest struct {
+	// Name is the kernelspec; empty means the default.
+	Name string
+	// Env is the request's env object as decoded JSON; values are checked
+	// on admission, so a non-string value is an error rather than a decode
+	// failure.
+	Env map[string]any
+	// Path is the notebook path, relative to the gateway's root dir.
+	Path string
+}
+
+func (c *Config) envConfig() admission.EnvConfig {
+	return admission.EnvConfig{BaseEnvs: c.BaseEnvs, InheritedEnvs: c.InheritedEnvs}
 }
 
 // validate reports what makes a configuration unusable.

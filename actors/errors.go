@@ -1,6 +1,10 @@
 package actors
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/kernelgate/kernelgate/actors/admission"
+)
 
 // Errors callers test with errors.Is; the HTTP layer maps them to status
 // codes. Each is wrapped with a message fit for the client.
@@ -10,11 +14,11 @@ var (
 	// ErrNoSuchKernelSpec: the requested kernelspec does not exist.
 	ErrNoSuchKernelSpec = errors.New("no such kernelspec")
 	// ErrLimit: max_kernels or max_kernels_per_user would be exceeded.
-	ErrLimit = errors.New("kernel limit reached")
+	ErrLimit = admission.ErrLimit
 	// ErrForbidden: the user may not use that kernelspec or kernel.
-	ErrForbidden = errors.New("forbidden")
+	ErrForbidden = admission.ErrForbidden
 	// ErrBadRequest: the request (its env, its kernel id) is invalid.
-	ErrBadRequest = errors.New("bad request")
+	ErrBadRequest = admission.ErrBadRequest
 	// ErrConflict: a kernel with the requested id already exists.
 	ErrConflict = errors.New("kernel id in use")
 	// ErrLaunchTimeout: the kernel did not come up within the launch timeout.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/google/uuid"
+	"github.com/kernelgate/kernelgate/actors/admission"
 	"github.com/kernelgate/kernelgate/actors/store"
 	"github.com/kernelgate/kernelgate/kernelspecs"
 )
@@ -67,7 +68,7 @@ func (g *gatewayActor) Receive(ctx actor.Context) {
 	case *kernelGone:
 		g.forget(ctx, m.id)
 		for _, w := range m.waiters {
-			ctx.Send(w, &done{})
+			ctx.Send(w, &result{})
 		}
 		if ctx.Sender() != nil {
 			ctx.Respond(&goneAck{})
@@ -94,7 +95,7 @@ func (g *gatewayActor) Receive(ctx actor.Context) {
 		if err := g.takeBack(ctx, m.rec); err != nil {
 			ctx.Respond(&started{err: err})
 		}
-	case *done: // a child's answer to the drain's shutdownKernel
+	case *result: // a child's answer to the drain's shutdownKernel
 	case gatewayInspect:
 		m(g)
 	}
@@ -124,7 +125,7 @@ func (g *gatewayActor) checkDrained() {
 		return
 	}
 	for _, d := range g.drainers {
-		g.reg.sys.Root.Send(d, &done{})
+		g.reg.sys.Root.Send(d, &result{})
 	}
 	g.drainers = nil
 }
@@ -152,7 +153,7 @@ func (g *gatewayActor) start(ctx actor.Context, req StartRequest, waiter *actor.
 	if !ok {
 		return fmt.Errorf("%w: no kernelspec named '%s'", ErrNoSuchKernelSpec, name)
 	}
-	env, err := clientEnv(req.Env, g.cfg.ClientEnvs)
+	env, err := admission.ClientEnv(req.Env, g.cfg.ClientEnvs)
 	if err != nil {
 		return err
 	}
@@ -160,13 +161,11 @@ func (g *gatewayActor) start(ctx actor.Context, req StartRequest, waiter *actor.
 	if user == "" {
 		user = g.cfg.DefaultUsername
 	}
-	if !g.cfg.Access.Allows(spec, user) {
-		return fmt.Errorf("%w: user '%s' is not authorized to start kernel '%s'; "+
-			"ensure KERNEL_USERNAME is set to an appropriate value and retry the request", ErrForbidden, user, spec.DisplayName)
+	if err := admission.Authorize(g.cfg.Access, spec, user); err != nil {
+		return err
 	}
-	if max := g.cfg.MaxKernelsPerUser; max >= 0 && g.byUser[user] >= max {
-		return fmt.Errorf("%w: a max kernels per user limit has been set to %d and user '%s' currently has %d active and pending kernels",
-			ErrLimit, max, user, g.byUser[user])
+	if err := admission.UserLimit(g.cfg.MaxKernelsPerUser, g.byUser[user], user); err != nil {
+		return err
 	}
 	if g.poolable(env) {
 		if h := g.takeWarm(spec.Name); h != nil {
@@ -188,12 +187,11 @@ func (g *gatewayActor) start(ctx actor.Context, req StartRequest, waiter *actor.
 	if _, dup := g.children[id]; dup {
 		return fmt.Errorf("%w: a kernel with id %s already exists", ErrConflict, id)
 	}
-	// A warm kernel yields its place to a kernel someone asked for.
-	if max := g.cfg.MaxKernels; max > 0 && len(g.children) >= max && !g.retirePooled(ctx) {
-		return fmt.Errorf("%w: a max kernels limit has been set to %d and there are currently %d active and pending kernels",
-			ErrLimit, max, len(g.children))
+	// A pooled kernel yields its place to a kernel someone asked for.
+	if err := admission.GatewayLimit(g.cfg.MaxKernels, len(g.children)); err != nil && !g.retirePooled(ctx) {
+		return err
 	}
-	if _, err := g.spawn(ctx, kernelOpts{spec: spec, id: id, user: user, env: kernelEnv(g.cfg, spec, env, id, user), waiter: waiter}); err != nil {
+	if _, err := g.spawn(ctx, kernelOpts{spec: spec, id: id, user: user, env: admission.KernelEnv(g.cfg.envConfig(), spec, env, id, user), waiter: waiter}); err != nil {
 		return err
 	}
 	g.pending[id] = user

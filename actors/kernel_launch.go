@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/kernelgate/kernelgate/actors/admission"
 	"github.com/kernelgate/kernelgate/actors/proxy"
 	"github.com/kernelgate/kernelgate/actors/store"
 	"github.com/kernelgate/kernelgate/zmq"
@@ -19,7 +20,7 @@ func (k *kernelActor) launch() {
 	k.ready = zmq.Readiness{Session: "kernelgate-" + k.h.id, Username: "kernelgate"}
 	k.run = newRunner(k, k.last)
 	k.last = k.run
-	k.run.start(k.starter(), launchTimeout(k.env["KERNEL_LAUNCH_TIMEOUT"], k.cfg.LaunchTimeout))
+	k.run.start(k.starter(), admission.LaunchTimeout(k.env["KERNEL_LAUNCH_TIMEOUT"], k.cfg.LaunchTimeout))
 }
 
 // starter returns what the next launch runs: the provisioner's Launch, or,

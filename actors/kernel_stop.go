@@ -14,7 +14,7 @@ import (
 // the runner once delivered).
 func (k *kernelActor) interrupt(ctx actor.Context) {
 	if k.phase != phaseRunning || !k.up {
-		ctx.Respond(&done{err: k.unavailable()})
+		ctx.Respond(&result{err: k.unavailable()})
 		return
 	}
 	if k.spec.InterruptMode == "message" {
@@ -22,14 +22,14 @@ func (k *kernelActor) interrupt(ctx actor.Context) {
 		if err == nil {
 			k.run.sendKernel(toKernel{ch: zmq.Control, m: m})
 		}
-		ctx.Respond(&done{err: err})
+		ctx.Respond(&result{err: err})
 		return
 	}
 	sig := syscall.SIGINT
 	if name := k.env["EG_ALTERNATE_SIGINT"]; name != "" {
 		s, ok := signalByName(name)
 		if !ok {
-			ctx.Respond(&done{err: fmt.Errorf("%w: EG_ALTERNATE_SIGINT %q is not a signal", ErrBadRequest, name)})
+			ctx.Respond(&result{err: fmt.Errorf("%w: EG_ALTERNATE_SIGINT %q is not a signal", ErrBadRequest, name)})
 			return
 		}
 		sig = s

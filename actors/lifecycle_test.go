@@ -614,7 +614,7 @@ func (f *fakeGateway) shutdownByActor(id string) error {
 	if err != nil {
 		return err
 	}
-	return res.(*done).err
+	return res.(*result).err
 }
 
 func (f *fakeGateway) inspect(id string, fn func(*kernelActor)) {

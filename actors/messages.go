@@ -18,23 +18,23 @@ type started struct {
 }
 
 // interruptKernel, restartKernel and shutdownKernel go to a kernel actor.
-// interrupt and shutdown are answered with *done, restart with *started.
+// interrupt and shutdown are answered with *result, restart with *started.
 type (
 	interruptKernel struct{}
 	restartKernel   struct{}
 	// keepKernel ends the kernel's actor but leaves its process running
-	// for the next gateway process; answered with *done once gone.
+	// for the next gateway process; answered with *result once gone.
 	keepKernel struct{}
 	// shutdownKernel ends a kernel; reason, when set, is what its clients
 	// are told in the close frame (a cull, say).
 	shutdownKernel struct{ reason string }
 )
 
-// done answers a request that returns only an error.
-type done struct{ err error }
+// result answers a request that returns only an error.
+type result struct{ err error }
 
 // drain tells the gateway actor to refuse new kernels and shut every kernel
-// down; answered with *done once none is left.
+// down; answered with *result once none is left.
 type drain struct {
 	keep bool // leave recorded kernels running (KeepKernelsOnStop)
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/kernelgate/kernelgate/actors/admission"
 )
 
 // Warm pools: per kernelspec, kernels launched ahead of demand so that a
@@ -164,7 +165,7 @@ func (g *gatewayActor) refill(ctx actor.Context) {
 				break
 			}
 			id := newKernelID()
-			env := kernelEnv(g.cfg, spec, nil, id, "")
+			env := admission.KernelEnv(g.cfg.envConfig(), spec, nil, id, "")
 			delete(env, "KERNEL_USERNAME") // not known until the kernel is taken
 			h, err := g.spawn(ctx, kernelOpts{spec: spec, id: id, env: env, pooled: true})
 			if err != nil {

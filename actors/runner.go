@@ -268,7 +268,7 @@ func (r *runner) do(op func()) bool {
 }
 
 // signal delivers sig to the kernel process and reports the outcome as
-// *signaled; answer, when set, also gets it as *done.
+// *signaled; answer, when set, also gets it as *result.
 func (r *runner) signal(sig syscall.Signal, answer *actor.PID) {
 	ok := r.do(func() {
 		err := r.proc.Signal(sig)
@@ -277,11 +277,11 @@ func (r *runner) signal(sig syscall.Signal, answer *actor.PID) {
 		}
 		r.sys.Root.Send(r.kernel, &signaled{gen: r.gen, sig: sig, err: err})
 		if answer != nil {
-			r.sys.Root.Send(answer, &done{err: err})
+			r.sys.Root.Send(answer, &result{err: err})
 		}
 	})
 	if !ok && answer != nil {
-		r.sys.Root.Send(answer, &done{err: fmt.Errorf("%w: its provisioner is not answering", ErrKernelUnavailable)})
+		r.sys.Root.Send(answer, &result{err: fmt.Errorf("%w: its provisioner is not answering", ErrKernelUnavailable)})
 	}
 }
 

@@ -53,7 +53,7 @@ type (
 		err error
 	}
 	// detachWS: a websocket's connection has ended, as ending says, and
-	// its writer has stopped; answered with *done.
+	// its writer has stopped; answered with *result.
 	detachWS struct {
 		sessionID string
 		w         *writer
@@ -174,7 +174,7 @@ func (k *kernelActor) unplug(w *writer) bool {
 
 // detach serves *detachWS: the connection of w has ended.
 func (k *kernelActor) detach(ctx actor.Context, m *detachWS) {
-	defer ctx.Respond(&done{})
+	defer ctx.Respond(&result{})
 	k.h.connections.Add(-1)
 	k.unplug(m.w)
 	s, ok := k.sessions[m.sessionID]

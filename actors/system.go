@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/kernelgate/kernelgate/actors/admission"
 	"github.com/rs/zerolog"
 )
 
@@ -121,7 +122,7 @@ func (g *Gateway) request(pid *actor.PID, msg any, timeout time.Duration) (any, 
 // channels are connected.
 func (g *Gateway) StartKernel(req StartRequest) (Model, error) {
 	s, _ := req.Env["KERNEL_LAUNCH_TIMEOUT"].(string)
-	timeout := max(g.cfg.LaunchTimeout, launchTimeout(s, g.cfg.LaunchTimeout))
+	timeout := max(g.cfg.LaunchTimeout, admission.LaunchTimeout(s, g.cfg.LaunchTimeout))
 	res, err := g.request(g.pid, &startKernel{req: req}, timeout+10*time.Second)
 	if errors.Is(err, ErrTimeout) {
 		err = fmt.Errorf("%w: %w", ErrLaunchTimeout, err)
@@ -171,7 +172,7 @@ func (g *Gateway) Interrupt(id string) error {
 	if err != nil {
 		return err
 	}
-	return res.(*done).err
+	return res.(*result).err
 }
 
 // Restart restarts the kernel under the same id and returns its model once
@@ -202,7 +203,7 @@ func (g *Gateway) Shutdown(id string) error {
 	if err != nil {
 		return err
 	}
-	return res.(*done).err
+	return res.(*result).err
 }
 
 // Close refuses new kernels, shuts every kernel down (waiting up to

@@ -13,12 +13,12 @@ import (
 	"github.com/kernelgate/kernelgate/actors"
 	"github.com/kernelgate/kernelgate/actors/proxy"
 	"github.com/kernelgate/kernelgate/actors/proxy/local"
+	"github.com/kernelgate/kernelgate/actors/proxy/ports"
 	"github.com/kernelgate/kernelgate/bench/synthkernel"
 	kghttp "github.com/kernelgate/kernelgate/http"
 	"github.com/kernelgate/kernelgate/internal/leaktest"
 	"github.com/kernelgate/kernelgate/internal/testkit"
 	"github.com/kernelgate/kernelgate/kernelspecs"
-	"github.com/kernelgate/kernelgate/zmq"
 	"github.com/rs/zerolog"
 )
 
@@ -28,10 +28,9 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-var testPorts = func() *zmq.PortAllocator {
-	a := zmq.NewPortAllocator("127.0.0.1", time.Minute)
-	a.Low, a.High = testkit.PortRange("bench")
-	return a
+var testPorts = func() *ports.Allocator {
+	low, high := testkit.PortRange("bench")
+	return ports.NewAllocator("127.0.0.1", ports.Range{Low: low, High: high}, time.Minute)
 }()
 
 // specDir writes a Jupyter path with the synthetic kernelspec (this test

@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/kernelgate/kernelgate/actors/proxy"
 	"github.com/kernelgate/kernelgate/actors/proxy/local"
+	"github.com/kernelgate/kernelgate/actors/proxy/ports"
 	"github.com/kernelgate/kernelgate/kernelspecs"
 	"github.com/kernelgate/kernelgate/zmq"
 	"github.com/rs/zerolog"
@@ -47,10 +48,9 @@ func NewDirect(kernel string) (*Direct, error) {
 	if err != nil {
 		return nil, err
 	}
-	ports := zmq.NewPortAllocator("127.0.0.1", time.Minute)
-	ports.Low, ports.High = DirectPortLow, DirectPortHigh
+	alloc := ports.NewAllocator("127.0.0.1", ports.Range{Low: DirectPortLow, High: DirectPortHigh}, time.Minute)
 	return &Direct{spec: spec, dir: dir, kernels: make(map[string]proxy.Kernel),
-		prov: &local.Provisioner{Ports: ports, RuntimeDir: filepath.Join(dir, "runtime")}}, nil
+		prov: &local.Provisioner{Ports: alloc, RuntimeDir: filepath.Join(dir, "runtime")}}, nil
 }
 
 // Start launches a kernel process.

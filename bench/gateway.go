@@ -15,7 +15,6 @@ import (
 
 	"github.com/fasthttp/websocket"
 	"github.com/google/uuid"
-	"github.com/kernelgate/kernelgate/actors"
 	"github.com/kernelgate/kernelgate/http/framing"
 	"github.com/kernelgate/kernelgate/zmq"
 )
@@ -148,17 +147,24 @@ func (g *Gateway) Connect(ctx context.Context, id string) (Conn, error) {
 	u := *g.base
 	u.Scheme = strings.Replace(u.Scheme, "http", "ws", 1)
 	u.Path += "/api/kernels/" + url.PathEscape(id) + "/channels"
-	q := url.Values{"session_id": {uuid.NewString()}}
+	session := uuid.NewString()
 	header := http.Header{}
 	if g.token != "" {
 		header.Set("Authorization", "token "+g.token)
 	}
-	u.RawQuery = q.Encode()
 	d := &websocket.Dialer{ReadBufferSize: 64 << 10, WriteBufferSize: 16 << 10}
 	if g.protocol == "v1" {
 		d.Subprotocols = []string{framing.SubprotocolV1}
 	}
-	w := &wsConn{dial: func(ctx context.Context) (*websocket.Conn, error) {
+	// A reconnect says which message came last (kernelgate's
+	// ?last_msg_id=), so it gets exactly what followed; other gateways
+	// ignore it.
+	w := &wsConn{dial: func(ctx context.Context, lastMsgID string) (*websocket.Conn, error) {
+		q := url.Values{"session_id": {session}}
+		if lastMsgID != "" {
+			q.Set("last_msg_id", lastMsgID)
+		}
+		u.RawQuery = q.Encode()
 		c, resp, err := d.DialContext(ctx, u.String(), header)
 		if err != nil {
 			if resp != nil {
@@ -169,7 +175,7 @@ func (g *Gateway) Connect(ctx context.Context, id string) (Conn, error) {
 		c.SetReadLimit(256 << 20)
 		return c, nil
 	}, ended: make(chan struct{})}
-	c, err := w.dial(ctx)
+	c, err := w.dial(ctx, "")
 	if err != nil {
 		return nil, err
 	}
@@ -182,7 +188,8 @@ func (g *Gateway) Connect(ctx context.Context, id string) (Conn, error) {
 // wsConn is a kernel websocket: a reader goroutine feeds the tracker.
 type wsConn struct {
 	*tracker
-	dial  func(context.Context) (*websocket.Conn, error)
+	dial  func(ctx context.Context, lastMsgID string) (*websocket.Conn, error)
+	last  string // msg_id of the last message read; the reader's
 	codec framing.Codec
 	ended chan struct{} // the reader has exited
 
@@ -216,7 +223,7 @@ func (w *wsConn) conn() *websocket.Conn {
 // read decodes every frame into the tracker, reading into one reused
 // buffer (the tracker keeps nothing of a message). A close 1013 (the
 // gateway found this client too slow) is followed by a reconnect with the
-// same session id, which replays what the session buffered meanwhile.
+// same session id and the last message read, for exactly what followed.
 func (w *wsConn) read() {
 	defer close(w.ended)
 	defer w.closeAll()
@@ -229,7 +236,7 @@ func (w *wsConn) read() {
 			_, err = buf.ReadFrom(r)
 		}
 		if err != nil {
-			if !websocket.IsCloseError(err, actors.CloseTryAgain) || w.reconnects.Load() >= maxReconnects {
+			if !websocket.IsCloseError(err, websocket.CloseTryAgainLater) || w.reconnects.Load() >= maxReconnects {
 				return
 			}
 			if c = w.reconnect(); c == nil {
@@ -241,6 +248,7 @@ func (w *wsConn) read() {
 		if err != nil {
 			continue // nothing the harness waits for comes in a frame it cannot read
 		}
+		w.last = m.Head().MsgID
 		w.observe(ch, m)
 	}
 }
@@ -248,7 +256,7 @@ func (w *wsConn) read() {
 func (w *wsConn) reconnect() *websocket.Conn {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := w.dial(ctx)
+	c, err := w.dial(ctx, w.last)
 	if err != nil {
 		return nil
 	}

@@ -467,3 +467,20 @@ func TestMalformedBodiesGetClientErrors(t *testing.T) {
 	testkit.Equal(t, len(h.gw.Kernels()), 0)
 	h.expect("GET", "/api", "", 200)
 }
+
+// A server error carries an id, in its body and in the matching log line,
+// so that what a user reports can be found.
+func TestServerErrorsCarryAnIDTheLogHasToo(t *testing.T) {
+	var logs lockedBuffer
+	h := newHarness(t, func(c *Config, a *actors.Config) {
+		log := zerolog.New(&logs)
+		c.Logger, a.Logger = log, log
+	})
+	b := h.expect("POST", "/api/kernels", `{"name":"restricted","env":{"KERNEL_USERNAME":"alice"}}`, 500)
+	id := decode[map[string]string](t, b)["error_id"]
+	testkit.True(t, len(id) == 12, "error body %s has no error id", b)
+	testkit.True(t, strings.Contains(logs.String(), `"error_id":"`+id+`"`), "the log has no line with error id %s", id)
+	b = h.expect("GET", "/api/kernels/nope-nope-nope-nope-nope", "", 404)
+	_, has := decode[map[string]string](t, b)["error_id"]
+	testkit.True(t, !has, "a client error got an error id: %s", b)
+}

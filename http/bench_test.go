@@ -21,7 +21,7 @@ import (
 // directSynthetic runs the synthetic kernel as its own process and connects
 // a zmq.Client to it: the no-gateway baseline.
 func directSynthetic(b *testing.B) *zmq.Client {
-	ci, err := zmq.NewConnectionInfo(testPorts, "synthetic")
+	ci, err := testPorts.ConnectionInfo("synthetic")
 	testkit.NoError(b, err)
 	path := filepath.Join(b.TempDir(), "k.json")
 	testkit.NoError(b, zmq.WriteConnectionFile(path, ci))
@@ -196,7 +196,7 @@ func BenchmarkStartLatency(b *testing.B) {
 		var d []time.Duration
 		for range b.N {
 			t0 := time.Now()
-			ci, err := zmq.NewConnectionInfo(testPorts, "python3")
+			ci, err := testPorts.ConnectionInfo("python3")
 			testkit.NoError(b, err)
 			path := filepath.Join(b.TempDir(), "k.json")
 			testkit.NoError(b, zmq.WriteConnectionFile(path, ci))

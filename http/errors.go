@@ -1,6 +1,8 @@
 package http
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 
@@ -49,8 +51,10 @@ func statusOf(err error) int {
 	return fasthttp.StatusInternalServerError
 }
 
-// writeError answers with the JSON error shape clients parse.
-func writeError(ctx *fasthttp.RequestCtx, err error) {
+// writeError answers with the JSON error shape clients parse. A server
+// error also gets an id, in the body and returned for the log line, so that
+// an operator finds what a user reports.
+func writeError(ctx *fasthttp.RequestCtx, err error) (id string) {
 	status := statusOf(err)
 	reason := fasthttp.StatusMessage(status)
 	var he *Error
@@ -60,7 +64,15 @@ func writeError(ctx *fasthttp.RequestCtx, err error) {
 	if errors.Is(err, actors.ErrLimit) {
 		reason = "Resource Limit" // what EG says; clients show it
 	}
-	writeJSON(ctx, status, map[string]string{"reason": reason, "message": err.Error()})
+	body := map[string]string{"reason": reason, "message": err.Error()}
+	if status >= 500 {
+		var b [6]byte
+		rand.Read(b[:])
+		id = hex.EncodeToString(b[:])
+		body["error_id"] = id
+	}
+	writeJSON(ctx, status, body)
+	return id
 }
 
 func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {

@@ -17,20 +17,19 @@ import (
 	"github.com/kernelgate/kernelgate/actors"
 	"github.com/kernelgate/kernelgate/actors/proxy"
 	"github.com/kernelgate/kernelgate/actors/proxy/local"
+	"github.com/kernelgate/kernelgate/actors/proxy/ports"
 	"github.com/kernelgate/kernelgate/bench/synthkernel"
 	"github.com/kernelgate/kernelgate/internal/testkit"
 	"github.com/kernelgate/kernelgate/kernelspecs"
-	"github.com/kernelgate/kernelgate/zmq"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/rs/zerolog"
 )
 
 // testPorts is shared by every harness and benchmark of this package.
-var testPorts = func() *zmq.PortAllocator {
-	a := zmq.NewPortAllocator("127.0.0.1", time.Minute)
-	a.Low, a.High = testkit.PortRange("http")
-	return a
+var testPorts = func() *ports.Allocator {
+	low, high := testkit.PortRange("http")
+	return ports.NewAllocator("127.0.0.1", ports.Range{Low: low, High: high}, time.Minute)
 }()
 
 // harness is a gateway with its HTTP server on 127.0.0.1:0, real local

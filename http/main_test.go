@@ -4,8 +4,8 @@ import (
 	"os"
 	"testing"
 
-	"github.com/kernelgate/kernelgate/actors/proxy/remote/launcher"
 	"github.com/kernelgate/kernelgate/bench/synthkernel"
+	"github.com/kernelgate/kernelgate/launcher"
 )
 
 // TestMain lets the test binary double as the synthetic kernel (the

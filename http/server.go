@@ -300,13 +300,14 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
 	s.setCORS(ctx)
 	name, err := s.dispatch(ctx)
+	var errorID string
 	if err != nil {
-		writeError(ctx, err)
+		errorID = writeError(ctx, err)
 	}
 	s.metrics.observe(name, ctx.Method(), ctx.Response.StatusCode(), time.Since(start))
 	ev := s.cfg.Logger.Info()
 	if ctx.Response.StatusCode() >= 500 {
-		ev = s.cfg.Logger.Warn().AnErr("error", err)
+		ev = s.cfg.Logger.Warn().AnErr("error", err).Str("error_id", errorID)
 	}
 	// The path only: the query may carry the token.
 	ev.Str("method", methodLabel(ctx.Method())).Str("path", string(ctx.Path())).

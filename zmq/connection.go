@@ -6,13 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	mrand "math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
-	"time"
 )
 
 // ConnectionInfo is the content of a kernel connection file.
@@ -122,93 +119,13 @@ func NewKey() string {
 	return hex.EncodeToString(b[:])
 }
 
-// PortAllocator hands out free TCP ports on one IP. A port it has handed out
-// is not handed out again until it is released or its hold expires, so two
-// kernels started at the same moment never get the same port even before
-// either kernel has bound it.
-//
-// Ports come from [Low, High]. The default range, 20000–32767, lies below
-// both Linux's ephemeral range (32768–60999) and the range pyzmq's
-// bind_to_random_port uses (49152–65535): a kernel's own random sockets
-// (ipykernel binds one for its iopub thread) or any outgoing connection can
-// then never take a port between our choice and the kernel's bind.
-type PortAllocator struct {
-	IP        string
-	Low, High int
-	Hold      time.Duration // how long an unreleased port stays reserved
-
-	mu   sync.Mutex
-	held map[int]time.Time
-}
-
-// The default port range of NewPortAllocator.
-const (
-	DefaultPortLow  = 20000
-	DefaultPortHigh = 32767
-)
-
-// NewPortAllocator returns an allocator for ip over the default range that
-// reserves ports for hold.
-func NewPortAllocator(ip string, hold time.Duration) *PortAllocator {
-	return &PortAllocator{IP: ip, Low: DefaultPortLow, High: DefaultPortHigh, Hold: hold, held: make(map[int]time.Time)}
-}
-
-// Allocate returns n distinct free ports.
-func (a *PortAllocator) Allocate(n int) ([]int, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	now := time.Now()
-	for p, until := range a.held {
-		if now.After(until) {
-			delete(a.held, p)
-		}
-	}
-	ports := make([]int, 0, n)
-	// Keep every probe listener open until all n are chosen.
-	var open []net.Listener
-	defer func() {
-		for _, l := range open {
-			l.Close()
-		}
-	}()
-	for tries := 0; len(ports) < n; tries++ {
-		if tries > 200*n {
-			return nil, fmt.Errorf("zmq: no free ports on %s in %d..%d", a.IP, a.Low, a.High)
-		}
-		p := a.Low + mrand.IntN(a.High-a.Low+1)
-		if _, taken := a.held[p]; taken {
-			continue
-		}
-		l, err := net.Listen("tcp", net.JoinHostPort(a.IP, strconv.Itoa(p)))
-		if err != nil {
-			continue // in use by someone else
-		}
-		open = append(open, l)
-		a.held[p] = now.Add(a.Hold)
-		ports = append(ports, p)
-	}
-	return ports, nil
-}
-
-// Release makes ports available again.
-func (a *PortAllocator) Release(ports ...int) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for _, p := range ports {
-		delete(a.held, p)
-	}
-}
-
-// NewConnectionInfo allocates five ports from a and returns connection info
-// with a fresh key.
-func NewConnectionInfo(a *PortAllocator, kernelName string) (ConnectionInfo, error) {
-	p, err := a.Allocate(5)
-	if err != nil {
-		return ConnectionInfo{}, err
-	}
+// NewConnectionInfo returns the connection info of a kernel on ip with the
+// five channel ports (shell, iopub, stdin, control, heartbeat) and a fresh
+// key.
+func NewConnectionInfo(ip string, ports []int, kernelName string) ConnectionInfo {
 	return ConnectionInfo{
-		IP: a.IP, Transport: "tcp",
-		ShellPort: p[0], IOPubPort: p[1], StdinPort: p[2], ControlPort: p[3], HBPort: p[4],
+		IP: ip, Transport: "tcp",
+		ShellPort: ports[0], IOPubPort: ports[1], StdinPort: ports[2], ControlPort: ports[3], HBPort: ports[4],
 		Key: NewKey(), SignatureScheme: "hmac-sha256", KernelName: kernelName,
-	}, nil
+	}
 }

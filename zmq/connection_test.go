@@ -3,18 +3,13 @@ package zmq
 import (
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/kernelgate/kernelgate/internal/testkit"
 )
 
 func TestConnectionFileRoundTripIsPrivate(t *testing.T) {
-	a := NewPortAllocator("127.0.0.1", time.Minute)
-	a.Low, a.High = testkit.PortRange("zmq")
-	ci, err := NewConnectionInfo(a, "python3")
-	testkit.NoError(t, err)
+	ci := NewConnectionInfo("127.0.0.1", []int{20001, 20002, 20003, 20004, 20005}, "python3")
 	path := filepath.Join(t.TempDir(), "kernel-1.json")
 	testkit.NoError(t, WriteConnectionFile(path, ci))
 	st, err := os.Stat(path)
@@ -24,8 +19,7 @@ func TestConnectionFileRoundTripIsPrivate(t *testing.T) {
 	testkit.NoError(t, err)
 	testkit.Equal(t, back, ci)
 	testkit.Equal(t, len(ci.Key), 32)
-	other, err := NewConnectionInfo(a, "python3")
-	testkit.NoError(t, err)
+	other := NewConnectionInfo("127.0.0.1", []int{20001, 20002, 20003, 20004, 20005}, "python3")
 	testkit.True(t, other.Key != ci.Key, "two kernels got the same key")
 }
 
@@ -62,36 +56,4 @@ func TestReadConnectionFileRejectsGarbage(t *testing.T) {
 	testkit.NoError(t, os.WriteFile(path, []byte("{not json"), 0o600))
 	_, err := ReadConnectionFile(path)
 	testkit.ErrorIs(t, err, ErrBadConnectionInfo)
-}
-
-func TestPortAllocatorNeverHandsOutAPortTwice(t *testing.T) {
-	a := NewPortAllocator("127.0.0.1", time.Minute)
-	a.Low, a.High = testkit.PortRange("zmq")
-	var mu sync.Mutex
-	seen := make(map[int]bool)
-	var wg sync.WaitGroup
-	for range 40 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ports, err := a.Allocate(5)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			for _, p := range ports {
-				if seen[p] {
-					t.Errorf("port %d handed out twice", p)
-				}
-				seen[p] = true
-			}
-		}()
-	}
-	wg.Wait()
-	testkit.Equal(t, len(seen), 200)
-	// Released ports may come back; held ones may not.
-	a.Release(1)
-	testkit.Equal(t, len(a.held), 200)
 }

@@ -3,7 +3,10 @@ package zmq
 import (
 	"context"
 	"encoding/json"
+	"math/rand/v2"
+	"net"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -11,11 +14,27 @@ import (
 	"github.com/kernelgate/kernelgate/internal/testkit"
 )
 
-var testPorts = func() *PortAllocator {
-	a := NewPortAllocator("127.0.0.1", time.Minute)
-	a.Low, a.High = testkit.PortRange("zmq")
-	return a
-}()
+// freePorts picks five ports in this package's test range that are free
+// now (one kernel at a time runs in these tests).
+func freePorts(t *testing.T) []int {
+	t.Helper()
+	low, high := testkit.PortRange("zmq")
+	var out []int
+	var held []net.Listener
+	defer func() {
+		for _, l := range held {
+			l.Close()
+		}
+	}()
+	for p := low; p <= high && len(out) < 5; p += 1 + rand.IntN(7) {
+		if l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p))); err == nil {
+			held = append(held, l)
+			out = append(out, p)
+		}
+	}
+	testkit.True(t, len(out) == 5, "no free ports in %d..%d", low, high)
+	return out
+}
 
 // testKernel is a real ipykernel with a connected Client.
 type testKernel struct {
@@ -27,8 +46,7 @@ type testKernel struct {
 
 func startKernel(t *testing.T) *testKernel {
 	t.Helper()
-	ci, err := NewConnectionInfo(testPorts, "python3")
-	testkit.NoError(t, err)
+	ci := NewConnectionInfo("127.0.0.1", freePorts(t), "python3")
 	path := filepath.Join(t.TempDir(), "kernel.json")
 	testkit.NoError(t, WriteConnectionFile(path, ci))
 	proc := testkit.StartIPyKernel(t, path)

@@ -2,8 +2,8 @@
 // launched on some resource (a local process, a remote host, a pod) and how
 // the kernel actor then signals, watches and stops it.
 //
-// Provisioners are plain Go; the kernel actor calls their blocking methods
-// from goroutines, never inside Receive.
+// Provisioners are plain Go and may block: the kernel actor calls them from
+// the runner of each launch, never inside Receive.
 package proxy
 
 import (

@@ -3,7 +3,6 @@ package synthkernel
 import (
 	"context"
 	"encoding/json"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -11,19 +10,14 @@ import (
 	"github.com/kernelgate/kernelgate/zmq"
 )
 
-func start(t *testing.T) (*zmq.Client, <-chan error) {
+// start runs a kernel in this process on free ports, as Run does from its
+// connection file, and connects a client to it.
+func start(t *testing.T) (*zmq.Client, <-chan struct{}) {
 	t.Helper()
-	ports := zmq.NewPortAllocator("127.0.0.1", time.Minute)
-	ports.Low, ports.High = testkit.PortRange("synthkernel")
-	ci, err := zmq.NewConnectionInfo(ports, "synthetic")
+	k, err := Start(context.Background(), zmq.ConnectionInfo{IP: "127.0.0.1", Transport: "tcp", SignatureScheme: "hmac-sha256", Key: zmq.NewKey()})
 	testkit.NoError(t, err)
-	path := filepath.Join(t.TempDir(), "k.json")
-	testkit.NoError(t, zmq.WriteConnectionFile(path, ci))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	finished := make(chan struct{})
-	go func() { done <- Run(ctx, path); close(finished) }()
-	t.Cleanup(func() { cancel(); <-finished })
+	t.Cleanup(func() { k.Stop(); <-k.Done() })
+	ci := k.ConnectionInfo()
 	cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer ccancel()
 	c, err := zmq.Connect(cctx, ci, zmq.Options{})
@@ -31,7 +25,7 @@ func start(t *testing.T) (*zmq.Client, <-chan error) {
 	t.Cleanup(func() { c.Close() })
 	_, err = c.KernelInfo(cctx)
 	testkit.NoError(t, err)
-	return c, done
+	return c, k.Done()
 }
 
 func send(t *testing.T, c *zmq.Client, ch zmq.Channel, msgType string, content any) *zmq.Message {
@@ -90,5 +84,5 @@ func TestSyntheticKernel(t *testing.T) {
 	defer cancel()
 	testkit.NoError(t, c.Heartbeat(ctx))
 	send(t, c, zmq.Control, "shutdown_request", map[string]any{"restart": false})
-	testkit.NoError(t, testkit.Recv(t, done, 10*time.Second))
+	testkit.Recv(t, done, 10*time.Second)
 }

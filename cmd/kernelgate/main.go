@@ -8,7 +8,7 @@ import (
 	"os"
 	"runtime/debug"
 
-	"github.com/kernelgate/kernelgate/actors/proxy/remote/launcher"
+	"github.com/kernelgate/kernelgate/launcher"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".

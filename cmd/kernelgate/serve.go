@@ -18,12 +18,12 @@ import (
 	"github.com/kernelgate/kernelgate/actors"
 	"github.com/kernelgate/kernelgate/actors/proxy"
 	"github.com/kernelgate/kernelgate/actors/proxy/local"
+	"github.com/kernelgate/kernelgate/actors/proxy/ports"
 	"github.com/kernelgate/kernelgate/actors/store"
 	kghttp "github.com/kernelgate/kernelgate/http"
 	"github.com/kernelgate/kernelgate/internal/netlisten"
 	"github.com/kernelgate/kernelgate/internal/privatedir"
 	"github.com/kernelgate/kernelgate/kernelspecs"
-	"github.com/kernelgate/kernelgate/zmq"
 	"github.com/rs/zerolog"
 )
 
@@ -88,6 +88,8 @@ type serveConfig struct {
 	SessionBuffer      int
 	SessionBufferBytes int
 	SessionExpiry      time.Duration
+	MaxSessions        int
+	MaxDetached        int
 	KernelInbox        int
 	IOPubMsgRate       int
 	IOPubDataRate      int
@@ -145,7 +147,7 @@ func serveSettings(c *serveConfig, stderr io.Writer) *settings {
 	s.List(&c.BaseEnvs, "base-envs", []string{"PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME", "SHELL"},
 		"the gateway's variables every local kernel gets so that it can run (unlike EG, kernels never inherit the whole environment)", "KERNELGATE_BASE_ENVS")
 	s.String(&c.RuntimeDir, "runtime-dir", defaultRuntimeDir(), "directory for kernel connection files: made 0700; a symlink or another user's directory is refused ($XDG_RUNTIME_DIR/kernelgate when that is set)", "KERNELGATE_RUNTIME_DIR")
-	s.String(&c.LocalPortRange, "local-port-range", fmt.Sprintf("%d..%d", zmq.DefaultPortLow, zmq.DefaultPortHigh),
+	s.String(&c.LocalPortRange, "local-port-range", ports.DefaultLocal.String(),
 		"ports for local kernels' channels, L..U (keep it clear of the ephemeral range)", "KERNELGATE_LOCAL_PORT_RANGE")
 	s.Seconds(&c.ShutdownWait, "shutdown-wait", 5*time.Second, "seconds a kernel has to exit after shutdown_request (SIGTERM at half, SIGKILL at the end)", "KERNELGATE_SHUTDOWN_WAIT")
 	s.Int(&c.RestartLimit, "restart-limit", 5, "automatic restarts in a row before a kernel is declared dead", "KERNELGATE_RESTART_LIMIT")
@@ -169,9 +171,11 @@ func serveSettings(c *serveConfig, stderr io.Writer) *settings {
 	s.Int(&c.WSReadLimit, "ws-read-limit", 10<<20, "largest websocket message a client may send, in bytes", "KERNELGATE_WS_READ_LIMIT")
 	s.Int(&c.WSQueue, "ws-queue", 4096, "messages a websocket may fall behind before it is disconnected", "KERNELGATE_WS_QUEUE")
 	s.Int(&c.WSQueueBytes, "ws-queue-bytes", 64<<20, "bytes a websocket may fall behind before it is disconnected", "KERNELGATE_WS_QUEUE_BYTES")
-	s.Int(&c.SessionBuffer, "session-buffer", 10000, "messages kept per session while no websocket is attached (oldest dropped)", "KERNELGATE_SESSION_BUFFER")
-	s.Int(&c.SessionBufferBytes, "session-buffer-bytes", 64<<20, "bytes kept per session while no websocket is attached", "KERNELGATE_SESSION_BUFFER_BYTES")
-	s.Seconds(&c.SessionExpiry, "session-expiry", 10*time.Minute, "seconds a session without a websocket keeps buffering for a reconnect", "KERNELGATE_SESSION_EXPIRY")
+	s.Int(&c.SessionBuffer, "session-buffer", 10000, "messages of each kernel's recent output kept for its clients' reconnects, shared by its sessions (oldest dropped)", "KERNELGATE_SESSION_BUFFER")
+	s.Int(&c.SessionBufferBytes, "session-buffer-bytes", 64<<20, "bytes of each kernel's recent output kept for its clients' reconnects", "KERNELGATE_SESSION_BUFFER_BYTES")
+	s.Seconds(&c.SessionExpiry, "session-expiry", 10*time.Minute, "seconds a session without a websocket keeps its place for a reconnect", "KERNELGATE_SESSION_EXPIRY")
+	s.Int(&c.MaxSessions, "max-sessions-per-kernel", 100, "most sessions (client session ids) of one kernel, connected or not; the oldest detached one makes room for a new one", "KERNELGATE_MAX_SESSIONS_PER_KERNEL")
+	s.Int(&c.MaxDetached, "max-detached-sessions", 10000, "most sessions waiting for their client to come back, across all kernels (the oldest go first)", "KERNELGATE_MAX_DETACHED_SESSIONS")
 	s.Int(&c.KernelInbox, "kernel-inbox", 4096, "kernel messages received and not yet forwarded, per kernel; a kernel that publishes faster waits on TCP", "KERNELGATE_KERNEL_INBOX")
 	s.Bool(&c.UserIsolation, "user-isolation", false, "bind each kernel to the KERNEL_USERNAME that started it; requests name their user in --user-header and see only their kernels", "KERNELGATE_USER_ISOLATION")
 	s.String(&c.UserHeader, "user-header", "X-Kernelgate-User", "request header that names the user under --user-isolation (set it from a trusted proxy or Jupyter Server's gateway headers)", "KERNELGATE_USER_HEADER")
@@ -230,12 +234,14 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 		c.MaxConns = int(max(files/2, 16))
 	}
 	log.Info().Uint64("open_files", files).Int("max_conns", c.MaxConns).Int("max_conns_per_ip", c.MaxConnsPerIP).Msg("connection limits")
-	low, high, err := parseRange(c.LocalPortRange)
+	localPorts, err := ports.ParseRange(c.LocalPortRange, minLocalPorts)
+	if err == nil && localPorts.Any() {
+		err = fmt.Errorf("%w: local kernels need a range of their own (0..0 would be the ephemeral range)", ports.ErrRange)
+	}
 	if err != nil {
 		return fmt.Errorf("local port range: %w", err)
 	}
-	ports := zmq.NewPortAllocator(c.IP, time.Minute)
-	ports.Low, ports.High = low, high
+	allocator := ports.NewAllocator(c.IP, localPorts, time.Minute)
 	username := "kernelgate"
 	if u, err := user.Current(); err == nil {
 		username = u.Username
@@ -249,7 +255,7 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 	if c.Persistence {
 		records = store.FileStore{Dir: filepath.Join(c.PersistenceRoot, "kernel_sessions")}
 	}
-	localProxy := &local.Provisioner{Ports: ports, RuntimeDir: c.RuntimeDir, Detached: c.Persistence}
+	localProxy := &local.Provisioner{Ports: allocator, RuntimeDir: c.RuntimeDir, Detached: c.Persistence}
 	proxies := proxy.NewRegistry(localProxy)
 	proxies.Register(localProxy, local.ClassNames...)
 	closeRemote := remoteProxies(c.Remote, proxies, log)
@@ -263,6 +269,7 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 		KernelInfoTimeout: c.KernelInfoTimeout, Specs: specs, Proxies: proxies, Logger: log,
 		WebsocketQueue: c.WSQueue, WebsocketQueueBytes: int64(c.WSQueueBytes),
 		SessionBuffer: c.SessionBuffer, SessionBufferBytes: c.SessionBufferBytes, SessionExpiry: c.SessionExpiry,
+		MaxSessionsPerKernel: c.MaxSessions, MaxDetachedSessions: c.MaxDetached,
 		CullIdleTimeout: c.CullIdleTimeout, CullInterval: c.CullInterval, CullConnected: c.CullConnected, CullBusy: c.CullBusy,
 		KernelInbox: c.KernelInbox, IOPubMsgRateLimit: float64(c.IOPubMsgRate), IOPubDataRateLimit: float64(c.IOPubDataRate),
 		RateLimitWindow: c.RateLimitWindow, Store: records, PingInterval: c.WSPingInterval, KeepKernelsOnStop: c.KeepKernels, Pools: c.Pool, PoolLaunches: c.PoolLaunches, PoolRefillDelay: c.PoolRefill, PoolIgnoredEnv: c.PoolIgnoredEnv,
@@ -367,15 +374,8 @@ func raiseFileLimit() (uint64, error) {
 	return lim.Cur, nil
 }
 
-func parseRange(s string) (int, int, error) {
-	lo, hi, ok := strings.Cut(s, "..")
-	l, err1 := strconv.Atoi(strings.TrimSpace(lo))
-	h, err2 := strconv.Atoi(strings.TrimSpace(hi))
-	if !ok || err1 != nil || err2 != nil || l < 1024 || h > 65535 || h-l < 100 {
-		return 0, 0, fmt.Errorf("%q is not L..U with 1024 <= L, U <= 65535 and at least 100 ports", s)
-	}
-	return l, h, nil
-}
+// minLocalPorts is the smallest local port range: 20 kernels' worth.
+const minLocalPorts = 100
 
 func newLogger(c serveConfig, stderr io.Writer) (zerolog.Logger, error) {
 	level, err := zerolog.ParseLevel(c.LogLevel)

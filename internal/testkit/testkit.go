@@ -189,6 +189,8 @@ func PortRange(pkg string) (low, high int) {
 		return 28000, 29999
 	case "cmd":
 		return 30000, 31999
+	case "ports":
+		return 32000, 32500
 	}
 	panic("testkit: no port range for package " + pkg) // a test setup error
 }

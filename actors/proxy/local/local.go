@@ -17,6 +17,7 @@ import (
 	"syscall"
 
 	"github.com/kernelgate/kernelgate/actors/proxy"
+	"github.com/kernelgate/kernelgate/actors/proxy/ports"
 	"github.com/kernelgate/kernelgate/internal/privatedir"
 	"github.com/kernelgate/kernelgate/zmq"
 )
@@ -31,7 +32,7 @@ var ClassNames = []string{
 // Provisioner launches local kernels.
 type Provisioner struct {
 	// Ports hands out the five channel ports.
-	Ports *zmq.PortAllocator
+	Ports *ports.Allocator
 	// RuntimeDir holds connection files; it is created 0700.
 	RuntimeDir string
 	// Detached starts kernels that outlive the gateway process (kept
@@ -48,7 +49,7 @@ func (p *Provisioner) Launch(ctx context.Context, req proxy.LaunchRequest) (prox
 	if err := privatedir.Ensure(p.RuntimeDir); err != nil {
 		return nil, fmt.Errorf("%w: runtime dir: %w", proxy.ErrLaunch, err)
 	}
-	ci, err := zmq.NewConnectionInfo(p.Ports, req.Spec.Name)
+	ci, err := p.Ports.ConnectionInfo(req.Spec.Name)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", proxy.ErrLaunch, err)
 	}
@@ -129,7 +130,7 @@ func (p *Provisioner) Launch(ctx context.Context, req proxy.LaunchRequest) (prox
 
 type kernel struct {
 	ci       zmq.ConnectionInfo
-	ports    *zmq.PortAllocator
+	ports    *ports.Allocator
 	connFile string
 	logFile  string
 	cmd      *exec.Cmd

@@ -95,42 +95,6 @@ func TestIntAcceptsStrings(t *testing.T) {
 	}
 }
 
-func TestParsePortRange(t *testing.T) {
-	for _, tt := range []struct {
-		in   string
-		ok   bool
-		want PortRange
-	}{
-		{"0..0", true, PortRange{}},
-		{"40000..41000", true, PortRange{40000, 41000}},
-		{"40000..40500", false, PortRange{}}, // too small
-		{"80..2000", false, PortRange{}},     // privileged
-		{"50000..40000", false, PortRange{}},
-		{"40000-41000", false, PortRange{}},
-		{"", false, PortRange{}},
-	} {
-		r, err := ParsePortRange(tt.in, MinPortRangeSize)
-		if tt.ok {
-			testkit.NoError(t, err)
-			testkit.Equal(t, r, tt.want)
-		} else {
-			testkit.ErrorIs(t, err, ErrPortRange)
-		}
-	}
-}
-
-func TestFreePortsInRange(t *testing.T) {
-	r := PortRange{Low: 41000, High: 42999}
-	ports, err := r.FreePorts("127.0.0.1", 5)
-	testkit.NoError(t, err)
-	seen := map[int]bool{}
-	for _, p := range ports {
-		testkit.True(t, p >= r.Low && p <= r.High, "port %d outside %s", p, r)
-		testkit.True(t, !seen[p], "port %d twice", p)
-		seen[p] = true
-	}
-}
-
 func newTestListener(t *testing.T) *Listener {
 	l := NewListener(ListenerConfig{IP: "127.0.0.1", KeyBits: 1024, MaxPayload: 8 << 10, ReadTimeout: 2 * time.Second, Logger: zerolog.Nop()})
 	t.Cleanup(l.Close)

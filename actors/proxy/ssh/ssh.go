@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/kernelgate/kernelgate/actors/proxy"
+	"github.com/kernelgate/kernelgate/actors/proxy/ports"
 	"github.com/kernelgate/kernelgate/actors/proxy/remote"
 	"github.com/kernelgate/kernelgate/kernelspecs"
 	"github.com/rs/zerolog"
@@ -86,7 +87,7 @@ func New(c Config) (*Provisioner, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := remote.ParsePortRange(c.PortRange, c.MinPortRangeSize); err != nil {
+	if _, err := ports.ParseRange(c.PortRange, c.MinPortRangeSize); err != nil {
 		return nil, err
 	}
 	if c.Listener == nil {
@@ -123,11 +124,11 @@ func (p *Provisioner) Launch(ctx context.Context, req proxy.LaunchRequest) (prox
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", proxy.ErrLaunch, err)
 	}
-	ports := p.cfg.PortRange
+	portRange := p.cfg.PortRange
 	if s, ok := req.Spec.ProcessProxy.Config["port_range"].(string); ok && s != "" {
-		ports = s
+		portRange = s
 	}
-	if _, err := remote.ParsePortRange(ports, p.cfg.MinPortRangeSize); err != nil {
+	if _, err := ports.ParseRange(portRange, p.cfg.MinPortRangeSize); err != nil {
 		return nil, fmt.Errorf("%w: %w", proxy.ErrLaunch, err)
 	}
 	w, err := p.cfg.Listener.Register(req.KernelID)
@@ -137,7 +138,7 @@ func (p *Provisioner) Launch(ctx context.Context, req proxy.LaunchRequest) (prox
 	defer w.Close()
 	argv := formatArgv(req.Spec.Argv, map[string]string{
 		"{kernel_id}": req.KernelID, "{response_address}": p.cfg.Listener.Address(),
-		"{public_key}": p.cfg.Listener.PublicKey(), "{port_range}": ports, "{resource_dir}": req.Spec.Dir,
+		"{public_key}": p.cfg.Listener.PublicKey(), "{port_range}": portRange, "{resource_dir}": req.Spec.Dir,
 	})
 	info := processInfo{LogFile: path.Join(p.cfg.LogDir, "kernel-"+req.KernelID+".log")}
 	cmd := launchCommand(req.Env, argv, info.LogFile)

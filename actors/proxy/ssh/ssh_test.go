@@ -9,13 +9,14 @@ import (
 	"time"
 
 	"github.com/kernelgate/kernelgate/actors/proxy"
+	"github.com/kernelgate/kernelgate/actors/proxy/ports"
 	"github.com/kernelgate/kernelgate/actors/proxy/remote"
-	"github.com/kernelgate/kernelgate/actors/proxy/remote/launcher"
 	"github.com/kernelgate/kernelgate/bench/synthkernel"
 	"github.com/kernelgate/kernelgate/internal/leaktest"
 	"github.com/kernelgate/kernelgate/internal/sshtest"
 	"github.com/kernelgate/kernelgate/internal/testkit"
 	"github.com/kernelgate/kernelgate/kernelspecs"
+	"github.com/kernelgate/kernelgate/launcher"
 	"github.com/rs/zerolog"
 )
 
@@ -45,7 +46,7 @@ func newRig(t *testing.T, algorithm string, hosts ...string) *rig {
 	t.Cleanup(l.Close)
 	p, err := New(Config{Hosts: hosts, LoadBalancing: algorithm, User: h.User, Port: h.Port,
 		KeyFiles: []string{h.KeyFile}, KnownHosts: h.KnownHosts, CommandTimeout: 10 * time.Second,
-		CommTimeout: 2 * time.Second, PortRange: "0..0", MinPortRangeSize: remote.MinPortRangeSize,
+		CommTimeout: 2 * time.Second, PortRange: "0..0", MinPortRangeSize: ports.MinRangeSize,
 		LogDir: t.TempDir(), Listener: l, Logger: zerolog.Nop()})
 	testkit.NoError(t, err)
 	t.Cleanup(p.Close)

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kernelgate/kernelgate/actors/proxy/remote"
+	"github.com/kernelgate/kernelgate/actors/proxy/ports"
 	"github.com/kernelgate/kernelgate/internal/testkit"
 )
 
@@ -20,7 +20,7 @@ func TestParseAcceptsBothFlagStyles(t *testing.T) {
 		testkit.Equal(t, o.KernelID, "k")
 		testkit.Equal(t, o.ResponseAddress, "10.0.0.1:8877")
 		testkit.Equal(t, o.PublicKey, "PK")
-		testkit.Equal(t, o.PortRange, remote.PortRange{Low: 40000, High: 41000})
+		testkit.Equal(t, o.PortRange, ports.Range{Low: 40000, High: 41000})
 		testkit.Equal(t, o.Argv, []string{"python", "-f", "{connection_file}"})
 	}
 }

@@ -1,4 +1,9 @@
-package actors
+// Package admission holds the rules a kernel start must pass before the
+// gateway spends anything on it: which of a client's environment variables
+// a kernel may get and what their values may hold, the environment a kernel
+// is launched with, who may use which kernelspec, and the kernel limits.
+// They are pure functions; the gateway actor applies them with its counts.
+package admission
 
 import (
 	"fmt"
@@ -12,27 +17,16 @@ import (
 	"github.com/kernelgate/kernelgate/kernelspecs"
 )
 
-// StartRequest asks for a new kernel: the body of POST /api/kernels.
-type StartRequest struct {
-	// Name is the kernelspec; empty means the default.
-	Name string
-	// Env is the request's env object as decoded JSON; values are checked
-	// here, so a non-string value is an error rather than a decode failure.
-	Env map[string]any
-	// Path is the notebook path, relative to the gateway's root dir.
-	Path string
-}
-
-// maxEnvValue is EG's limit on one env value.
-const maxEnvValue = 4096
+// MaxEnvValue is EG's limit on one env value.
+const MaxEnvValue = 4096
 
 var uuid4 = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
 
-// clientEnv keeps the variables a client may set: KERNEL_* and those in
+// ClientEnv keeps the variables a client may set: KERNEL_* and those in
 // allowed ("*" allows all). Anything else is dropped silently, as EG does;
 // a kept value that is not a string, is too long or holds characters a
 // shell would interpret is refused.
-func clientEnv(raw map[string]any, allowed []string) (map[string]string, error) {
+func ClientEnv(raw map[string]any, allowed []string) (map[string]string, error) {
 	out := make(map[string]string, len(raw))
 	all := slices.Contains(allowed, "*")
 	for k, v := range raw {
@@ -46,8 +40,8 @@ func clientEnv(raw map[string]any, allowed []string) (map[string]string, error) 
 		if !ok {
 			return nil, fmt.Errorf("%w: environment variable '%s' value must be a string", ErrBadRequest, k)
 		}
-		if len(s) > maxEnvValue {
-			return nil, fmt.Errorf("%w: environment variable '%s' value exceeds maximum length of %d", ErrBadRequest, k, maxEnvValue)
+		if len(s) > MaxEnvValue {
+			return nil, fmt.Errorf("%w: environment variable '%s' value exceeds maximum length of %d", ErrBadRequest, k, MaxEnvValue)
 		}
 		if strings.ContainsAny(s, "$`\r\n\x00") {
 			return nil, fmt.Errorf("%w: environment variable '%s' value contains prohibited characters", ErrBadRequest, k)
@@ -60,22 +54,32 @@ func clientEnv(raw map[string]any, allowed []string) (map[string]string, error) 
 	return out, nil
 }
 
-// launchTimeout is a KERNEL_LAUNCH_TIMEOUT value (seconds) when it is
+// LaunchTimeout is a KERNEL_LAUNCH_TIMEOUT value (seconds) when it is
 // usable, else def.
-func launchTimeout(value string, def time.Duration) time.Duration {
+func LaunchTimeout(value string, def time.Duration) time.Duration {
 	if f, err := strconv.ParseFloat(value, 64); err == nil && f > 0 && f < 24*3600 {
 		return time.Duration(f * float64(time.Second))
 	}
 	return def
 }
 
-// kernelEnv builds a kernel's environment, lowest precedence first: the
+// EnvConfig is what KernelEnv takes from the gateway's settings.
+type EnvConfig struct {
+	// BaseEnvs are variables of the gateway's environment every local
+	// kernel needs to run at all (PATH, HOME, locale, …).
+	BaseEnvs []string
+	// InheritedEnvs are variables of the gateway's environment passed to
+	// every kernel (EG_INHERITED_ENVS).
+	InheritedEnvs []string
+}
+
+// KernelEnv builds a kernel's environment, lowest precedence first: the
 // gateway's base and inherited variables; the kernelspec's env, with ${VAR}
 // expanded against those (unknown references stay as written); the client's
 // variables; then the ones the gateway owns. Unlike EG, a request without
 // env does not hand the kernel the gateway's whole environment (its token
 // included): only BaseEnvs and InheritedEnvs cross over.
-func kernelEnv(cfg *Config, spec kernelspecs.Spec, client map[string]string, id, user string) map[string]string {
+func KernelEnv(cfg EnvConfig, spec kernelspecs.Spec, client map[string]string, id, user string) map[string]string {
 	env := make(map[string]string)
 	for _, names := range [][]string{cfg.BaseEnvs, cfg.InheritedEnvs} {
 		for _, n := range names {

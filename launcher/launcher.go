@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kernelgate/kernelgate/actors/proxy/ports"
 	"github.com/kernelgate/kernelgate/actors/proxy/remote"
 	"github.com/kernelgate/kernelgate/zmq"
 )
@@ -32,7 +33,7 @@ type Options struct {
 	KernelID        string
 	ResponseAddress string // ip:port; empty starts the kernel without calling back
 	PublicKey       string
-	PortRange       remote.PortRange
+	PortRange       ports.Range
 	// IP is where the kernel and the comm port listen; empty means the
 	// address this host was reached at over SSH ($SSH_CONNECTION), else
 	// all interfaces as EG's launchers do.
@@ -97,7 +98,7 @@ func parse(args []string, stderr io.Writer) (Options, error) {
 	if len(o.Argv) == 0 {
 		return o, errors.New("no kernel command after --")
 	}
-	minSize := remote.MinPortRangeSize
+	minSize := ports.MinRangeSize
 	for _, env := range []string{"MIN_PORT_RANGE_SIZE", "EG_MIN_PORT_RANGE_SIZE"} {
 		if n, err := strconv.Atoi(os.Getenv(env)); err == nil {
 			minSize = n
@@ -105,7 +106,7 @@ func parse(args []string, stderr io.Writer) (Options, error) {
 		}
 	}
 	var err error
-	o.PortRange, err = remote.ParsePortRange(portRange, minSize)
+	o.PortRange, err = ports.ParseRange(portRange, minSize)
 	return o, err
 }
 
@@ -120,12 +121,10 @@ func Run(ctx context.Context, o Options) (int, error) {
 		return 0, fmt.Errorf("comm port: %w", err)
 	}
 	defer comm.Close()
-	ports, err := o.PortRange.FreePorts(ip, 5)
+	ci, err := ports.NewAllocator(ip, o.PortRange, 0).ConnectionInfo("")
 	if err != nil {
 		return 0, fmt.Errorf("kernel ports: %w", err)
 	}
-	ci := zmq.ConnectionInfo{IP: ip, Transport: "tcp", ShellPort: ports[0], IOPubPort: ports[1], StdinPort: ports[2],
-		ControlPort: ports[3], HBPort: ports[4], Key: zmq.NewKey(), SignatureScheme: "hmac-sha256"}
 	f, err := os.CreateTemp("", "kernel-"+o.KernelID+"_*.json") // 0600
 	if err != nil {
 		return 0, fmt.Errorf("connection file: %w", err)

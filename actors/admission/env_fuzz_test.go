@@ -1,4 +1,4 @@
-package actors
+package admission
 
 import (
 	"encoding/json"
@@ -20,7 +20,7 @@ func FuzzClientEnv(f *testing.F) {
 		if json.Unmarshal(body, &raw) != nil {
 			return
 		}
-		env, err := clientEnv(raw, []string{"ALLOWED"})
+		env, err := ClientEnv(raw, []string{"ALLOWED"})
 		if err != nil {
 			if !errors.Is(err, ErrBadRequest) {
 				t.Fatalf("refused with %v, want ErrBadRequest", err)
@@ -31,7 +31,7 @@ func FuzzClientEnv(f *testing.F) {
 			if !strings.HasPrefix(k, "KERNEL_") && k != "ALLOWED" {
 				t.Fatalf("kept %q", k)
 			}
-			if strings.ContainsAny(v, "$`\r\n\x00") || len(v) > maxEnvValue {
+			if strings.ContainsAny(v, "$`\r\n\x00") || len(v) > MaxEnvValue {
 				t.Fatalf("kept %s=%q", k, v)
 			}
 		}
