@@ -65,7 +65,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzV1Decode$$' -fuzztime $(FUZZTIME) ./http/framing
 	$(GO) test -run '^$$' -fuzz '^FuzzLegacyDecode$$' -fuzztime $(FUZZTIME) ./http/framing
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./actors/proxy/remote
-	$(GO) test -run '^$$' -fuzz '^FuzzClientEnv$$' -fuzztime $(FUZZTIME) ./actors
+	$(GO) test -run '^$$' -fuzz '^FuzzClientEnv$$' -fuzztime $(FUZZTIME) ./actors/admission
 	$(GO) test -run '^$$' -fuzz '^FuzzRequestBodies$$' -fuzztime $(FUZZTIME) ./http
 
 # deps installs the Debian packages that are missing; silent when all are there.
