@@ -191,9 +191,10 @@ func (l *loader) scalar(n *yaml.Node) (any, error) {
 		default:
 			return nil, fmt.Errorf("%w: tag %s (line %d)", ErrUnsupportedYAML, n.Tag, n.Line)
 		}
-		// An explicit tag must still hold what the tag's resolver takes;
-		// PyYAML's own constructors would be laxer or fail.
-		if tag != tagStr && tag != tagNull && plainTag(n.Value) != tag {
+		// An explicit tag must still hold what the tag's resolver takes (a
+		// float may be written as an int); PyYAML's own constructors would
+		// be laxer or fail.
+		if resolved := plainTag(n.Value); tag != tagStr && tag != tagNull && resolved != tag && !(tag == tagFloat && resolved == tagInt) {
 			return nil, fmt.Errorf("%w: %s %q (line %d)", ErrUnsupportedYAML, n.Tag, n.Value, n.Line)
 		}
 	case n.Style == 0:
