@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"math/big"
 	"reflect"
 	"regexp"
@@ -66,15 +67,30 @@ func Parse(source string) (*Template, error) {
 // Render renders the template with vars (from PodVars or
 // CustomResourceVars), as EG's launcher does before it parses the result.
 func (t *Template) Render(vars map[string]any) ([]byte, error) {
+	data := maps.Clone(vars)
+	if data == nil {
+		data = map[string]any{}
+	}
+	state := &renderState{}
+	data[stateKey] = state
 	var out bytes.Buffer
-	if err := t.tpl.Execute(&out, exec.NewContext(vars)); err != nil {
-		if errors.Is(err, ErrUndefined) {
-			return nil, fmt.Errorf("%w: %w", ErrUndefined, err)
+	if err := t.tpl.Execute(&out, exec.NewContext(data)); err != nil {
+		if state.filterErr != nil {
+			return nil, fmt.Errorf("%w (%v)", state.filterErr, err)
 		}
 		return nil, fmt.Errorf("%w: %w", ErrTemplate, err)
 	}
 	return out.Bytes(), nil
 }
+
+// renderState carries what the engine cannot: it reports a filter's
+// failure as text, so yaml_safe leaves its error here for Render.
+type renderState struct {
+	filterErr error
+}
+
+// stateKey is a context name no template can spell.
+const stateKey = "\x00podtemplate"
 
 // Render parses and renders source in one step.
 func Render(source string, vars map[string]any) ([]byte, error) {
@@ -85,7 +101,7 @@ func Render(source string, vars map[string]any) ([]byte, error) {
 	return t.Render(vars)
 }
 
-func yamlSafeFilter(_ *exec.Evaluator, in *exec.Value, params *exec.VarArgs) *exec.Value {
+func yamlSafeFilter(e *exec.Evaluator, in *exec.Value, params *exec.VarArgs) *exec.Value {
 	if len(params.Args) > 0 || len(params.KwArgs) > 0 {
 		return exec.AsValue(exec.ErrInvalidCall(errors.New("yaml_safe takes no arguments")))
 	}
@@ -93,8 +109,11 @@ func yamlSafeFilter(_ *exec.Evaluator, in *exec.Value, params *exec.VarArgs) *ex
 	if err == nil {
 		var text string
 		if text, err = yamlSafe(v); err == nil {
-			return exec.AsSafeValue(text)
+			return exec.AsValue(text)
 		}
+	}
+	if s, ok := e.Environment.Context.Get(stateKey); ok {
+		s.(*renderState).filterErr = err
 	}
 	return exec.AsValue(err)
 }
