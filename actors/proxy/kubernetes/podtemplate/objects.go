@@ -27,8 +27,9 @@ type PodObjects struct {
 	PersistentVolume      *corev1.PersistentVolume
 }
 
-// Pod renders the template for launch_kubernetes.py's vars, decodes the
-// objects and checks them (see Check).
+// Pod renders the template with PodVars' variables and decodes the
+// objects as DecodePod does, refusing (ErrForbidden) host access that the
+// template does not name.
 func (t *Template) Pod(vars map[string]any) (*PodObjects, error) {
 	rendered, err := t.Render(vars)
 	if err != nil {
@@ -44,8 +45,9 @@ func (t *Template) Pod(vars map[string]any) (*PodObjects, error) {
 	return podObjects(docs)
 }
 
-// CustomResource renders the template for launch_custom_resource.py's
-// vars, decodes the object and checks it (see Check).
+// CustomResource renders the template with CustomResourceVars' variables
+// and decodes the object as DecodeCustomResource does, refusing
+// (ErrForbidden) host access that the template does not name.
 func (t *Template) CustomResource(vars map[string]any) (*unstructured.Unstructured, error) {
 	rendered, err := t.Render(vars)
 	if err != nil {
@@ -188,9 +190,9 @@ func isEmpty(v any) bool {
 	return false
 }
 
-// jsonValue turns a Python value into what the Kubernetes client would send
-// as JSON: dict keys in sorted order do not matter to JSON, but ints that
-// do not fit 64 bits and non-finite floats have no JSON form.
+// jsonValue turns a Python value into the JSON value EG's Kubernetes
+// client sends. Ints that do not fit 64 bits and non-finite floats have
+// none (the API server would refuse them), so they are refused here.
 func jsonValue(v any) (any, error) {
 	switch v := v.(type) {
 	case *Mapping:

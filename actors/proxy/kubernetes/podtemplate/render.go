@@ -18,8 +18,7 @@ import (
 // Template is a parsed Jinja2 template. It is safe for concurrent use.
 type Template struct {
 	tpl *exec.Template
-	// named holds the hazardous fields the template's own text names; see
-	// Check.
+	// named holds the hazards (check.go) the template's own text names.
 	named map[string]bool
 }
 
@@ -55,6 +54,10 @@ func Parse(source string) (*Template, error) {
 	}
 	tpl, err := exec.NewTemplate(templatePath, engineConfig(), loader, environment)
 	if err != nil {
+		// The engine quotes the whole source around the parser's error.
+		if inner := errors.Unwrap(err); inner != nil {
+			err = inner
+		}
 		return nil, fmt.Errorf("%w: %w", ErrTemplate, err)
 	}
 	named := map[string]bool{}
@@ -166,6 +169,5 @@ func fromEngine(v any) (any, error) {
 	return nil, fmt.Errorf("%w: yaml_safe cannot write a %T", ErrTemplate, v)
 }
 
-// hazardWords finds, in a template's text, the fields Check refuses unless
-// the template names them.
+// hazardWords finds, in a template's text, the hazards it names.
 var hazardWords = regexp.MustCompile(`\b(?:` + hazardAlternatives() + `)\b`)
