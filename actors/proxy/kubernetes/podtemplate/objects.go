@@ -31,15 +31,8 @@ type PodObjects struct {
 // objects as DecodePod does, refusing (ErrForbidden) host access that the
 // template does not name.
 func (t *Template) Pod(vars map[string]any) (*PodObjects, error) {
-	rendered, err := t.Render(vars)
+	docs, err := t.checkedDocuments(vars)
 	if err != nil {
-		return nil, err
-	}
-	docs, err := decodeDocuments(rendered)
-	if err != nil {
-		return nil, err
-	}
-	if err := t.check(docs); err != nil {
 		return nil, err
 	}
 	return podObjects(docs)
@@ -49,6 +42,14 @@ func (t *Template) Pod(vars map[string]any) (*PodObjects, error) {
 // and decodes the object as DecodeCustomResource does, refusing
 // (ErrForbidden) host access that the template does not name.
 func (t *Template) CustomResource(vars map[string]any) (*unstructured.Unstructured, error) {
+	docs, err := t.checkedDocuments(vars)
+	if err != nil {
+		return nil, err
+	}
+	return customResource(docs)
+}
+
+func (t *Template) checkedDocuments(vars map[string]any) ([]map[string]any, error) {
 	rendered, err := t.Render(vars)
 	if err != nil {
 		return nil, err
@@ -60,7 +61,7 @@ func (t *Template) CustomResource(vars map[string]any) (*unstructured.Unstructur
 	if err := t.check(docs); err != nil {
 		return nil, err
 	}
-	return customResource(docs)
+	return docs, nil
 }
 
 // DecodePod reads a rendered kernel-pod template as launch_kubernetes.py

@@ -29,7 +29,6 @@ var (
 	nullRE      = regexp.MustCompile(`^(?:~|null|Null|NULL|)$`)
 	timestampRE = regexp.MustCompile(`^(?:[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]|[0-9][0-9][0-9][0-9]-[0-9][0-9]?-[0-9][0-9]?(?:[Tt]|[ \t]+)[0-9][0-9]?:[0-9][0-9]:[0-9][0-9](?:\.[0-9]*)?(?:[ \t]*(?:Z|[-+][0-9][0-9]?(?::[0-9][0-9])?))?)$`)
 	valueRE     = regexp.MustCompile(`^(?:=)$`)
-	yamlRE      = regexp.MustCompile(`^(?:!|&|\*)$`)
 )
 
 const (
@@ -41,7 +40,6 @@ const (
 	tagMerge     = "merge"
 	tagTimestamp = "timestamp"
 	tagValue     = "value"
-	tagYAML      = "yaml"
 )
 
 type resolver struct {
@@ -78,8 +76,6 @@ func plainTag(s string) string {
 		candidates = []resolver{{tagMerge, mergeRE}}
 	case first == '=':
 		candidates = []resolver{{tagValue, valueRE}}
-	case first == '!' || first == '&' || first == '*':
-		candidates = []resolver{{tagYAML, yamlRE}}
 	}
 	for _, c := range candidates {
 		if c.re.MatchString(s) {

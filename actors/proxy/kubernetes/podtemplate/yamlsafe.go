@@ -31,11 +31,7 @@ func yamlSafe(v any) (string, error) {
 		}
 		return e.out.String(), nil
 	}
-	text, err := scalarText(v)
-	if err != nil {
-		return "", err
-	}
-	return text, nil
+	return scalarText(v)
 }
 
 // The rest of this file follows PyYAML's Emitter (yaml/emitter.py) for
@@ -56,7 +52,6 @@ type emitter struct {
 	indention  bool
 	indent     int // -1 for PyYAML's None
 	indents    []int
-	flowLevel  int
 }
 
 func (e *emitter) increaseIndent() {
@@ -111,7 +106,6 @@ func (e *emitter) node(v any, simpleKey bool) error {
 	switch v := v.(type) {
 	case List:
 		e.writeIndicator("[", true, true)
-		e.flowLevel++
 		e.increaseIndent()
 		for i, item := range v {
 			if i > 0 {
@@ -125,12 +119,10 @@ func (e *emitter) node(v any, simpleKey bool) error {
 			}
 		}
 		e.popIndent()
-		e.flowLevel--
 		e.writeIndicator("]", false, false)
 		return nil
 	case *Mapping:
 		e.writeIndicator("{", true, true)
-		e.flowLevel++
 		e.increaseIndent()
 		keys := slices.Clone(v.keys)
 		slices.SortFunc(keys, func(a, b string) int { return slices.Compare(pyRunes(a), pyRunes(b)) })
@@ -157,7 +149,6 @@ func (e *emitter) node(v any, simpleKey bool) error {
 			}
 		}
 		e.popIndent()
-		e.flowLevel--
 		e.writeIndicator("}", false, false)
 		return nil
 	case string:
