@@ -154,11 +154,11 @@ func decodeDocuments(rendered []byte) ([]map[string]any, error) {
 		if isEmpty(v) {
 			continue
 		}
-		m, ok := v.(*Mapping)
+		m, ok := v.(Mapping)
 		if !ok {
 			return nil, fmt.Errorf("%w: document %d is not a mapping", ErrManifest, i)
 		}
-		if kind, ok := m.values["kind"].(string); !ok || kind == "" {
+		if kind, ok := m["kind"].(string); !ok || kind == "" {
 			return nil, fmt.Errorf("%w: document %d has no kind", ErrManifest, i)
 		}
 		doc, err := jsonValue(m)
@@ -185,8 +185,8 @@ func isEmpty(v any) bool {
 		return v == 0
 	case List:
 		return len(v) == 0
-	case *Mapping:
-		return v.Len() == 0
+	case Mapping:
+		return len(v) == 0
 	}
 	return false
 }
@@ -196,14 +196,13 @@ func isEmpty(v any) bool {
 // none (the API server would refuse them), so they are refused here.
 func jsonValue(v any) (any, error) {
 	switch v := v.(type) {
-	case *Mapping:
-		m := make(map[string]any, v.Len())
-		for _, k := range v.keys {
-			item, err := jsonValue(v.values[k])
-			if err != nil {
+	case Mapping:
+		m := make(map[string]any, len(v))
+		for k, item := range v {
+			var err error
+			if m[k], err = jsonValue(item); err != nil {
 				return nil, err
 			}
-			m[k] = item
 		}
 		return m, nil
 	case List:

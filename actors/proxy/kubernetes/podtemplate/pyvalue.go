@@ -2,14 +2,14 @@ package podtemplate
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"math/big"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
-
-	"github.com/nikolalohinski/gonja/v2/exec"
 )
 
 // The values a template sees are those EG's launchers hand to jinja2:
@@ -18,7 +18,7 @@ import (
 // modelled here so that printing them ({{ volume }}, as EG's documented
 // templates did before yaml_safe existed) gives Python's repr and dumping
 // them (yaml_safe) gives PyYAML's output: nil is None, int64 or *big.Int is
-// int (Python's are unbounded), float64 is float, List is list and *Mapping
+// int (Python's are unbounded), float64 is float, List is list and Mapping
 // is dict.
 
 // List is a Python list.
@@ -31,61 +31,25 @@ func (l List) String() string {
 	return b.String()
 }
 
-// Mapping is a Python dict with string keys: it keeps the order keys were
-// first seen in, as Python prints them, and a repeated key overwrites the
-// value, as PyYAML's safe_load does.
-type Mapping struct {
-	keys   []string
-	values map[string]any
-}
+// Mapping is a Python dict with string keys. It is a Go map so that the
+// engine's dict operations (iteration, length, in, items(), tojson, …)
+// work on it; Python keeps the order keys were written in, a Go map
+// cannot, so a printed Mapping lists its keys sorted.
+type Mapping map[string]any
 
-// NewMapping returns an empty Mapping.
-func NewMapping() *Mapping { return &Mapping{values: map[string]any{}} }
-
-// Set sets key to value, appending the key if it is new.
-func (m *Mapping) Set(key string, value any) {
-	if _, ok := m.values[key]; !ok {
-		m.keys = append(m.keys, key)
-	}
-	m.values[key] = value
-}
-
-// Get returns the value of key.
-func (m *Mapping) Get(key string) (any, bool) {
-	v, ok := m.values[key]
-	return v, ok
-}
-
-// Keys returns the keys in insertion order.
-func (m *Mapping) Keys() []string { return m.keys }
-
-// Len returns the number of keys.
-func (m *Mapping) Len() int { return len(m.keys) }
-
-// String returns Python's repr of the dict, which is what jinja2 prints.
-func (m *Mapping) String() string {
+// String returns Python's repr of the dict, keys sorted, which is what
+// jinja2 prints but for the order.
+func (m Mapping) String() string {
 	var b strings.Builder
 	writeRepr(&b, m)
 	return b.String()
 }
 
-// GetAttribute lets a template write volume.name, which jinja2 resolves to
-// the dict's item when the dict has no such attribute.
-func (m *Mapping) GetAttribute(name string) (*exec.Value, bool) {
-	return m.GetItem(name)
-}
-
-// GetItem lets a template write volume['name'].
-func (m *Mapping) GetItem(key any) (*exec.Value, bool) {
-	k, ok := key.(string)
-	if !ok {
-		return exec.AsValue(nil), false
-	}
-	v, ok := m.values[k]
-	if !ok {
-		return exec.AsValue(nil), false
-	}
-	return exec.AsValue(v), true
+// sortedKeys returns m's keys in Python's order for str: by code point.
+func (m Mapping) sortedKeys() []string {
+	keys := slices.Collect(maps.Keys(m))
+	slices.SortFunc(keys, func(a, b string) int { return slices.Compare(pyRunes(a), pyRunes(b)) })
+	return keys
 }
 
 // writeRepr writes Python's repr of v.
@@ -125,15 +89,15 @@ func writeRepr(b *strings.Builder, v any) {
 			writeRepr(b, item)
 		}
 		b.WriteByte(']')
-	case *Mapping:
+	case Mapping:
 		b.WriteByte('{')
-		for i, k := range v.keys {
+		for i, k := range v.sortedKeys() {
 			if i > 0 {
 				b.WriteString(", ")
 			}
 			writeStrRepr(b, k)
 			b.WriteString(": ")
-			writeRepr(b, v.values[k])
+			writeRepr(b, v[k])
 		}
 		b.WriteByte('}')
 	default:

@@ -154,7 +154,7 @@ func (l *loader) construct(n *yaml.Node) (any, error) {
 		if n.Style&yaml.TaggedStyle != 0 && n.Tag != "!!map" {
 			return nil, fmt.Errorf("%w: tag %s (line %d)", ErrUnsupportedYAML, n.Tag, n.Line)
 		}
-		m := NewMapping()
+		m := Mapping{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, err := l.construct(n.Content[i])
 			if err != nil {
@@ -168,7 +168,7 @@ func (l *loader) construct(n *yaml.Node) (any, error) {
 			if err != nil {
 				return nil, err
 			}
-			m.Set(key, v)
+			m[key] = v
 		}
 		return m, nil
 	case yaml.ScalarNode:

@@ -5,9 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"math/big"
-	"reflect"
 	"regexp"
+	"strings"
 
 	"github.com/nikolalohinski/gonja/v2/builtins"
 	"github.com/nikolalohinski/gonja/v2/config"
@@ -33,7 +32,7 @@ var environment = &exec.Environment{
 	Context: exec.EmptyContext().
 		Update(builtins.GlobalFunctions).
 		Update(builtins.GlobalVariables),
-	Filters:           exec.NewFilterSet(map[string]exec.FilterFunction{"yaml_safe": yamlSafeFilter}).Update(builtins.Filters),
+	Filters:           filters(),
 	Tests:             builtins.Tests,
 	ControlStructures: builtins.ControlStructures,
 	Methods:           builtins.Methods,
@@ -47,8 +46,9 @@ func engineConfig() *config.Config {
 }
 
 // Parse parses a template's text.
-func Parse(source string) (*Template, error) {
-	loader, err := loaders.NewMemoryLoader(map[string]string{templatePath: source})
+func Parse(source string) (_ *Template, err error) {
+	defer recoverEngine(&err)
+	loader, err := loaders.NewMemoryLoader(map[string]string{templatePath: keepSpacesBetweenTags(source)})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrTemplate, err)
 	}
@@ -67,9 +67,101 @@ func Parse(source string) (*Template, error) {
 	return &Template{tpl: tpl, named: named}, nil
 }
 
+// recoverEngine turns a panic of the engine into an error: it panics on
+// some templates and values (a Go struct in a for loop did), and an
+// operator's template must not bring the gateway down.
+func recoverEngine(err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("%w: the engine failed: %v", ErrTemplate, r)
+	}
+}
+
+// keepSpacesBetweenTags marks with "+" each block or comment tag that
+// follows another tag on the same line with only spaces or tabs between
+// them. jinja2's lstrip_blocks strips whitespace only from the start of a
+// line, so "{% endif %} {% if y %}" keeps its space; gonja would strip it,
+// and "+" is the tag's own way of saying "do not".
+func keepSpacesBetweenTags(src string) string {
+	var b strings.Builder
+	b.Grow(len(src))
+	for i := 0; ; {
+		open := indexTagOpen(src, i)
+		if open < 0 {
+			b.WriteString(src[i:])
+			return b.String()
+		}
+		end := tagEnd(src, open)
+		if end < 0 {
+			b.WriteString(src[i:])
+			return b.String()
+		}
+		b.WriteString(src[i:end])
+		i = end
+		spaces := end
+		for spaces < len(src) && (src[spaces] == ' ' || src[spaces] == '\t') {
+			spaces++
+		}
+		if spaces > end && spaces+2 < len(src) && (strings.HasPrefix(src[spaces:], "{%") || strings.HasPrefix(src[spaces:], "{#")) &&
+			src[spaces+2] != '+' && src[spaces+2] != '-' {
+			b.WriteString(src[end : spaces+2])
+			b.WriteByte('+')
+			i = spaces + 2
+		}
+	}
+}
+
+// indexTagOpen returns the index of the next "{{", "{%" or "{#" from i.
+func indexTagOpen(src string, i int) int {
+	for {
+		j := strings.IndexByte(src[i:], '{')
+		if j < 0 || i+j+1 >= len(src) {
+			return -1
+		}
+		if c := src[i+j+1]; c == '{' || c == '%' || c == '#' {
+			return i + j
+		}
+		i += j + 1
+	}
+}
+
+var (
+	rawStart = regexp.MustCompile(`^\{%[-+]?\s*raw\s*[-+]?%\}`)
+	rawEnd   = regexp.MustCompile(`\{%[-+]?\s*endraw\s*[-+]?%\}`)
+)
+
+// tagEnd returns the index just past the tag that opens at open (past the
+// whole raw block for {% raw %}), or -1 if it never closes.
+func tagEnd(src string, open int) int {
+	closing := map[byte]string{'{': "}}", '%': "%}", '#': "#}"}[src[open+1]]
+	from := open + 2
+	if rawStart.MatchString(src[open:]) {
+		loc := rawEnd.FindStringIndex(src[open:])
+		if loc == nil {
+			return -1
+		}
+		return open + loc[1]
+	}
+	for i := from; i < len(src); i++ {
+		switch c := src[i]; {
+		case strings.HasPrefix(src[i:], closing):
+			return i + len(closing)
+		case (c == '"' || c == '\'') && closing != "#}":
+			// A string literal in an expression may hold the closing
+			// delimiter.
+			for i++; i < len(src) && src[i] != c; i++ {
+				if src[i] == '\\' {
+					i++
+				}
+			}
+		}
+	}
+	return -1
+}
+
 // Render renders the template with vars (from PodVars or
 // CustomResourceVars), as EG's launcher does before it parses the result.
-func (t *Template) Render(vars map[string]any) ([]byte, error) {
+func (t *Template) Render(vars map[string]any) (_ []byte, err error) {
+	defer recoverEngine(&err)
 	data := maps.Clone(vars)
 	if data == nil {
 		data = map[string]any{}
@@ -102,71 +194,6 @@ func Render(source string, vars map[string]any) ([]byte, error) {
 		return nil, err
 	}
 	return t.Render(vars)
-}
-
-func yamlSafeFilter(e *exec.Evaluator, in *exec.Value, params *exec.VarArgs) *exec.Value {
-	if len(params.Args) > 0 || len(params.KwArgs) > 0 {
-		return exec.AsValue(exec.ErrInvalidCall(errors.New("yaml_safe takes no arguments")))
-	}
-	v, err := fromEngine(in.Interface())
-	if err == nil {
-		var text string
-		if text, err = yamlSafe(v); err == nil {
-			return exec.AsValue(text)
-		}
-	}
-	if s, ok := e.Environment.Context.Get(stateKey); ok {
-		s.(*renderState).filterErr = err
-	}
-	return exec.AsValue(err)
-}
-
-// fromEngine turns what a template hands a filter (our own values, or the
-// engine's for literals and other filters' results) into our model of
-// Python values.
-func fromEngine(v any) (any, error) {
-	switch v := v.(type) {
-	case nil, string, bool, int64, float64, *big.Int, List, *Mapping:
-		return v, nil
-	case *exec.Value:
-		return fromEngine(v.Interface())
-	case *exec.Dict:
-		m := NewMapping()
-		for _, p := range v.Pairs {
-			key, ok := p.Key.Interface().(string)
-			if !ok {
-				return nil, fmt.Errorf("%w: yaml_safe: dict key %v is not a string", ErrTemplate, p.Key)
-			}
-			item, err := fromEngine(p.Value.Interface())
-			if err != nil {
-				return nil, err
-			}
-			m.Set(key, item)
-		}
-		return m, nil
-	}
-	rv := reflect.ValueOf(v)
-	switch rv.Kind() {
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		return rv.Int(), nil
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return new(big.Int).SetUint64(rv.Uint()), nil
-	case reflect.Float32, reflect.Float64:
-		return rv.Float(), nil
-	case reflect.String:
-		return rv.String(), nil
-	case reflect.Slice, reflect.Array:
-		list := make(List, 0, rv.Len())
-		for i := range rv.Len() {
-			item, err := fromEngine(rv.Index(i).Interface())
-			if err != nil {
-				return nil, err
-			}
-			list = append(list, item)
-		}
-		return list, nil
-	}
-	return nil, fmt.Errorf("%w: yaml_safe cannot write a %T", ErrTemplate, v)
 }
 
 // hazardWords finds, in a template's text, the hazards it names.

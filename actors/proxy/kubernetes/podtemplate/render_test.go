@@ -164,6 +164,50 @@ B: 2
 			},
 		},
 		{
+			name: "dict operations on a client's mapping",
+			source: `{% for v in kernel_volumes %}
+{{ v | length }} {{ 'name' in v }} {{ 'hostPath' not in v }} {{ v.readOnly is defined }} {{ 'T' if v else 'F' }}
+{% for k in v %}{{ k }},{% endfor %} {% for k, x in v.items() %}{{ k }}={{ x }};{% endfor %} {{ v | dictsort | first }}
+{% endfor %}
+{{ kernel_volumes | selectattr('readOnly') | list | length }} {{ kernel_volumes | selectattr('readOnly') | map(attribute='name') | list }}`,
+			runs: []run{
+				{map[string]string{"KERNEL_VOLUMES": "[{mountPath: /a, name: a, readOnly: true}, {mountPath: /b, name: b}, {}]"}, `3 True True True T
+mountPath,name,readOnly, mountPath=/a;name=a;readOnly=True; ('mountPath', '/a')
+2 True True False T
+mountPath,name, mountPath=/b;name=b; ('mountPath', '/b')
+0 False True False F
+  
+1 ['a']`},
+			},
+		},
+		{
+			name: "tojson",
+			source: `{{ kernel_volumes | tojson }}
+{{ kernel_volumes | tojson(indent=2) }}
+{{ kernel_x | tojson }} {{ [1, 2.5, none, true, 1e20] | tojson }}`,
+			runs: []run{
+				{map[string]string{"KERNEL_VOLUMES": "[{\"mountPath\": \"/b <&>\", \"name\": \"b'\u00e9\\u0001\\t\"}]", "KERNEL_X": "q\"<x>"}, `[{"mountPath": "/b \u003c\u0026\u003e", "name": "b\u0027\u00e9\u0001\t"}]
+[
+  {
+    "mountPath": "/b \u003c\u0026\u003e",
+    "name": "b\u0027\u00e9\u0001\t"
+  }
+]
+"q\"\u003cx\u003e" [1, 2.5, null, true, 1e+20]`},
+			},
+		},
+		{
+			name: "spaces between tags on one line",
+			source: `{% if kernel_x %}x{% endif %} {% if kernel_x %}y{% endif %}|{{ kernel_x }}	{% if kernel_x %}z{% endif %}|{# c #} {{ '}} {%' }} {% if kernel_x %}w{% endif %}
+  {% if kernel_x %}
+  indented
+  {% endif %}`,
+			runs: []run{
+				{map[string]string{"KERNEL_X": "1"}, `x y|1	z| }} {% w  indented
+`},
+			},
+		},
+		{
 			name: "values are data, not template code",
 			source: `a: {{ kernel_x }}
 b: {{ kernel_x | yaml_safe }}`,
@@ -205,9 +249,10 @@ func TestRenderErrors(t *testing.T) {
 		{"unknown filter", "{{ kernel_id | nope }}", ErrTemplate},
 		{"unclosed block", "{% if kernel_id %}x", ErrTemplate},
 		{"include reads no file", "{% include '/etc/passwd' %}", ErrTemplate},
+		{"the engine panics on a Go struct in a loop", "{% for k in kernel_struct %}{% endfor %}", ErrTemplate},
 	}
 	for _, tt := range tests {
-		_, err := Render(tt.source, map[string]any{"kernel_id": "k"})
+		_, err := Render(tt.source, map[string]any{"kernel_id": "k", "kernel_struct": struct{ A int }{}})
 		if !errors.Is(err, tt.want) {
 			t.Errorf("%s: err = %v, want %v", tt.name, err, tt.want)
 		}

@@ -67,7 +67,7 @@ func (l Launch) PodEnv(env map[string]string) map[string]string {
 // its lower-cased name (kernel_id, kernel_namespace, kernel_pod_name,
 // kernel_image, kernel_uid, kernel_working_dir, kernel_cpus, …), each a
 // string except kernel_volumes and kernel_volume_mounts, which must be
-// YAML lists of mappings (ErrStructuredVar) and become List of *Mapping.
+// YAML lists of mappings (ErrStructuredVar) and become List of Mapping.
 // A variable the environment lacks is undefined in the template.
 func PodVars(env map[string]string, l Launch) (map[string]any, error) {
 	return kernelVars(map[string]any{}, l.PodEnv(env))
@@ -106,7 +106,7 @@ func kernelVars(vars map[string]any, env map[string]string) (map[string]any, err
 		list, ok := v.(List)
 		if ok {
 			for _, item := range list {
-				if _, ok = item.(*Mapping); !ok {
+				if _, ok = item.(Mapping); !ok {
 					break
 				}
 			}

@@ -96,7 +96,7 @@ func TestCustomResourceVars(t *testing.T) {
 		"spark_context_initialization_mode": "none",
 		"kernel_crd_group":                  "sparkoperator.k8s.io",
 		"kernel_crd_version":                "v1beta2",
-		"kernel_volumes":                    List{mapping("name", "v", "emptyDir", NewMapping())},
+		"kernel_volumes":                    List{mapping("name", "v", "emptyDir", Mapping{})},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("vars =\n%#v\nwant\n%#v", got, want)

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"math/big"
-	"slices"
 	"strconv"
 	"strings"
 )
@@ -25,7 +24,7 @@ func yamlSafe(v any) (string, error) {
 		e.increaseIndent()
 		e.writeDoubleQuoted(pyRunes(v), true)
 		return e.out.String(), nil
-	case List, *Mapping:
+	case List, Mapping:
 		if err := e.node(v, false); err != nil {
 			return "", err
 		}
@@ -121,12 +120,10 @@ func (e *emitter) node(v any, simpleKey bool) error {
 		e.popIndent()
 		e.writeIndicator("]", false, false)
 		return nil
-	case *Mapping:
+	case Mapping:
 		e.writeIndicator("{", true, true)
 		e.increaseIndent()
-		keys := slices.Clone(v.keys)
-		slices.SortFunc(keys, func(a, b string) int { return slices.Compare(pyRunes(a), pyRunes(b)) })
-		for i, k := range keys {
+		for i, k := range v.sortedKeys() {
 			if i > 0 {
 				e.writeIndicator(",", false, false)
 			}
@@ -144,7 +141,7 @@ func (e *emitter) node(v any, simpleKey bool) error {
 				}
 				e.writeIndicator(":", true, false)
 			}
-			if err := e.node(v.values[k], false); err != nil {
+			if err := e.node(v[k], false); err != nil {
 				return err
 			}
 		}
