@@ -132,8 +132,13 @@ var (
 // tagEnd returns the index just past the tag that opens at open (past the
 // whole raw block for {% raw %}), or -1 if it never closes.
 func tagEnd(src string, open int) int {
-	closing := map[byte]string{'{': "}}", '%': "%}", '#': "#}"}[src[open+1]]
-	from := open + 2
+	closing := "}}"
+	switch src[open+1] {
+	case '%':
+		closing = "%}"
+	case '#':
+		closing = "#}"
+	}
 	if rawStart.MatchString(src[open:]) {
 		loc := rawEnd.FindStringIndex(src[open:])
 		if loc == nil {
@@ -141,7 +146,7 @@ func tagEnd(src string, open int) int {
 		}
 		return open + loc[1]
 	}
-	for i := from; i < len(src); i++ {
+	for i := open + 2; i < len(src); i++ {
 		switch c := src[i]; {
 		case strings.HasPrefix(src[i:], closing):
 			return i + len(closing)
