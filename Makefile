@@ -67,6 +67,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./actors/proxy/remote
 	$(GO) test -run '^$$' -fuzz '^FuzzClientEnv$$' -fuzztime $(FUZZTIME) ./actors/admission
 	$(GO) test -run '^$$' -fuzz '^FuzzRequestBodies$$' -fuzztime $(FUZZTIME) ./http
+	$(GO) test -run '^$$' -fuzz '^FuzzRender$$' -fuzztime $(FUZZTIME) ./actors/proxy/kubernetes/podtemplate
+	$(GO) test -run '^$$' -fuzz '^FuzzYAMLSafeRoundTrip$$' -fuzztime $(FUZZTIME) ./actors/proxy/kubernetes/podtemplate
 
 # deps installs the Debian packages that are missing; silent when all are there.
 deps:
