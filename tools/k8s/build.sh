@@ -9,6 +9,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 bin="$(cd "$here/../.." && pwd)/tools/bin"
 cd "$here"
+go="${GO:-go}"
 
 programs=(kube-apiserver kube-controller-manager kube-scheduler kine kwok helm)
 packages=(
@@ -32,7 +33,7 @@ if [ "$fresh" = 1 ]; then
 	exit 0
 fi
 
-version() { go list -mod=readonly -m -f '{{.Version}}' "$1"; }
+version() { "$go" list -mod=readonly -m -f '{{.Version}}' "$1"; }
 kube="$(version k8s.io/kubernetes)"
 major="${kube#v}"; major="${major%%.*}"
 minor="${kube#v*.}"; minor="${minor%%.*}"
@@ -59,7 +60,7 @@ mkdir -p "$bin"
 tmp="$(mktemp -d "$bin/.build.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
 # kine's SQLite driver (mattn/go-sqlite3) needs cgo.
-CGO_ENABLED=1 go build -mod=readonly -trimpath -ldflags "$ldflags" -o "$tmp/" "${packages[@]}"
+CGO_ENABLED=1 "$go" build -mod=readonly -trimpath -ldflags "$ldflags" -o "$tmp/" "${packages[@]}"
 for p in "${programs[@]}"; do
 	mv -f "$tmp/$p" "$bin/$p"
 done
