@@ -19,8 +19,8 @@
 //	func TestMain(m *testing.M) { os.Exit(kube.Main(m)) }
 //
 //	func TestX(t *testing.T) {
-//		c := kube.Cluster(t) // before leaktest.Check: the cluster outlives the test
-//		defer leaktest.Check(t)()
+//		c := kube.Cluster(t)         // first: the cluster's goroutines outlive the test
+//		t.Cleanup(leaktest.Check(t)) // runs after the namespace's clean-up has ended its pods
 //		ns := c.Namespace(t)
 //		...
 //	}
@@ -312,7 +312,8 @@ func (c *Cluster) RESTConfig() *rest.Config {
 
 // PauseAPIServer stops the API server process (SIGSTOP) and returns once
 // all its threads have stopped: its connections stay open and every request
-// hangs, as with a hung server, until ResumeAPIServer.
+// hangs, as with a hung server, until ResumeAPIServer. A test that pauses a
+// shared cluster must resume it before it ends (t.Cleanup).
 func (c *Cluster) PauseAPIServer() error {
 	if err := c.apiserver.signal(syscall.SIGSTOP); err != nil {
 		return err

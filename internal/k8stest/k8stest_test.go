@@ -395,6 +395,11 @@ func TestStartStop(t *testing.T) {
 		rss += kb
 	}
 	t.Logf("RSS of the control plane: %d MB", rss/1024)
+	svc, err := c.Client.CoreV1().Services(metav1.NamespaceDefault).Get(context.Background(), "kubernetes", metav1.GetOptions{})
+	testkit.NoError(t, err)
+	ip, err := netip.ParseAddr(svc.Spec.ClusterIP)
+	testkit.True(t, err == nil && netip.MustParsePrefix(ServiceCIDR).Contains(ip) && ip.IsLoopback(),
+		"the kubernetes service's ClusterIP %q is not in %s", svc.Spec.ClusterIP, ServiceCIDR)
 
 	start = time.Now()
 	testkit.NoError(t, c.Stop())

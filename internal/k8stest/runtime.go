@@ -386,10 +386,14 @@ func (r *runtime) report(pod *corev1.Pod, exits []exit) {
 // delete removes the pod object once nothing of it runs.
 func (r *runtime) delete(pod *corev1.Pod) {
 	r.retry(pod, "delete", func(ctx context.Context) error {
-		return r.client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{
+		err := r.client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{
 			GracePeriodSeconds: new(int64),
 			Preconditions:      &metav1.Preconditions{UID: &pod.UID},
 		})
+		if apierrors.IsConflict(err) {
+			return nil // the UID precondition: the name is another pod's now
+		}
+		return err
 	})
 }
 
@@ -398,12 +402,10 @@ func (r *runtime) delete(pod *corev1.Pod) {
 func (r *runtime) retry(pod *corev1.Pod, what string, f func(context.Context) error) {
 	wait.PollUntilContextCancel(r.ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		err := f(ctx)
-		switch {
-		case err == nil, apierrors.IsNotFound(err), apierrors.IsConflict(err) && what == "delete":
-			// A conflict on delete is the UID precondition: another pod of
-			// that name.
+		if err == nil || apierrors.IsNotFound(err) {
 			return true, nil
-		case ctx.Err() == nil:
+		}
+		if ctx.Err() == nil {
 			r.log.Printf("%s/%s: %s: %v", pod.Namespace, pod.Name, what, err)
 		}
 		return false, nil
