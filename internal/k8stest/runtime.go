@@ -223,11 +223,7 @@ func (r *runtime) run(pod *corev1.Pod, run *podRun, dir string) {
 	key := pod.Namespace + "/" + pod.Name
 	exits := make([]exit, len(pod.Spec.Containers))
 	procs := make([]*exec.Cmd, len(pod.Spec.Containers))
-	type waited struct {
-		i   int
-		err error
-	}
-	done := make(chan waited, len(procs))
+	done := make(chan int, len(procs)) // indexes of exited containers
 	pending := 0
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		r.log.Printf("%s: %v", key, err)
@@ -245,7 +241,10 @@ func (r *runtime) run(pod *corev1.Pod, run *podRun, dir string) {
 		exits[i].started = now
 		procs[i] = cmd
 		pending++
-		go func() { done <- waited{i, cmd.Wait()} }()
+		go func() {
+			cmd.Wait() // its error is in cmd.ProcessState
+			done <- i
+		}()
 	}
 
 	signal := func(sig syscall.Signal) {
@@ -268,14 +267,14 @@ func (r *runtime) run(pod *corev1.Pod, run *podRun, dir string) {
 	}()
 	for pending > 0 {
 		select {
-		case w := <-done:
+		case i := <-done:
 			pending--
 			// A container's processes end with its main process, as they
 			// would with its PID namespace.
-			syscall.Kill(-procs[w.i].Process.Pid, syscall.SIGKILL)
-			exits[w.i] = exited(exits[w.i].started, procs[w.i].ProcessState, w.err)
-			procs[w.i] = nil
-			r.log.Printf("%s: container %s: %s (%d)", key, pod.Spec.Containers[w.i].Name, exits[w.i].reason, exits[w.i].code)
+			syscall.Kill(-procs[i].Process.Pid, syscall.SIGKILL)
+			exits[i] = exited(exits[i].started, procs[i].ProcessState)
+			procs[i] = nil
+			r.log.Printf("%s: container %s: %s (%d)", key, pod.Spec.Containers[i].Name, exits[i].reason, exits[i].code)
 		case <-run.wake:
 			r.mu.Lock()
 			grace := *run.grace
@@ -315,14 +314,12 @@ func (r *runtime) run(pod *corev1.Pod, run *podRun, dir string) {
 	}
 }
 
-// exited describes a process's end as a container status would.
-func exited(started time.Time, state *os.ProcessState, err error) exit {
+// exited describes a process's end as a container status would: a process
+// killed by a signal exits 128+signal.
+func exited(started time.Time, state *os.ProcessState) exit {
 	e := exit{code: int32(state.ExitCode()), reason: "Completed", started: started, finished: time.Now()}
 	if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		e.code = 128 + int32(ws.Signal())
-	}
-	if err != nil && e.code == 0 {
-		e.code, e.message = 128, err.Error()
 	}
 	if e.code != 0 {
 		e.reason = "Error"
