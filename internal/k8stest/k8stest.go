@@ -6,10 +6,11 @@
 // what a client does against it, it does against Kubernetes.
 //
 // Nothing leaves loopback. The API server listens on 127.0.0.1, pod IPs come
-// from the node's podCIDR 127.0.10.0/24 (every 127/8 address can be bound and
-// dialled on Linux without setup), service ClusterIPs are allocated from
-// 127.0.20.0/24 but never served, and no pod gets the KUBERNETES_SERVICE_*
-// variables a kubelet would inject.
+// from the node's podCIDR, 127.0.10.0/24 (every 127/8 address can be bound
+// and dialled on Linux without setup; clusters running at once take
+// 127.0.11.0/24 and on), service ClusterIPs are allocated from 127.0.20.0/24
+// but never served, and no pod gets the KUBERNETES_SERVICE_* variables a
+// kubelet would inject.
 //
 // A cluster takes about 5 s and 550 MB to start, so a test package shares
 // one, started by the first test that asks for it:
@@ -55,8 +56,6 @@ import (
 const (
 	// NodeName is the fake node every pod is scheduled to.
 	NodeName = "k8stest-node"
-	// PodCIDR is the node's pod network: every pod IP is in it.
-	PodCIDR = "127.0.10.0/24"
 	// ServiceCIDR is where the API server allocates ClusterIPs. Nothing
 	// serves them; it is loopback so that a stray dial stays on the machine.
 	ServiceCIDR = "127.0.20.0/24"
@@ -108,9 +107,12 @@ type Cluster struct {
 	Kubeconfig string
 	// Client is the administrator's client, for tests to set up and inspect.
 	Client kubernetes.Interface
+	// PodCIDR is the node's pod network: every pod IP is in it.
+	PodCIDR string
 
 	caPEM   []byte
 	dir     string
+	cidr    *os.File // holds PodCIDR against other clusters
 	runtime *runtime
 
 	kine, apiserver, controllerManager, scheduler, kwok *component
@@ -131,6 +133,10 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		return nil, fmt.Errorf("k8stest: %w", err)
 	}
 	c := &Cluster{dir: dir}
+	if c.PodCIDR, c.cidr, err = takePodCIDR(); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("k8stest: %w", err)
+	}
 	defer func() {
 		if err != nil {
 			c.Stop()
@@ -251,7 +257,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		"--node-ip=127.0.0.1",
 		// The node's podCIDR decides pod IPs; this default (10.0.0.0/24
 		// otherwise) only matters if it were missing.
-		"--cidr="+PodCIDR,
+		"--cidr="+c.PodCIDR,
 	)
 	if err != nil {
 		return nil, err
@@ -267,7 +273,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 				"type":                   "kwok",
 			},
 		},
-		Spec: corev1.NodeSpec{PodCIDR: PodCIDR, PodCIDRs: []string{PodCIDR}},
+		Spec: corev1.NodeSpec{PodCIDR: c.PodCIDR, PodCIDRs: []string{c.PodCIDR}},
 	}, metav1.CreateOptions{}); err != nil {
 		return nil, fmt.Errorf("create node: %w", err)
 	}
@@ -362,6 +368,7 @@ func (c *Cluster) Stop() error {
 		if err := os.RemoveAll(c.dir); err != nil {
 			c.stopErr = errors.Join(c.stopErr, err)
 		}
+		c.cidr.Close() // only now that no process holds one of its IPs
 	})
 	return c.stopErr
 }
@@ -421,6 +428,26 @@ func toolsDir() (string, error) {
 			return "", fmt.Errorf("k8stest: %w (no tools/k8s above %s)", ErrToolsMissing, wd)
 		}
 	}
+}
+
+// takePodCIDR takes the first pod network, from 127.0.10.0/24 to
+// 127.0.19.0/24, that no other cluster on the machine holds (go test runs
+// packages in parallel: two clusters handing out 127.0.10.1 would make their
+// pods' ports collide). The flock on its file lasts while the file is open,
+// and the kernel drops it if the test binary dies.
+func takePodCIDR() (string, *os.File, error) {
+	for n := 10; n < 20; n++ {
+		f, err := os.OpenFile(filepath.Join(os.TempDir(), fmt.Sprintf("k8stest-podcidr-%d.lock", n)), os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			return "", nil, err
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+			continue
+		}
+		return fmt.Sprintf("127.0.%d.0/24", n), f, nil
+	}
+	return "", nil, errors.New("every pod network from 127.0.10.0/24 to 127.0.19.0/24 is held by another cluster")
 }
 
 // freePort returns a TCP port free on 127.0.0.1 a moment ago.

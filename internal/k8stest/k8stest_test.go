@@ -156,8 +156,8 @@ func runningHelper(t *testing.T, c *Cluster, ns, name string, env ...corev1.EnvV
 	}
 	pod := waitPod(t, c, ns, name, 20*time.Second, phase(corev1.PodRunning))
 	ip, err := netip.ParseAddr(pod.Status.PodIP)
-	if err != nil || !netip.MustParsePrefix(PodCIDR).Contains(ip) {
-		t.Fatalf("pod IP %q is not in %s", pod.Status.PodIP, PodCIDR)
+	if err != nil || !netip.MustParsePrefix(c.PodCIDR).Contains(ip) {
+		t.Fatalf("pod IP %q is not in %s", pod.Status.PodIP, c.PodCIDR)
 	}
 	var reply helperReply
 	testkit.Eventually(t, 10*time.Second, func() (err error) {
@@ -377,9 +377,11 @@ func TestPausedAPIServer(t *testing.T) {
 	testkit.NoError(t, err)
 }
 
-// TestStartStop starts a cluster of its own to check that Stop leaves no
-// process, goroutine or file behind, and reports what starting costs.
+// TestStartStop starts a cluster of its own beside the shared one: it must
+// get a pod network of its own, Stop must leave no process, goroutine or
+// file behind, and the test reports what starting costs.
 func TestStartStop(t *testing.T) {
+	shared := kube.Cluster(t) // up, so that this cluster must take another pod network
 	defer leaktest.Check(t)()
 	start := time.Now()
 	c, err := Start(context.Background(), Options{})
@@ -387,6 +389,9 @@ func TestStartStop(t *testing.T) {
 		skipOrFail(t, err)
 	}
 	t.Logf("started in %v", time.Since(start))
+	if c.PodCIDR == shared.PodCIDR {
+		t.Errorf("two clusters on %s", c.PodCIDR)
+	}
 	var rss int
 	components := []*component{c.kine, c.apiserver, c.controllerManager, c.scheduler, c.kwok}
 	for _, p := range components {
