@@ -12,8 +12,8 @@
 // but never served, and no pod gets the KUBERNETES_SERVICE_* variables a
 // kubelet would inject.
 //
-// A cluster takes about 5 s and 550 MB to start, so a test package shares
-// one, started by the first test that asks for it:
+// A cluster takes 3–4 s to start and 550–600 MB of memory, so a test
+// package shares one, started by the first test that asks for it:
 //
 //	var kube = k8stest.NewShared(k8stest.Options{Images: ..., PodIPEnv: "POD_IP"})
 //
@@ -121,8 +121,8 @@ type Cluster struct {
 	stopErr  error
 }
 
-// Start runs a cluster and returns once it schedules and runs pods. Stop it
-// with Stop.
+// Start runs a cluster and returns once the API server serves, the node is
+// Ready and pods can be created in the default namespace. Stop it with Stop.
 func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	bin, err := toolsDir()
 	if err != nil {
