@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Builds the programs pinned by this module (see tools.go) into tools/bin:
 # kube-apiserver, kube-controller-manager, kube-scheduler, kine, kwok, helm.
-# internal/k8stest runs them. A cold build takes about ten minutes on two
+# internal/k8stest runs them. A cold build takes about nine minutes on two
 # cores, so it is skipped while every binary is newer than the files that
 # decide what gets built (go.mod, go.sum, this script).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
-bin="$(cd "$here/../.." && pwd)/tools/bin"
+bin="$(cd "$here/.." && pwd)/bin"
 cd "$here"
 go="${GO:-go}"
 
@@ -52,7 +52,7 @@ done
 ldflags+=" -X github.com/k3s-io/kine/pkg/version.Version=$kine"
 ldflags+=" -X helm.sh/helm/v3/internal/version.version=$helm"
 
-echo "k8s tools: building ${programs[*]} (Kubernetes $kube) into $bin; a cold build takes about 10 minutes" >&2
+echo "k8s tools: building ${programs[*]} (Kubernetes $kube) into $bin; a cold build takes about 9 minutes" >&2
 start=$SECONDS
 mkdir -p "$bin"
 # Build into a scratch folder and move the results in only when all of them
