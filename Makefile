@@ -70,6 +70,20 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzClientEnv$$' -fuzztime $(FUZZTIME) ./actors
 	$(GO) test -run '^$$' -fuzz '^FuzzRequestBodies$$' -fuzztime $(FUZZTIME) ./http
 
+# Dex, the OpenID Connect provider the identity tests run (internal/oidctest),
+# built from the Go module proxy in a module of its own (tools/dex) so that
+# none of its dependencies enter kernelgate's go.mod; rebuilt only when
+# tools/dex/go.mod or go.sum change. No cgo: the tests use Dex's in-memory
+# storage, not its sqlite. `make test` needs it and fails, rather than skips,
+# the identity tests (JupyterHub's too) when a tool is missing.
+DEX := tools/bin/dex
+.PHONY: dex-tools
+dex-tools: $(DEX)
+$(DEX): tools/dex/go.mod tools/dex/go.sum
+	cd tools/dex && CGO_ENABLED=0 $(GO) build -trimpath -o ../bin/dex github.com/dexidp/dex/cmd/dex
+test: dex-tools
+test: export KERNELGATE_REQUIRE_IDENTITY := 1
+
 # deps installs the Debian packages that are missing; silent when all are there.
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
