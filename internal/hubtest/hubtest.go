@@ -259,14 +259,21 @@ func (h *Hub) CreateGroup(t testing.TB, group string, users ...string) {
 	h.call(t, http.MethodPost, "/groups/"+url.PathEscape(group), map[string]any{"users": users}, http.StatusCreated, nil)
 }
 
-// CreateToken creates an API token of user and returns it and its id.
-func (h *Hub) CreateToken(t testing.TB, user string) (token, id string) {
+// CreateToken creates an API token of user and returns it and its id. With
+// no roles it has all the user's permissions; with roles "server" it is
+// like the token the Hub gives a user's single-user server
+// (JUPYTERHUB_API_TOKEN), which can identify its user only partly.
+func (h *Hub) CreateToken(t testing.TB, user string, roles ...string) (token, id string) {
 	t.Helper()
 	var out struct {
 		Token string `json:"token"`
 		ID    string `json:"id"`
 	}
-	h.call(t, http.MethodPost, "/users/"+url.PathEscape(user)+"/tokens", map[string]any{"note": "hubtest"}, http.StatusCreated, &out)
+	body := map[string]any{"note": "hubtest"}
+	if len(roles) > 0 {
+		body["roles"] = roles
+	}
+	h.call(t, http.MethodPost, "/users/"+url.PathEscape(user)+"/tokens", body, http.StatusCreated, &out)
 	if out.Token == "" || out.ID == "" {
 		t.Fatalf("jupyterhub created a token for %s without a token or id", user)
 	}

@@ -56,6 +56,8 @@ func TestHubIdentifies(t *testing.T) {
 	aliceTok, _ := hub.CreateToken(t, alice)
 	adminTok, _ := hub.CreateToken(t, admin)
 	configuredAdminTok, _ := hub.CreateToken(t, hubtest.Admin)
+	serverTok, _ := hub.CreateToken(t, alice, "server")
+	adminServerTok, _ := hub.CreateToken(t, admin, "server")
 
 	h := newHub(t, HubConfig{APIURL: hub.APIURL, TTL: time.Minute})
 	defer h.Close()
@@ -67,6 +69,9 @@ func TestHubIdentifies(t *testing.T) {
 		{aliceTok, Identity{Name: alice, Groups: []string{group}, Source: SourceHub}},
 		{adminTok, Identity{Name: admin, Admin: true, Groups: []string{}, Source: SourceHub}},
 		{configuredAdminTok, Identity{Name: hubtest.Admin, Admin: true, Groups: []string{}, Source: SourceHub}},
+		// What a single-user server in gateway mode sends.
+		{serverTok, Identity{Name: alice, Groups: []string{group}, Source: SourceHub}},
+		{adminServerTok, Identity{Name: admin, Admin: true, Groups: []string{}, Source: SourceHub}},
 		// The service's role lets it administer users, yet it is no admin
 		// of kernels.
 		{hub.ServiceToken, Identity{Name: hubtest.ServiceName, Service: true, Source: SourceHub}},
