@@ -280,7 +280,6 @@ func TestOIDCScheduledRotation(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits for Dex's 30 s rotation check")
 	}
-	t.Parallel()
 	dex := oidctest.Start(t, oidctest.Options{KeysRotationPeriod: time.Second})
 	defer leaktest.Check(t)()
 	o, keys := newOIDC(t, dex, OIDCConfig{})

@@ -74,6 +74,9 @@ type Dex struct {
 // at the root of the module (found upwards from the working directory).
 func Binary() (string, error) {
 	if p := os.Getenv("KERNELGATE_DEX"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("KERNELGATE_DEX: %w", err)
+		}
 		return p, nil
 	}
 	dir, err := os.Getwd()
