@@ -257,7 +257,7 @@ type keyFlight struct {
 // VerifySignature returns the token's payload if one of the issuer's keys
 // verifies it. go-oidc calls it after checking the algorithm.
 func (s *keySet) VerifySignature(ctx context.Context, raw string) ([]byte, error) {
-	jws, err := jose.ParseSigned(raw, signingAlgs)
+	jws, err := jose.ParseSignedCompact(raw, signingAlgs)
 	if err != nil {
 		return nil, fmt.Errorf("malformed jwt: %w", err)
 	}
