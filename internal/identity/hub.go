@@ -277,8 +277,8 @@ func (h *Hub) ask(ctx context.Context, token string) (Identity, error) {
 	if err := json.NewDecoder(body).Decode(&u); err != nil {
 		return Identity{}, fmt.Errorf("jupyterhub at %s: unreadable answer: %w: %w", h.userURL, ErrUnavailable, err)
 	}
-	if u.Name == "" {
-		return Identity{}, fmt.Errorf("jupyterhub at %s: answer without a name: %w", h.userURL, ErrUnavailable)
+	if !validName(u.Name) {
+		return Identity{}, fmt.Errorf("jupyterhub at %s: answer without a valid name: %w", h.userURL, ErrUnavailable)
 	}
 	id := Identity{Name: u.Name, Groups: u.Groups, Source: SourceHub}
 	switch u.Kind {

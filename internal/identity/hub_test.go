@@ -242,6 +242,7 @@ func TestHubBadAnswers(t *testing.T) {
 		{"redirect", 302, ``, false},
 		{"not JSON", 200, `<html>`, false},
 		{"no name", 200, `{"kind": "user", "admin": true}`, false},
+		{"a name with a newline", 200, `{"kind": "user", "name": "alice\nbob"}`, false},
 		{"unknown kind", 200, `{"kind": "robot", "name": "r2"}`, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode"
 )
 
 // Sources of an Identity.
@@ -97,6 +98,12 @@ func checkToken(token string) error {
 		}
 	}
 	return nil
+}
+
+// validName accepts a non-empty name without control characters: the name
+// ends up in logs, records and KERNEL_USERNAME.
+func validName(name string) bool {
+	return name != "" && len(name) <= 256 && !strings.ContainsFunc(name, unicode.IsControl)
 }
 
 // TokenFrom returns the token of a request given its ?token= query value and

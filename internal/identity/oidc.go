@@ -10,10 +10,8 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strings"
 	"sync"
 	"time"
-	"unicode"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/go-jose/go-jose/v4"
@@ -193,12 +191,6 @@ func (o *OIDC) Identify(ctx context.Context, token string) (Identity, error) {
 		}
 	}
 	return id, nil
-}
-
-// validName accepts a non-empty name without control characters: the name
-// ends up in logs, records and KERNEL_USERNAME.
-func validName(name string) bool {
-	return name != "" && len(name) <= 256 && !strings.ContainsFunc(name, unicode.IsControl)
 }
 
 // stringList reads a claim that is a list of strings or one string.
