@@ -8,6 +8,8 @@ LDFLAGS   := -X main.version=$(VERSION)
 # reference client used for interop checks, Jupyter Server and Notebook 6
 # for the end-to-end tests in gateway mode, and Chromium to drive Notebook 6.
 APT_PACKAGES := python3-ipykernel python3-jupyter-client python3-jupyter-server python3-notebook chromium openssh-server openssh-client python3-pycryptodome
+# JupyterHub 3.0 (with Debian's configurable-http-proxy) for the identity tests.
+APT_PACKAGES += jupyterhub
 # The npm project of the JavaScript clients (@jupyterlab/services,
 # puppeteer-core) the end-to-end tests drive with Node.
 CLIENTS := http/testdata/clients
@@ -77,6 +79,20 @@ fuzz:
 # the first time, nothing while they are newer than tools/k8s/go.sum.
 k8s-tools:
 	GO=$(GO) tools/k8s/build.sh
+
+# Dex, the OpenID Connect provider the identity tests run (internal/oidctest),
+# built from the Go module proxy in a module of its own (tools/dex) so that
+# none of its dependencies enter kernelgate's go.mod; rebuilt only when
+# tools/dex/go.mod or go.sum change. No cgo: the tests use Dex's in-memory
+# storage, not its sqlite. `make test` needs it and fails, rather than skips,
+# the identity tests (JupyterHub's too) when a tool is missing.
+DEX := tools/bin/dex
+.PHONY: dex-tools
+dex-tools: $(DEX)
+$(DEX): tools/dex/go.mod tools/dex/go.sum
+	cd tools/dex && CGO_ENABLED=0 $(GO) build -trimpath -o ../bin/dex github.com/dexidp/dex/cmd/dex
+test: dex-tools
+test: export KERNELGATE_REQUIRE_IDENTITY := 1
 
 # deps installs the Debian packages that are missing; silent when all are there.
 deps:
