@@ -23,16 +23,16 @@ type gatewayActor struct {
 	pending  map[string]string     // kernel id → user, for starts in flight
 	byUser   map[string]int        // live + pending kernels per user
 	children map[string]*actor.PID // kernel id → kernel actor
-	byPID    map[string]string     // kernel actor id → kernel id
+	byPID    map[string]string     // kernel actor id → kernel id, until the actor stops
 	draining bool
 	drainers []*actor.PID
 
-	pools      map[string]*pool         // kernelspec → its warm pool
-	pooled     map[string]*kernelHandle // kernel id → unclaimed pooled kernel
-	retired    map[string]bool          // pooled kernels shut down to make room, until gone
+	pools   map[string]*pool         // kernelspec → its warm pool
+	pooled  map[string]*kernelHandle // kernel id → unclaimed pooled kernel
+	retired map[string]bool          // pooled kernels shut down to make room, until gone
 
 	followWaiters map[string][]*actor.PID // facade calls waiting for a follower to be listed
-	nextRefill time.Time                // when the earliest refill timer fires; zero if none
+	nextRefill    time.Time               // when the earliest refill timer fires; zero if none
 }
 
 func (g *gatewayActor) Receive(ctx actor.Context) {
@@ -83,7 +83,11 @@ func (g *gatewayActor) Receive(ctx actor.Context) {
 		// A kernel actor that stopped without saying goodbye (it kept
 		// panicking) must not stay in the registry.
 		if id, ok := g.byPID[m.Who.Id]; ok {
-			g.forget(ctx, id)
+			delete(g.byPID, m.Who.Id)
+			if _, listed := g.children[id]; listed {
+				g.forget(ctx, id)
+			}
+			g.checkDrained()
 		}
 	case *drain:
 		g.draining = true
@@ -108,8 +112,6 @@ func (g *gatewayActor) Receive(ctx actor.Context) {
 		g.followNow(ctx, m.rec)
 	case *takeOver:
 		g.takeOver(ctx, m.rec)
-	case *keptSessions:
-		g.reg.replica.keepHandover(m.kernelID, m.places)
 	case gatewayInspect:
 		m(g)
 	}
@@ -125,17 +127,18 @@ func (g *gatewayActor) forget(ctx actor.Context, id string) {
 		g.byUser[h.username]--
 		g.publish(func(r *registry) *registry { return r.without(id) })
 	}
-	if pid, ok := g.children[id]; ok {
-		delete(g.byPID, pid.Id)
-		delete(g.children, id)
-	}
+	delete(g.children, id) // byPID keeps it until the actor has stopped
 	g.poolForget(id)
 	g.checkDrained()
 	g.refill(ctx)
 }
 
+// checkDrained answers the drains once every kernel actor has stopped: a
+// kernel leaves the registry before it says goodbye to its clients (and,
+// kept by a replica, hands their sessions over), and a drain waits for
+// that too.
 func (g *gatewayActor) checkDrained() {
-	if !g.draining || len(g.children) > 0 {
+	if !g.draining || len(g.byPID) > 0 {
 		return
 	}
 	for _, d := range g.drainers {
@@ -258,7 +261,7 @@ func (g *gatewayActor) spawn(ctx actor.Context, o kernelOpts) (*kernelHandle, er
 	}
 	h := newKernelHandle(id, spec.Name, user, g.cfg.KernelQueue)
 	k := &kernelActor{
-		cfg: g.cfg, prov: prov, spec: spec, h: h, log: log, env: o.env,
+		cfg: g.cfg, prov: prov, spec: spec, h: h, log: log, env: o.env, replica: g.reg.replica,
 		pooled:      pooled,
 		recovering:  o.recovering,
 		startWaiter: o.waiter,

@@ -56,11 +56,14 @@ type kernelActor struct {
 	// kernel_follow.go); record is then what it follows.
 	follower bool
 	record   *store.Record
+	// replica is this replica's part in its group, nil without
+	// replication.
+	replica *replica
 	// takingOver is set from a promotion until the kernel is up: a kernel
 	// that did not outlive its old owner is started again.
 	takingOver bool
-	started time.Time // the kernel's first launch came up
-	created time.Time // the actor, i.e. when the start was admitted
+	started    time.Time // the kernel's first launch came up
+	created    time.Time // the actor, i.e. when the start was admitted
 	// stopAsked is when a shutdown was asked for, for its duration.
 	stopAsked time.Time
 
@@ -81,6 +84,7 @@ type kernelActor struct {
 	badSigs    uint64
 
 	startWaiter    *actor.PID   // the POST, until the first launch ends
+	announcing     []*actor.PID // starts answered once the record is written (a group)
 	restartWaiters []*actor.PID // REST restarts, answered when ready
 	stopWaiters    []*actor.PID // shutdowns, answered when gone
 
@@ -93,9 +97,11 @@ type kernelActor struct {
 	attached    []*writer             // writers of connected sessions, told when the log grows
 	routes      map[string]sessionNum // header.session of client requests → session
 	lastSession sessionNum
-	appends     uint64 // messages logged, to trim the log now and then
-	lost        uint64 // messages reconnecting clients missed, for the log
-	left        bool   // out of the registry (see leave)
+	// waitingAnchors counts sessions waiting for a message (see beginFrom).
+	waitingAnchors int
+	appends        uint64 // messages logged, to trim the log now and then
+	lost           uint64 // messages reconnecting clients missed, for the log
+	left           bool   // out of the registry (see leave)
 	// farewells counts connected clients still reading the last messages
 	// of a finished kernel; the actor stops when it reaches 0.
 	farewells     int
@@ -148,6 +154,10 @@ func (k *kernelActor) Receive(ctx actor.Context) {
 			k.escalate(m.stage)
 		}
 	case *signaled: // the runner logged a failure; nothing waits on it here
+	case *persisted:
+		if m.gen == k.gen {
+			k.onPersisted(ctx)
+		}
 	case *cleanedUp:
 		if k.phase == phaseTerminating && m.r == k.last {
 			k.leave(ctx)
@@ -179,10 +189,18 @@ func (k *kernelActor) Receive(ctx actor.Context) {
 		k.onRecordGone(ctx)
 	case *promote:
 		k.promote(m.rec)
+	case *adopted:
+		if m.gen == k.gen {
+			k.onAdopted(m)
+		}
 	case *demote:
 		k.demote()
 	case *handoverReq:
 		k.handover(ctx, m)
+	case *handoverTimeout:
+		k.onHandoverTimeout(m)
+	case *anchorTimeout:
+		k.onAnchorTimeout(m)
 	case *sessionExpire:
 		k.expire(m)
 	case *goneAck:

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/kernelgate/kernelgate/actors/admission"
 	"github.com/kernelgate/kernelgate/actors/proxy"
 	"github.com/kernelgate/kernelgate/actors/store"
 	"github.com/kernelgate/kernelgate/zmq"
@@ -85,8 +86,10 @@ func (k *kernelActor) onRecordGone(ctx actor.Context) {
 }
 
 // promote serves *promote: this replica now owns the kernel (its owner is
-// gone). It takes the kernel back through its provisioner; a kernel that
-// did not outlive its owner is started again, as after a death.
+// gone). It takes the kernel's process back through its provisioner while
+// its channels here stay connected, so that its clients miss nothing (see
+// onAdopted); a kernel that did not outlive its owner is started again, as
+// after a death.
 func (k *kernelActor) promote(rec store.Record) {
 	if !k.follower {
 		return
@@ -95,13 +98,40 @@ func (k *kernelActor) promote(rec store.Record) {
 	k.follower = false
 	k.h.follower.Store(false)
 	k.record = nil
-	k.recovering = &rec
 	k.takingOver = true
+	if k.up && k.run.adopt(k.recoverer(rec), admission.LaunchTimeout(k.env["KERNEL_LAUNCH_TIMEOUT"], k.cfg.LaunchTimeout), rec) {
+		return
+	}
+	k.recover(rec)
+}
+
+// recover launches the kernel again from its record: a launch that
+// recovers it, else starts it anew.
+func (k *kernelActor) recover(rec store.Record) {
+	k.recovering = &rec
 	k.releaseRun(true, nil)
 	if k.phase != phaseStarting {
 		k.phase = phaseRestarting
 	}
 	k.launch()
+}
+
+// onAdopted serves *adopted: the kernel's process is this replica's now,
+// or it could not be taken back over the live channels: then a launch
+// recovers it (or starts it again).
+func (k *kernelActor) onAdopted(m *adopted) {
+	if m.err != nil {
+		k.log.Warn().Err(m.err).Msg("cannot take the kernel's process over; launching it again")
+		k.recover(m.rec)
+		return
+	}
+	k.takingOver = false
+	k.conn.info, k.conn.poller = m.info, m.poller
+	k.persist()
+	if m.poller {
+		k.schedule(k.cfg.LivenessInterval, &pollTick{gen: k.gen})
+	}
+	k.log.Info().Msg("kernel taken over")
 }
 
 // demote serves *demote: another replica holds the kernel's lease (this
@@ -150,28 +180,57 @@ func (k *kernelActor) placeOf(s *session) Handover {
 }
 
 // handover serves *handoverReq: the session's place, and the session is
-// let go (its connection here, if any, taken over).
+// let go. A connection still open here is taken over first (4000), and the
+// answer waits (up to handoverWait) for how it ends, which says where its
+// client stands.
 func (k *kernelActor) handover(ctx actor.Context, m *handoverReq) {
 	s, ok := k.sessions[m.sessionID]
 	if !ok {
 		ctx.Respond(&handoverRes{})
 		return
 	}
-	h := k.placeOf(s)
+	s.handoverTo = append(s.handoverTo, ctx.Sender())
+	if s.w == nil && s.replaced == nil {
+		k.handOver(s)
+		return
+	}
 	for _, w := range []*writer{s.w, s.replaced} {
 		if w != nil {
-			k.unplug(w)
 			w.requestStop(stopWriter{code: CloseReplaced, reason: "replaced by a newer connection for this session"})
 		}
 	}
-	s.w, s.replaced = nil, nil
+	k.schedule(handoverWait, &handoverTimeout{id: s.id})
+}
+
+// handoverWait bounds how long a handover waits for the session's
+// connection here to end.
+const handoverWait = 4 * time.Second
+
+// handOver answers the session's handovers with its place and lets the
+// session go.
+func (k *kernelActor) handOver(s *session) {
+	h := k.placeOf(s)
+	for _, to := range s.handoverTo {
+		k.sys.Root.Send(to, &handoverRes{h: h})
+	}
+	for _, w := range []*writer{s.w, s.replaced} {
+		if w != nil {
+			k.unplug(w)
+		}
+	}
 	if !s.detached.IsZero() {
-		s.detached = time.Time{}
 		k.cfg.Metrics.DetachedSessions.Add(-1)
 	}
 	delete(k.sessions, s.id)
 	k.publishSessions()
-	ctx.Respond(&handoverRes{h: h})
+}
+
+// onHandoverTimeout serves *handoverTimeout: the connection did not end in
+// time; the place is what its client confirmed.
+func (k *kernelActor) onHandoverTimeout(m *handoverTimeout) {
+	if s, ok := k.sessions[m.id]; ok && len(s.handoverTo) > 0 {
+		k.handOver(s)
+	}
 }
 
 // publishSessions tells the group which client sessions this kernel has
@@ -183,25 +242,67 @@ func (k *kernelActor) publishSessions() {
 
 // beginFrom starts session s's writer where a handover from another
 // replica says it stood, or, with no handover, where a client's last
-// message says; a place lost with its replica is counted.
+// message says; a place lost with its replica is counted. The message the
+// client had last (its own word, else the handover's) may not have reached
+// this replica's log yet: the writer then waits for it, up to anchorWait.
 func (k *kernelActor) beginFrom(s *session, h *Handover) {
-	from := k.output.head.Load()
-	switch {
-	case h == nil:
-	case h.Lost:
-		k.cfg.Metrics.SessionGaps.Add(1)
-		s.w.prelude = []Routed{{Channel: zmq.IOPub, Msg: gapNotice(k.h.id)}}
-	case h.After != "":
-		if seq := k.output.find(h.After, 0, from); seq > 0 {
-			from = seq + 1
-		} else {
+	anchor := s.lastMsgID
+	if h != nil {
+		if h.Lost {
 			k.cfg.Metrics.SessionGaps.Add(1)
+			s.w.prelude = []Routed{{Channel: zmq.IOPub, Msg: gapNotice(k.h.id)}}
+		}
+		s.w.prelude = append(s.w.prelude, h.Routed...)
+		if anchor == "" {
+			anchor = h.After
 		}
 	}
-	if h != nil {
-		s.w.prelude = append(s.w.prelude, h.Routed...)
+	head := k.output.head.Load()
+	if anchor == "" {
+		k.begin(s, head)
+		return
 	}
-	k.begin(s, from)
+	if seq := k.output.find(anchor, s.num, head); seq > 0 {
+		k.begin(s, seq+1)
+		return
+	}
+	if h == nil {
+		k.begin(s, head) // not from another replica: too old to find
+		return
+	}
+	s.anchor, s.anchorFallback = anchor, head
+	k.waitingAnchors++
+	k.schedule(anchorWait, &anchorTimeout{id: s.id, w: s.w})
+}
+
+// anchorWait bounds how long a session moved from another replica waits
+// for the message its client had last to reach this replica's log.
+const anchorWait = time.Second
+
+// anchored begins the sessions waiting for the message just logged at seq.
+func (k *kernelActor) anchored(m *zmq.Message, seq uint64) {
+	if k.waitingAnchors == 0 {
+		return
+	}
+	id := m.Head().MsgID
+	for _, s := range k.sessions {
+		if s.anchor != "" && s.anchor == id {
+			s.anchor = ""
+			k.waitingAnchors--
+			k.begin(s, seq+1)
+		}
+	}
+}
+
+// onAnchorTimeout serves *anchorTimeout: the message never came; the
+// writer begins where the log stood when the session arrived.
+func (k *kernelActor) onAnchorTimeout(m *anchorTimeout) {
+	if s, ok := k.sessions[m.id]; ok && s.w == m.w && s.anchor != "" {
+		s.anchor = ""
+		k.waitingAnchors--
+		k.cfg.Metrics.SessionGaps.Add(1)
+		k.begin(s, s.anchorFallback)
+	}
 }
 
 // gapNotice tells a client that output may be missing: the replica that

@@ -31,18 +31,23 @@ func (k *kernelActor) starter() func(context.Context) (proxy.Kernel, error) {
 	}
 	if rec := k.recovering; rec != nil {
 		k.recovering = nil
-		r, ok := k.prov.(proxy.Recoverer)
-		if !ok {
-			return func(context.Context) (proxy.Kernel, error) {
-				return nil, fmt.Errorf("%w: its process proxy cannot recover kernels", proxy.ErrGone)
-			}
-		}
-		req := proxy.RecoverRequest{KernelID: rec.ID, Spec: k.spec, Connection: rec.Connection,
-			ProcessInfo: rec.ProcessInfo, Logger: k.log}
-		return func(ctx context.Context) (proxy.Kernel, error) { return r.Recover(ctx, req) }
+		return k.recoverer(*rec)
 	}
 	req := proxy.LaunchRequest{KernelID: k.h.id, Spec: k.spec, Env: k.env, Logger: k.log}
 	return func(ctx context.Context) (proxy.Kernel, error) { return k.prov.Launch(ctx, req) }
+}
+
+// recoverer takes the recorded kernel back through its provisioner.
+func (k *kernelActor) recoverer(rec store.Record) func(context.Context) (proxy.Kernel, error) {
+	r, ok := k.prov.(proxy.Recoverer)
+	if !ok {
+		return func(context.Context) (proxy.Kernel, error) {
+			return nil, fmt.Errorf("%w: its process proxy cannot recover kernels", proxy.ErrGone)
+		}
+	}
+	req := proxy.RecoverRequest{KernelID: rec.ID, Spec: k.spec, Connection: rec.Connection,
+		ProcessInfo: rec.ProcessInfo, Logger: k.log}
+	return func(ctx context.Context) (proxy.Kernel, error) { return r.Recover(ctx, req) }
 }
 
 func (k *kernelActor) onLaunched(ctx actor.Context, m *launched) {
@@ -93,9 +98,7 @@ func (k *kernelActor) onLaunched(ctx actor.Context, m *launched) {
 			k.cfg.Metrics.Starts.Add(1)
 			k.cfg.Metrics.StartDurations.Observe(time.Since(k.created))
 		}
-		// The gateway answers the POST once the kernel is in the published
-		// registry, so the client can use it as soon as it has its id.
-		ctx.Send(k.parent, &kernelUp{h: k.h, waiter: k.startWaiter})
+		k.announce(ctx, k.startWaiter)
 		k.startWaiter = nil
 	}
 	k.phase = phaseRunning
@@ -118,12 +121,33 @@ func (k *kernelActor) claim(ctx actor.Context, m *claim) {
 	}
 	k.pooled = false
 	k.log = k.log.With().Str("username", m.user).Logger()
-	k.persist() // after the answer, on the runner: not on the start's path
+	k.persist() // on the runner: not on the start's path, outside a group
 	k.h.touch()
 	k.cfg.Metrics.Starts.Add(1)
 	k.cfg.Metrics.StartDurations.Observe(time.Since(m.at))
-	ctx.Send(k.parent, &kernelUp{h: k.h, waiter: m.waiter})
+	k.announce(ctx, m.waiter)
 	k.log.Info().Msg("kernel taken from its pool")
+}
+
+// announce has the gateway list the kernel and answer waiter: at once, or,
+// in a replica group, once the kernel's record is written, so that every
+// replica finds the kernel as soon as its client has its id.
+func (k *kernelActor) announce(ctx actor.Context, waiter *actor.PID) {
+	if k.cfg.Replication != nil && k.run != nil {
+		k.announcing = append(k.announcing, waiter)
+		k.run.do(func() { k.sys.Root.Send(k.self, &persisted{gen: k.gen}) }) // after the record's save
+		return
+	}
+	ctx.Send(k.parent, &kernelUp{h: k.h, waiter: waiter})
+}
+
+// onPersisted serves *persisted: the record is written; the kernel is
+// listed.
+func (k *kernelActor) onPersisted(ctx actor.Context) {
+	for _, w := range k.announcing {
+		ctx.Send(k.parent, &kernelUp{h: k.h, waiter: w})
+	}
+	k.announcing = nil
 }
 
 // answerStart fails the POST still waiting for this kernel, if any.

@@ -20,8 +20,19 @@ func (k *kernelActor) onMessage(r zmq.Received) {
 	if r.Err != nil {
 		switch {
 		case errors.Is(r.Err, zmq.ErrSocket):
-			if k.phase == phaseRunning && k.up && !k.killed && !k.follower {
-				// The kernel closed a channel: it is of no use any more.
+			if !k.up || k.killed {
+				break
+			}
+			// The kernel closed a channel: this launch is of no use any
+			// more. Clients' messages wait for the next one.
+			k.run.hold()
+			switch {
+			case k.follower:
+				// Its owner restarted it, or it died (its owner will): find
+				// out from the record at once.
+				k.killed = true
+				k.run.awaitRecord(k.cfg.Replication.Group, k.h.id, k.conn.ci, k.cfg.LaunchTimeout)
+			case k.phase == phaseRunning:
 				k.log.Warn().Err(r.Err).Msg("kernel channel lost; killing the kernel")
 				k.kill()
 			}

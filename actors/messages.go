@@ -75,9 +75,11 @@ type (
 	nudgeTick struct{ gen uint64 }
 	// cleanupTimeout: a finished kernel's cleanup has taken long enough.
 	cleanupTimeout struct{}
-	hbTick         struct{ gen uint64 }
-	pollTick       struct{ gen uint64 }
-	shutdownStage  struct {
+	// persisted: the launch's record is written (queued after its save).
+	persisted     struct{ gen uint64 }
+	hbTick        struct{ gen uint64 }
+	pollTick      struct{ gen uint64 }
+	shutdownStage struct {
 		gen   uint64
 		stage int
 	}

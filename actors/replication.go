@@ -81,9 +81,15 @@ type Routed struct {
 	Msg     *zmq.Message
 }
 
-// ErrNotOwner reports a kernel this replica follows but does not own, for
-// an action only its owner may take.
-var ErrNotOwner = errors.New("another replica owns the kernel")
+var (
+	// ErrNotOwner reports a kernel this replica follows but does not own,
+	// for an action only its owner may take.
+	ErrNotOwner = errors.New("another replica owns the kernel")
+	// ErrOwnerGone reports a kernel whose owner cannot be reached: it died
+	// or is stopping, and another replica takes the kernel over once the
+	// owner's lease lapses. Callers wait for that and ask again.
+	ErrOwnerGone = errors.New("the kernel's owner replica is gone")
+)
 
 func (r *Replication) applyDefaults() {
 	if r.LeaseDuration <= 0 {
@@ -247,17 +253,16 @@ type (
 	demote struct{}
 	// handoverReq asks a kernel actor where a session stands and has it
 	// let the session go; answered with *handoverRes.
-	handoverReq struct{ sessionID string }
-	handoverRes struct{ h Handover }
+	handoverReq     struct{ sessionID string }
+	handoverRes     struct{ h Handover }
+	handoverTimeout struct{ id string }
+	anchorTimeout   struct {
+		id string
+		w  *writer
+	}
 	// followKernel asks the gateway actor to follow a kernel of the group
 	// it has not seen yet; answered with *result.
 	followKernel struct{ rec store.Record }
-	// keptSessions: where the sessions of a kernel left running at stop
-	// stood, for the replicas their clients move to.
-	keptSessions struct {
-		kernelID string
-		places   map[string]Handover
-	}
 )
 
 // admitInGroup takes the group's admission lock, checks the limits against
@@ -312,7 +317,7 @@ func (r *replica) owner(id string) (string, error) {
 		return "", err
 	}
 	if l.Holder == "" || time.Now().After(l.Expires) {
-		return "", fmt.Errorf("%w: kernel %s has no owner right now (one takes over within %v)", ErrKernelUnavailable, id, r.cfg.LeaseDuration)
+		return "", fmt.Errorf("%w: %w: kernel %s has no owner right now (one takes over within %v)", ErrKernelUnavailable, ErrOwnerGone, id, r.cfg.LeaseDuration)
 	}
 	members, err := r.cfg.Group.Members(r.cfg.LeaseDuration)
 	if err != nil {
@@ -323,7 +328,37 @@ func (r *replica) owner(id string) (string, error) {
 			return m.URL, nil
 		}
 	}
-	return "", fmt.Errorf("%w: kernel %s's owner %s is not reachable", ErrKernelUnavailable, id, l.Holder)
+	return "", fmt.Errorf("%w: %w: kernel %s's owner %s is not beating", ErrKernelUnavailable, ErrOwnerGone, id, l.Holder)
+}
+
+// holder is the replica whose lease on kernel id is current, or "".
+func (r *replica) holder(id string) string {
+	l, err := r.cfg.Group.Holder(id)
+	if err != nil || time.Now().After(l.Expires) {
+		return ""
+	}
+	return l.Holder
+}
+
+// awaitNewOwner waits until kernel h has an owner other than was (this
+// replica, or another with a current lease), or the deadline passes.
+func (r *replica) awaitNewOwner(h *kernelHandle, was string, deadline time.Time) bool {
+	tick := time.NewTicker(r.cfg.Sync / 4)
+	defer tick.Stop()
+	for time.Now().Before(deadline) {
+		if !h.follower.Load() {
+			return true
+		}
+		if now := r.holder(h.id); now != "" && now != was {
+			return true
+		}
+		select {
+		case <-tick.C:
+		case <-r.stop:
+			return false
+		}
+	}
+	return false
 }
 
 // act forwards an action on kernel id to its owner.
@@ -344,7 +379,7 @@ func (r *replica) handoverFrom(kernelID, sessionID string) (Handover, bool) {
 	if err != nil {
 		return Handover{}, false
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), handoverWait+2*time.Second)
 	defer cancel()
 	type answer struct {
 		h   Handover
@@ -410,15 +445,23 @@ func (g *Gateway) Handover(kernelID, sessionID string) (Handover, error) {
 			return h, nil
 		}
 	}
-	h, err := g.handle(kernelID)
-	if err != nil {
-		return Handover{}, nil // not here: the asker tries the others
+	if h, err := g.handle(kernelID); err == nil {
+		res, err := g.request(h.pid, &handoverReq{sessionID: sessionID}, handoverWait+time.Second)
+		if err == nil {
+			return res.(*handoverRes).h, nil
+		}
+		if !errors.Is(err, ErrNoSuchKernel) {
+			return Handover{}, err
+		}
 	}
-	res, err := g.request(h.pid, &handoverReq{sessionID: sessionID}, 5*time.Second)
-	if err != nil {
-		return Handover{}, err
+	// The kernel's actor stopped meanwhile (this replica is stopping): it
+	// kept its sessions' places before it did.
+	if g.replica != nil {
+		if h, ok := g.replica.takeHandover(kernelID, sessionID); ok {
+			return h, nil
+		}
 	}
-	return res.(*handoverRes).h, nil
+	return Handover{}, nil // not here: the asker tries the others
 }
 
 // PendingHandovers is how many sessions of kernels left running at stop

@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"syscall"
@@ -42,8 +43,10 @@ type runner struct {
 	ctl     chan toKernel
 	clients <-chan outbound // the kernel's client queue, drained once ready
 	ready   chan struct{}   // closed: the kernel is ready for clients
-	done    chan struct{}   // closed: the launch is over (release)
-	cleaned chan struct{}   // closed: the launch's kernel is cleaned up
+	held    chan struct{}   // closed: the kernel is lost; clients' messages wait for the next launch
+	heldMu  sync.Once
+	done    chan struct{} // closed: the launch is over (release)
+	cleaned chan struct{} // closed: the launch's kernel is cleaned up
 	inbox   *inbox
 	// prev is the kernel's launch before this one: its cleanup (the same
 	// connection file, say) must be over before this launch begins.
@@ -100,6 +103,15 @@ type (
 		err error // how it ended; nil for a clean exit
 	}
 	hbEcho struct{ gen, seq uint64 }
+	// adopted: the followed kernel's process is the launch's own now (or,
+	// with err, could not be taken back).
+	adopted struct {
+		gen    uint64
+		rec    store.Record
+		err    error
+		info   json.RawMessage
+		poller bool
+	}
 	// cleanedUp: a launch's kernel is cleaned up (and its record forgotten,
 	// if asked).
 	cleanedUp struct{ r *runner }
@@ -113,7 +125,7 @@ type (
 func newRunner(k *kernelActor, prev *runner) *runner {
 	return &runner{gen: k.gen, kernel: k.self, sys: k.sys, cfg: k.cfg, log: k.log, prev: prev,
 		ops: make(chan func(), runnerOps), ctl: make(chan toKernel, runnerCtl), clients: k.toKernel,
-		ready: make(chan struct{}), done: make(chan struct{}), cleaned: make(chan struct{}), inbox: newInbox(k.cfg.KernelInbox)}
+		ready: make(chan struct{}), held: make(chan struct{}), done: make(chan struct{}), cleaned: make(chan struct{}), inbox: newInbox(k.cfg.KernelInbox)}
 }
 
 // start launches the kernel with start within timeout, connects its
@@ -145,16 +157,41 @@ func (r *runner) start(start func(context.Context) (proxy.Kernel, error), timeou
 		}
 		_, poller := proc.(proxy.Poller)
 		r.sys.Root.Send(r.kernel, &launched{gen: r.gen, ci: proc.ConnectionInfo(), info: proc.ProcessInfo(), poller: poller})
-		go func() {
-			select {
-			case <-proc.Exited():
-				r.sys.Root.Send(r.kernel, &procExited{gen: r.gen, err: proc.ExitErr()})
-			case <-r.done:
-			}
-		}()
+		r.watch(proc)
 		go r.send()
 		r.serveOps()
 	}()
+}
+
+// watch reports the end of proc as *procExited, until release.
+func (r *runner) watch(proc proxy.Kernel) {
+	go func() {
+		select {
+		case <-proc.Exited():
+			r.sys.Root.Send(r.kernel, &procExited{gen: r.gen, err: proc.ExitErr()})
+		case <-r.done:
+		}
+	}()
+}
+
+// adopt makes rec's kernel, which this launch follows, this launch's own:
+// recover takes its process back through the provisioner (this replica
+// owns it now) while the channels stay as they are. It reports *adopted;
+// false when the ops queue is full.
+func (r *runner) adopt(recover func(context.Context) (proxy.Kernel, error), timeout time.Duration, rec store.Record) bool {
+	return r.do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		proc, err := recover(ctx)
+		if err != nil {
+			r.sys.Root.Send(r.kernel, &adopted{gen: r.gen, rec: rec, err: err})
+			return
+		}
+		r.proc = proc
+		r.watch(proc)
+		_, poller := proc.(proxy.Poller)
+		r.sys.Root.Send(r.kernel, &adopted{gen: r.gen, rec: rec, info: proc.ProcessInfo(), poller: poller})
+	})
 }
 
 // launch provisions the kernel, then dials its channels while watching for
@@ -315,7 +352,7 @@ func (r *runner) persist(s store.Store, rec store.Record, repl *Replication) {
 // send is the launch's only writer to the kernel.
 func (r *runner) send() {
 	var clients <-chan outbound
-	ready := r.ready
+	ready, held := r.ready, r.held
 	sent := uint64(0)
 	flush := func() {
 		if sent > 0 {
@@ -330,6 +367,8 @@ func (r *runner) send() {
 			return
 		case <-ready:
 			clients, ready = r.clients, nil
+		case <-held:
+			clients, ready, held = nil, nil, nil
 		case c := <-r.ctl:
 			var err error
 			if c.m == nil {
@@ -361,6 +400,37 @@ func (r *runner) sendKernel(t toKernel) {
 			r.log.Warn().Uint64("dropped", n).Msg("kernel is not reading; dropped a message to it")
 		}
 	}
+}
+
+// hold stops taking clients' messages for this launch: its kernel is lost
+// (a channel failed), and what clients send waits in the kernel's queue for
+// the next launch instead of going to a dead socket.
+func (r *runner) hold() { r.heldMu.Do(func() { close(r.held) }) }
+
+// awaitRecord polls the group for kernel id's record until its connection
+// is no longer old (its owner relaunched it: *recordNow) or the record is
+// gone (*recordGone), within timeout: a follower whose kernel was lost.
+func (r *runner) awaitRecord(g store.Group, id string, old zmq.ConnectionInfo, timeout time.Duration) {
+	r.do(func() {
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for deadline := time.Now().Add(timeout); time.Now().Before(deadline); {
+			rec, err := g.Get(id)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				r.sys.Root.Send(r.kernel, &recordGone{})
+				return
+			case err == nil && !sameKernel(rec.Connection, old):
+				r.sys.Root.Send(r.kernel, &recordNow{rec: rec})
+				return
+			}
+			select {
+			case <-tick.C:
+			case <-r.done:
+				return
+			}
+		}
+	})
 }
 
 // markReady lets clients' messages through: the kernel has answered its

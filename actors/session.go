@@ -30,9 +30,17 @@ type session struct {
 	// begins once it has.
 	replaced  *writer
 	lastMsgID string // the last message the client of w says it has
-	detached  time.Time
-	expiries  uint64        // bumped by every attach: a stale expiry is ignored
-	limiter   *iopubLimiter // nil when iopub rate limits are off
+	// handoverTo are other replicas waiting for the session's place (see
+	// handover): it goes to them once its connection here has ended.
+	handoverTo []*actor.PID
+	// anchor is the message a session moved from another replica waits
+	// for before its writer begins (see beginFrom); anchorFallback is
+	// where it begins if the message never comes.
+	anchor         string
+	anchorFallback uint64
+	detached       time.Time
+	expiries       uint64        // bumped by every attach: a stale expiry is ignored
+	limiter        *iopubLimiter // nil when iopub rate limits are off
 }
 
 // Messages about sessions.
@@ -197,6 +205,13 @@ func (k *kernelActor) detach(ctx actor.Context, m *detachWS) {
 		// where it left off, or, if the newer is gone already, the session
 		// waits there.
 		s.replaced = nil
+		if len(s.handoverTo) > 0 {
+			s.resume = m.w.resume(m.ending)
+			if s.w == nil {
+				k.handOver(s)
+			}
+			return
+		}
 		if from := m.w.resume(m.ending); s.w != nil {
 			k.begin(s, from)
 		} else {
@@ -211,6 +226,10 @@ func (k *kernelActor) detach(ctx actor.Context, m *detachWS) {
 		s.w = nil
 	default:
 		s.w, s.resume = nil, m.w.resume(m.ending)
+		if len(s.handoverTo) > 0 && s.replaced == nil {
+			k.handOver(s)
+			return
+		}
 		k.detached(s)
 	}
 }
@@ -311,6 +330,7 @@ func (k *kernelActor) publish(ch zmq.Channel, m *zmq.Message, to sessionNum) {
 	if lost := k.output.append(ch, m, to); lost > 0 {
 		k.cfg.Metrics.BufferDropped.Add(lost)
 	}
+	k.anchored(m, k.output.head.Load()-1)
 	for i := 0; i < len(k.attached); i++ {
 		w := k.attached[i]
 		if n, b, over := w.tooFarBehind(); over {
@@ -377,7 +397,9 @@ func (k *kernelActor) stopping(ctx actor.Context) {
 		for id, s := range k.sessions {
 			places[id] = k.placeOf(s)
 		}
-		ctx.Send(k.parent, &keptSessions{kernelID: k.h.id, places: places})
+		// Kept before the actor stops, so that a handover request that
+		// finds the actor gone finds the places.
+		k.replica.keepHandover(k.h.id, places)
 	}
 	ctx.Stop(k.self)
 }

@@ -200,15 +200,14 @@ func (g *Gateway) Interrupt(id string) error {
 	if err != nil {
 		return err
 	}
-	if h.follower.Load() {
-		_, err := g.replica.act(id, "interrupt", 10*time.Second)
-		return err
-	}
-	res, err := g.request(h.pid, &interruptKernel{}, 10*time.Second)
-	if err != nil {
-		return err
-	}
-	return res.(*result).err
+	_, _, err = g.onOwner(h, "interrupt", 10*time.Second, func() (Model, error) {
+		res, err := g.request(h.pid, &interruptKernel{}, 10*time.Second)
+		if err != nil {
+			return Model{}, err
+		}
+		return Model{}, res.(*result).err
+	})
+	return err
 }
 
 // Restart restarts the kernel under the same id and returns its model once
@@ -218,18 +217,19 @@ func (g *Gateway) Restart(id string) (Model, error) {
 	if err != nil {
 		return Model{}, err
 	}
-	if h.follower.Load() {
-		return g.replica.act(id, "restart", g.cfg.ShutdownWait+g.cfg.LaunchTimeout+g.cfg.KernelInfoTimeout+10*time.Second)
-	}
-	res, err := g.request(h.pid, &restartKernel{}, g.cfg.ShutdownWait+g.cfg.LaunchTimeout+g.cfg.KernelInfoTimeout+10*time.Second)
-	if errors.Is(err, ErrTimeout) {
-		err = fmt.Errorf("%w: %w", ErrLaunchTimeout, err)
-	}
-	if err != nil {
-		return Model{}, err
-	}
-	r := res.(*started)
-	return r.model, r.err
+	timeout := g.cfg.ShutdownWait + g.cfg.LaunchTimeout + g.cfg.KernelInfoTimeout + 10*time.Second
+	m, _, err := g.onOwner(h, "restart", timeout, func() (Model, error) {
+		res, err := g.request(h.pid, &restartKernel{}, timeout)
+		if errors.Is(err, ErrTimeout) {
+			err = fmt.Errorf("%w: %w", ErrLaunchTimeout, err)
+		}
+		if err != nil {
+			return Model{}, err
+		}
+		r := res.(*started)
+		return r.model, r.err
+	})
+	return m, err
 }
 
 // Shutdown stops the kernel and waits until it is gone.
@@ -238,23 +238,50 @@ func (g *Gateway) Shutdown(id string) error {
 	if err != nil {
 		return err
 	}
-	if h.follower.Load() {
-		if _, err := g.replica.act(id, "shutdown", g.cfg.ShutdownWait+15*time.Second); err != nil {
-			return err
+	_, forwarded, err := g.onOwner(h, "shutdown", g.cfg.ShutdownWait+15*time.Second, func() (Model, error) {
+		res, err := g.request(h.pid, &shutdownKernel{}, g.cfg.ShutdownWait+15*time.Second)
+		if err != nil {
+			return Model{}, err
 		}
-		// The owner's record is gone: so goes the follower here, before
-		// the answer (a GET here must not find the kernel any more).
-		_, err := g.request(h.pid, &recordGone{}, 10*time.Second)
-		if errors.Is(err, ErrNoSuchKernel) {
-			err = nil
-		}
+		return Model{}, res.(*result).err
+	})
+	if err != nil || !forwarded {
 		return err
 	}
-	res, err := g.request(h.pid, &shutdownKernel{}, g.cfg.ShutdownWait+15*time.Second)
-	if err != nil {
-		return err
+	// The owner's record is gone: so goes the follower here, before the
+	// answer (a GET here must not find the kernel any more).
+	_, err = g.request(h.pid, &recordGone{}, 10*time.Second)
+	if errors.Is(err, ErrNoSuchKernel) {
+		err = nil
 	}
-	return res.(*result).err
+	return err
+}
+
+// onOwner runs here on kernel h when this replica owns it and forwards
+// action to its owner otherwise. While the kernel's owner is gone (it died
+// and its lease has not lapsed yet) it waits for a replica (perhaps this
+// one) to take the kernel over, up to one lease and a sync, then asks
+// again: a client of a dead replica's kernel gets its restart done, late,
+// rather than an error.
+func (g *Gateway) onOwner(h *kernelHandle, action string, timeout time.Duration, here func() (Model, error)) (m Model, forwarded bool, err error) {
+	var deadline time.Time
+	for {
+		if !h.follower.Load() {
+			m, err = here()
+			return m, false, err
+		}
+		holder := g.replica.holder(h.id)
+		m, err = g.replica.act(h.id, action, timeout)
+		if !errors.Is(err, ErrOwnerGone) {
+			return m, true, err
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(g.replica.cfg.LeaseDuration + 2*g.replica.cfg.Sync)
+		}
+		if !g.replica.awaitNewOwner(h, holder, deadline) {
+			return m, true, err
+		}
+	}
 }
 
 // Act interrupts, restarts or shuts down kernel id here, for another
@@ -293,4 +320,3 @@ func (g *Gateway) Close(timeout time.Duration) error {
 	})
 	return g.closeErr
 }
-

@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	nethttp "net/http"
@@ -58,6 +59,9 @@ func (s *Server) replicaAct(ctx *fasthttp.RequestCtx, p []string) error {
 		return errorf(fasthttp.StatusUnauthorized, "")
 	}
 	m, err := s.gw.Act(p[0], p[1])
+	if errors.Is(err, actors.ErrNotOwner) {
+		return &Error{Status: fasthttp.StatusMisdirectedRequest, Message: err.Error()}
+	}
 	if err != nil {
 		return err
 	}
@@ -119,7 +123,7 @@ func (c *ReplicaClient) post(ctx context.Context, base string, path []string, ou
 	req.Header.Set(replicaTokenHeader, c.Token)
 	resp, err := c.Client.Do(req)
 	if err != nil {
-		return fmt.Errorf("%w: replica %s: %w", actors.ErrKernelUnavailable, base, err)
+		return fmt.Errorf("%w: %w: replica %s: %w", actors.ErrKernelUnavailable, actors.ErrOwnerGone, base, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
@@ -147,6 +151,9 @@ func replicaError(status int, msg string) error {
 		sentinel = actors.ErrForbidden
 	case nethttp.StatusInternalServerError:
 		sentinel = actors.ErrKernelDied
+	case nethttp.StatusMisdirectedRequest:
+		// It was the owner when asked, no longer: ownership is moving.
+		return fmt.Errorf("%w: %w: %s", actors.ErrKernelUnavailable, actors.ErrOwnerGone, msg)
 	}
 	return fmt.Errorf("%w: %s", sentinel, msg)
 }

@@ -1,0 +1,384 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kernelgate/kernelgate/internal/testkit"
+)
+
+// group is replicas of one group (a shared persistence root) behind
+// Debian's HAProxy, round-robin, no stickiness, on loopback.
+type group struct {
+	t        *testing.T
+	replicas []*gatewayProcess
+	lb       string // the balancer's URL
+}
+
+const replicaLease = 3 * time.Second
+
+// startGroup starts n replicas and the balancer in front of them.
+func startGroup(t *testing.T, n int, extra ...string) *group {
+	t.Helper()
+	root := t.TempDir()
+	low, high := testkit.PortRange("cmd")
+	width := (high - low + 1) / n
+	g := &group{t: t}
+	for i := range n {
+		args := append([]string{"--availability-mode", "replication", "--persistence-root", root,
+			"--instance-id", fmt.Sprint("r", i+1), "--replica-token", "group-secret",
+			"--lease-duration", replicaLease.String(), "--stop-timeout", "20",
+			// Each replica its own ports: allocators of other processes do
+			// not know each other's choices.
+			"--local-port-range", fmt.Sprintf("%d..%d", low+i*width, low+(i+1)*width-1)}, extra...)
+		g.replicas = append(g.replicas, startGateway(t, 0, args...))
+	}
+	g.lb = startBalancer(t, g.replicas)
+	return g
+}
+
+// startBalancer runs HAProxy in front of the gateways, checking /readyz.
+func startBalancer(t *testing.T, backends []*gatewayProcess) string {
+	t.Helper()
+	haproxy, err := exec.LookPath("haproxy")
+	if err != nil {
+		haproxy = "/usr/sbin/haproxy"
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	testkit.NoError(t, err)
+	addr := ln.Addr().String()
+	ln.Close()
+	var servers strings.Builder
+	for i, b := range backends {
+		fmt.Fprintf(&servers, "  server r%d %s check inter 300ms fall 2 rise 1\n", i+1, strings.TrimPrefix(b.url, "http://"))
+	}
+	cfg := filepath.Join(t.TempDir(), "haproxy.cfg")
+	testkit.NoError(t, os.WriteFile(cfg, []byte(`global
+  maxconn 2000
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 1h
+  timeout server 1h
+  timeout tunnel 1h
+  option redispatch
+  retries 3
+frontend kernelgate
+  bind `+addr+`
+  default_backend replicas
+backend replicas
+  balance roundrobin
+  option httpchk GET /readyz
+  http-check expect status 200
+`+servers.String()), 0o644))
+	cmd := exec.Command(haproxy, "-f", cfg, "-db")
+	var out lockedWriter
+	cmd.Stdout, cmd.Stderr = &out, &out
+	testkit.NoError(t, cmd.Start())
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+		if t.Failed() {
+			t.Logf("haproxy:\n%s", out.String())
+		}
+	})
+	url := "http://" + addr
+	testkit.Eventually(t, 10*time.Second, func() error {
+		_, _, err := get(url + "/healthz")
+		return err
+	})
+	return url
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (w *lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *lockedWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+// start starts a python3 kernel at base and returns its id.
+func start(t *testing.T, base string) string {
+	t.Helper()
+	code, body, err := post(base+"/api/kernels", `{"name":"python3"}`)
+	testkit.NoError(t, err)
+	testkit.True(t, code == http.StatusCreated, "start: %d %s", code, body)
+	return body[strings.Index(body, `"id":"`)+6:][:36]
+}
+
+// post sends a JSON body on a fresh connection.
+func post(url, body string) (int, string, error) {
+	c := &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+func del(url string) (int, error) {
+	req, err := http.NewRequest(http.MethodDelete, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// TestEveryReplicaServesEveryKernel: a kernel started through the balancer
+// is known to each replica, each replica's websocket drives the same kernel
+// (its variables persist from one to the next), and interrupt, restart and
+// shutdown work from any replica.
+func TestEveryReplicaServesEveryKernel(t *testing.T) {
+	g := startGroup(t, 2)
+	id := start(t, g.lb)
+	for _, r := range g.replicas {
+		code, body, err := get(r.url + "/api/kernels/" + id)
+		testkit.NoError(t, err)
+		testkit.True(t, code == http.StatusOK, "%s does not know kernel %s: %d %s", r, id, code, body)
+	}
+	r1, r2 := g.replicas[0], g.replicas[1]
+	dialKernel(t, r1.url, id, "a", "").run("x = 1")
+	dialKernel(t, r2.url, id, "b", "").run("x += 1")
+	testkit.Equal(t, dialKernel(t, r1.url, id, "c", "").run("print(x)"), "2\n")
+	for _, r := range g.replicas {
+		code, _, err := get(r.url + "/api/kernels")
+		testkit.NoError(t, err)
+		testkit.Equal(t, code, http.StatusOK)
+	}
+	for _, r := range g.replicas {
+		code, body, err := post(r.url+"/api/kernels/"+id+"/interrupt", "")
+		testkit.NoError(t, err)
+		testkit.True(t, code == http.StatusNoContent, "interrupt through %s: %d %s", r, code, body)
+	}
+	code, body, err := post(r2.url+"/api/kernels/"+id+"/restart", "")
+	testkit.NoError(t, err)
+	testkit.True(t, code == http.StatusOK, "restart through r2: %d %s", code, body)
+	testkit.Equal(t, dialKernel(t, r1.url, id, "d", "").run("print('x' in dir())"), "False\n")
+	testkit.Equal(t, dialKernel(t, r2.url, id, "e", "").run("print('x' in dir())"), "False\n")
+	code, err = del(r2.url + "/api/kernels/" + id)
+	testkit.NoError(t, err)
+	testkit.Equal(t, code, http.StatusNoContent)
+	for _, r := range g.replicas {
+		testkit.Eventually(t, 10*time.Second, func() error {
+			if code, _, _ := get(r.url + "/api/kernels/" + id); code != http.StatusNotFound {
+				return fmt.Errorf("%s still answers %d for the deleted kernel", r, code)
+			}
+			return nil
+		})
+	}
+	testkit.NoKernelProcesses(t, id, 10*time.Second)
+}
+
+// lines is Python printing 1..n, one line at a time, with a pause so that
+// a client can move while it runs.
+func lines(n int) string {
+	return fmt.Sprintf("import time\nfor i in range(1, %d):\n    print(i, flush=True)\n    time.sleep(0.01)", n+1)
+}
+
+// collect reads req's stream output until the cell is idle, or until stop
+// returns true (then it returns early).
+func collect(t *testing.T, w *wsClient, req string, text *strings.Builder, stop func() bool) bool {
+	t.Helper()
+	for {
+		ev, err := w.next(60 * time.Second)
+		if err != nil {
+			return false
+		}
+		if ev.parent != req {
+			continue
+		}
+		if ev.msgType == "stream" {
+			text.WriteString(fmt.Sprint(ev.content["text"]))
+			if stop() {
+				return false
+			}
+		}
+		if ev.msgType == "status" && ev.content["execution_state"] == "idle" {
+			return true
+		}
+	}
+}
+
+// numbered checks text is the lines 1..n, each once, in order.
+func numbered(t *testing.T, text string, n int) {
+	t.Helper()
+	got := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
+	if len(got) != n {
+		seen := map[string]int{}
+		var dups, missing []string
+		for _, l := range got {
+			if seen[l]++; seen[l] == 2 {
+				dups = append(dups, l)
+			}
+		}
+		for i := 1; i <= n; i++ {
+			if seen[strconv.Itoa(i)] == 0 {
+				missing = append(missing, strconv.Itoa(i))
+			}
+		}
+		t.Fatalf("%d lines, want %d; twice: %v; missing: %v", len(got), n, dups, missing)
+	}
+	for i, l := range got {
+		if l != strconv.Itoa(i+1) {
+			t.Fatalf("line %d is %q", i+1, l)
+		}
+	}
+}
+
+// TestClientMovesToAnotherReplicaMidCell: a cell prints numbered lines; its
+// client leaves one replica halfway and reconnects to the other with its
+// session id. It gets every line once, in order: after a close, and after a
+// broken connection when it says which message it had last.
+func TestClientMovesToAnotherReplicaMidCell(t *testing.T) {
+	g := startGroup(t, 2)
+	r1, r2 := g.replicas[0], g.replicas[1]
+	id := start(t, r1.url)
+	for _, tt := range []struct {
+		name    string
+		leave   func(w *wsClient)
+		lastMsg bool
+	}{
+		{"closed by the client", func(w *wsClient) {
+			w.c.WriteControl(8, []byte{3, 232}, time.Now().Add(time.Second))
+			for { // to the server's close: nothing written before it is lost
+				if _, err := w.next(10 * time.Second); err != nil {
+					return
+				}
+			}
+		}, false},
+		{"broken, with the last message", func(w *wsClient) { w.c.NetConn().Close() }, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			session := "moving-" + strings.ReplaceAll(tt.name, " ", "-")
+			first := dialKernel(t, r1.url, id, session, "")
+			req := first.execute(lines(300))
+			var text strings.Builder
+			collect(t, first, req, &text, func() bool { return strings.Count(text.String(), "\n") >= 100 })
+			tt.leave(first)
+			last := ""
+			if tt.lastMsg {
+				last = first.last
+			}
+			second := dialKernel(t, r2.url, id, session, last)
+			testkit.True(t, collect(t, second, req, &text, func() bool { return false }), "the cell never ended on the second replica")
+			numbered(t, text.String(), 300)
+		})
+	}
+}
+
+// TestKernelsSurviveAKilledReplica: SIGKILL of a replica loses no kernel:
+// its kernels (taken over once their lease lapses) and the others' keep
+// their state and answer through the balancer.
+func TestKernelsSurviveAKilledReplica(t *testing.T) {
+	g := startGroup(t, 2)
+	r1, r2 := g.replicas[0], g.replicas[1]
+	k1, k2 := start(t, r1.url), start(t, r2.url)
+	dialKernel(t, r1.url, k1, "s1", "").run("x = 'one'")
+	dialKernel(t, r2.url, k2, "s2", "").run("x = 'two'")
+	testkit.NoError(t, r1.cmd.Process.Kill())
+	<-r1.exited
+	for _, k := range []struct{ id, want string }{{k1, "one\n"}, {k2, "two\n"}} {
+		testkit.Equal(t, dialKernel(t, g.lb, k.id, "after-"+k.id, "").run("print(x)"), k.want)
+	}
+	// The survivor owns the dead replica's kernel now: it restarts it.
+	code, body, err := post(g.lb+"/api/kernels/"+k1+"/restart", "")
+	testkit.NoError(t, err)
+	testkit.True(t, code == http.StatusOK, "restart of the taken-over kernel: %d %s", code, body)
+	testkit.Equal(t, dialKernel(t, r2.url, k1, "s3", "").run("print('x' in dir())"), "False\n")
+}
+
+// TestStoppedReplicaHandsItsClientsOver: SIGTERM of a replica while a cell
+// streams: its client is sent away (1001), reconnects through the balancer
+// with its session id and gets every line once, in order.
+func TestStoppedReplicaHandsItsClientsOver(t *testing.T) {
+	g := startGroup(t, 2)
+	r1 := g.replicas[0]
+	id := start(t, r1.url)
+	w := dialKernel(t, r1.url, id, "rolling", "")
+	req := w.execute(lines(300))
+	var text strings.Builder
+	collect(t, w, req, &text, func() bool { return strings.Count(text.String(), "\n") >= 100 })
+	testkit.NoError(t, r1.cmd.Process.Signal(syscall.SIGTERM))
+	// Output keeps coming to the close frame, as JupyterLab reads it.
+	testkit.True(t, !collect(t, w, req, &text, func() bool { return false }), "the cell ended before the replica stopped")
+	testkit.True(t, strings.Contains(w.err.Error(), "1001"), "the stopping replica closed with %v, want 1001", w.err)
+	// The balancer stops sending to the stopping replica once /readyz fails.
+	second := dialKernel(t, g.replicas[1].url, id, "rolling", "")
+	testkit.True(t, collect(t, second, req, &text, func() bool { return false }), "the cell never ended on the other replica")
+	numbered(t, text.String(), 300)
+	<-r1.exited
+}
+
+// TestLimitsHoldAcrossReplicas: max kernels is the group's: concurrent
+// starts on both replicas never pass it.
+func TestLimitsHoldAcrossReplicas(t *testing.T) {
+	g := startGroup(t, 2, "--max-kernels", "2")
+	var mu sync.Mutex
+	codes := map[int]int{}
+	var wg sync.WaitGroup
+	for i := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			code, _, err := post(g.replicas[i%2].url+"/api/kernels", `{"name":"python3"}`)
+			if err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			codes[code]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	testkit.Equal(t, codes[http.StatusCreated], 2)
+	testkit.Equal(t, codes[http.StatusForbidden], 4)
+}
+
+// TestCullingWithTwoReplicasCullsOnce: only the kernel's owner culls it.
+func TestCullingWithTwoReplicasCullsOnce(t *testing.T) {
+	g := startGroup(t, 2, "--cull-idle-timeout", "2", "--cull-interval", "1")
+	id := start(t, g.lb)
+	for _, r := range g.replicas {
+		testkit.Eventually(t, 30*time.Second, func() error {
+			if code, _, _ := get(r.url + "/api/kernels/" + id); code != http.StatusNotFound {
+				return fmt.Errorf("%s still has the kernel (%d)", r, code)
+			}
+			return nil
+		})
+	}
+	culled := 0.0
+	for _, r := range g.replicas {
+		culled += metric(t, r.url, "kernelgate_kernels_culled_total")
+	}
+	testkit.Equal(t, culled, 1.0)
+}
