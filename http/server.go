@@ -2,6 +2,7 @@ package http
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -62,6 +63,10 @@ type Config struct {
 	MaxConnsPerIP int
 	// Websocket tunes kernel websockets.
 	Websocket WebsocketConfig
+	// TLS, when set, serves the API (REST and websockets) over TLS
+	// (internal/tlsfiles: EG_CERTFILE, EG_KEYFILE, EG_CLIENT_CA). The
+	// metrics listener stays plain HTTP, for probes and scrapers.
+	TLS *tls.Config
 	// Version is reported by GET /api.
 	Version string
 	Logger  zerolog.Logger
@@ -170,6 +175,12 @@ func (s *Server) Serve(ln net.Listener) error {
 		},
 	}.Listener(ln)
 	s.listener.Store(g)
+	if s.cfg.TLS != nil {
+		// The handshake happens on a connection's first read, in its
+		// fasthttp worker, under the read timeout: a client that stalls
+		// it holds one connection of MaxConns, as a slow request would.
+		return s.srv.Serve(tls.NewListener(g, s.cfg.TLS))
+	}
 	return s.srv.Serve(g)
 }
 
