@@ -79,9 +79,9 @@ type EnvConfig struct {
 }
 
 // SecretEnvs name the variables that hold the gateway's credentials: EG's
-// tokens, and the API token JupyterHub gives a service it starts (its old
-// name too). Kernels never get them.
-var SecretEnvs = []string{"EG_AUTH_TOKEN", "KG_AUTH_TOKEN", "JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN"}
+// tokens, the API token JupyterHub gives a service it starts (its old name
+// too), and the secret of a replica group. Kernels never get them.
+var SecretEnvs = []string{"EG_AUTH_TOKEN", "KG_AUTH_TOKEN", "JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN", "KERNELGATE_REPLICA_TOKEN"}
 
 // minSecretMatch is the shortest secret looked for inside values: a shorter
 // one would match innocent text, so it is only matched as a whole value.

@@ -91,7 +91,7 @@ func buildSecurity(c *serveConfig, log zerolog.Logger) (*security, error) {
 		c.AuthToken = token
 	}
 	sec := &security{}
-	for _, v := range append([]string{c.AuthToken}, sc.envSecrets...) {
+	for _, v := range append([]string{c.AuthToken, c.Replication.Token}, sc.envSecrets...) {
 		if v != "" {
 			sec.secrets = append(sec.secrets, v)
 		}
