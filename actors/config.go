@@ -31,6 +31,9 @@ type Config struct {
 	BaseEnvs []string
 	// DefaultUsername is KERNEL_USERNAME when the client sends none.
 	DefaultUsername string
+	// Secrets are the gateway's credentials: no kernel gets a variable
+	// holding one (see admission.EnvConfig).
+	Secrets []string
 
 	// LaunchTimeout bounds a start, unless the request's
 	// KERNEL_LAUNCH_TIMEOUT says otherwise. Default 30 s.
@@ -154,7 +157,7 @@ type StartRequest struct {
 }
 
 func (c *Config) envConfig() admission.EnvConfig {
-	return admission.EnvConfig{BaseEnvs: c.BaseEnvs, InheritedEnvs: c.InheritedEnvs}
+	return admission.EnvConfig{BaseEnvs: c.BaseEnvs, InheritedEnvs: c.InheritedEnvs, Secrets: c.Secrets}
 }
 
 // validate reports what makes a configuration unusable.

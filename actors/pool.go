@@ -7,6 +7,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/kernelgate/kernelgate/actors/admission"
+	"github.com/kernelgate/kernelgate/actors/proxy"
 )
 
 // Warm pools: per kernelspec, kernels launched ahead of demand so that a
@@ -58,12 +59,21 @@ type (
 const poolBackoffMax = time.Minute
 
 // poolSize is how many warm kernels the spec named name should have: the
-// gateway's setting, else the kernelspec's metadata.
+// gateway's setting, else the kernelspec's metadata; none when its kernels
+// run as their user (proxy.UserBound), who is not known before the take.
 func (g *gatewayActor) poolSize(name string) int {
-	if n, ok := g.cfg.Pools[name]; ok {
+	spec, ok := g.cfg.Specs.Snapshot().Get(name)
+	if ok {
+		if p, err := g.cfg.Proxies.For(spec); err == nil {
+			if ub, bound := p.(proxy.UserBound); bound && ub.UserBound(spec) {
+				return 0
+			}
+		}
+	}
+	if n, set := g.cfg.Pools[name]; set {
 		return n
 	}
-	if spec, ok := g.cfg.Specs.Snapshot().Get(name); ok {
+	if ok {
 		return spec.PoolSize
 	}
 	return 0

@@ -2,6 +2,7 @@ package http
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -40,7 +41,10 @@ type harness struct {
 	token  string
 	specs  string
 	client *nethttp.Client
-	gw     *actors.Gateway
+	// tlsClient is the client side of TLS (websockets use it too), when
+	// the gateway serves TLS.
+	tlsClient *tls.Config
+	gw        *actors.Gateway
 	// stop shuts the server and the gateway down (again at cleanup: a
 	// no-op then).
 	stop func()
@@ -107,8 +111,18 @@ func newHarness(t testing.TB, mod func(*Config, *actors.Config)) *harness {
 		gw.Close(30 * time.Second)
 	}
 	t.Cleanup(stop)
-	return &harness{t: t, url: "http://" + ln.Addr().String() + strings.TrimSuffix(srv.cfg.BaseURL, "/"),
+	scheme := "http"
+	if hcfg.TLS != nil {
+		scheme = "https"
+	}
+	return &harness{t: t, url: scheme + "://" + ln.Addr().String() + strings.TrimSuffix(srv.cfg.BaseURL, "/"),
 		token: hcfg.AuthToken, specs: root, client: &nethttp.Client{Timeout: 60 * time.Second}, gw: gw, stop: stop}
+}
+
+// useTLS makes h's requests and websockets use cfg.
+func (h *harness) useTLS(cfg *tls.Config) {
+	h.tlsClient = cfg
+	h.client = &nethttp.Client{Timeout: 60 * time.Second, Transport: &nethttp.Transport{TLSClientConfig: cfg}}
 }
 
 // do sends a request with the harness token (unless headers override

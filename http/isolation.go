@@ -8,37 +8,21 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// Per-user isolation (Config.UserIsolation) binds each kernel to the
-// KERNEL_USERNAME that started it. Every request then says whose it is in
-// the Config.UserHeader header (set by the caller's Jupyter Server through
-// its gateway headers, or by an authenticating proxy), and a user sees,
-// uses and deletes only their own kernels: anyone else's answer 404, as if
-// they did not exist.
+// Per-user isolation binds each kernel to the user that started it (its
+// KERNEL_USERNAME). It is on when users are verified (Config.Identity) or
+// when the operator turns it on for trusted callers that name their user
+// in a header (Config.UserIsolation). A user then sees, uses and deletes
+// only their own kernels: anyone else's answer 404 on every route, the
+// websocket's upgrade included, as if they did not exist. Admins see and
+// act on every kernel.
 
-// caller is the user a request acts for; "" when isolation is off.
-func (s *Server) caller(ctx *fasthttp.RequestCtx) (string, error) {
-	if !s.cfg.UserIsolation {
-		return "", nil
-	}
-	u := string(ctx.Request.Header.Peek(s.cfg.UserHeader))
-	if u == "" {
-		return "", &Error{Status: fasthttp.StatusForbidden,
-			Message: "per-user isolation is on: requests must name their user in the " + s.cfg.UserHeader + " header"}
-	}
-	return u, nil
-}
-
-// visible reports whether caller may see kernel m.
-func visible(caller string, m actors.Model) bool { return caller == "" || m.User == caller }
+// visible reports whether c may see kernel m.
+func visible(c caller, m actors.Model) bool { return c.all || c.user != "" && m.User == c.user }
 
 // kernelFor returns the kernel's model when the caller may use it.
 func (s *Server) kernelFor(ctx *fasthttp.RequestCtx, id string) (actors.Model, error) {
-	caller, err := s.caller(ctx)
-	if err != nil {
-		return actors.Model{}, err
-	}
 	m, err := s.gw.Kernel(id)
-	if err == nil && !visible(caller, m) {
+	if err == nil && !visible(s.caller(ctx), m) {
 		err = fmt.Errorf("%w: Kernel does not exist: %s", actors.ErrNoSuchKernel, id)
 	}
 	return m, err
@@ -49,21 +33,21 @@ func (s *Server) kernelFor(ctx *fasthttp.RequestCtx, id string) (actors.Model, e
 // KERNEL_ID that is taken gets the answer of an id that cannot be used, the
 // same whoever holds it, so that nobody learns whose ids are live.
 func (s *Server) startKernel(ctx *fasthttp.RequestCtx, req actors.StartRequest) (actors.Model, error) {
-	caller, err := s.caller(ctx)
-	if err != nil {
-		return actors.Model{}, err
-	}
-	if caller != "" {
-		if u, ok := req.Env["KERNEL_USERNAME"]; ok && u != caller {
+	c := s.caller(ctx)
+	switch {
+	case c.user != "":
+		if u, ok := req.Env["KERNEL_USERNAME"]; ok && u != c.user {
 			return actors.Model{}, &Error{Status: fasthttp.StatusForbidden, Message: fmt.Sprintf("KERNEL_USERNAME %v is not the requesting user", u)}
 		}
 		if req.Env == nil {
 			req.Env = map[string]any{}
 		}
-		req.Env["KERNEL_USERNAME"] = caller
+		req.Env["KERNEL_USERNAME"] = c.user
+	case !c.all:
+		return actors.Model{}, &Error{Status: fasthttp.StatusForbidden, Message: "the caller acts for no user (a JupyterHub service): it cannot start kernels"}
 	}
 	m, err := s.gw.StartKernel(req)
-	if caller != "" && errors.Is(err, actors.ErrConflict) {
+	if !c.all && errors.Is(err, actors.ErrConflict) {
 		err = fmt.Errorf("%w: KERNEL_ID %v cannot be used: choose another or leave it out", actors.ErrBadRequest, req.Env["KERNEL_ID"])
 	}
 	return m, err

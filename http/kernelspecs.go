@@ -43,11 +43,16 @@ type rawJSON []byte
 
 func (r rawJSON) MarshalJSON() ([]byte, error) { return r, nil }
 
-// userFilter returns the ?user= value, tolerating Jupyter Server's bug that
-// appends "/<name>" to it on single-spec URLs (then also the spec name).
-func userFilter(ctx *fasthttp.RequestCtx) (user, name string) {
+// userFilter returns the user whose access lists filter the kernelspecs:
+// the caller when it acts for a user (its ?user= cannot name another), else
+// the ?user= value. It tolerates Jupyter Server's bug that appends "/<name>"
+// to ?user= on single-spec URLs (then also returning the spec name).
+func (s *Server) userFilter(ctx *fasthttp.RequestCtx) (user, name string) {
 	user = string(ctx.QueryArgs().Peek("user"))
 	user, name, _ = strings.Cut(user, "/")
+	if c := s.caller(ctx); c.user != "" {
+		user = c.user
+	}
 	return user, name
 }
 
@@ -56,7 +61,7 @@ func (s *Server) kernelspecList(ctx *fasthttp.RequestCtx, _ []string) error {
 	if !ctx.IsGet() {
 		return errMethod
 	}
-	user, name := userFilter(ctx)
+	user, name := s.userFilter(ctx)
 	snap := s.specs.Snapshot()
 	if name != "" {
 		return s.writeSpec(ctx, snap, name, user)
@@ -77,7 +82,7 @@ func (s *Server) kernelspecGet(ctx *fasthttp.RequestCtx, p []string) error {
 	if !ctx.IsGet() {
 		return errMethod
 	}
-	user, _ := userFilter(ctx)
+	user, _ := s.userFilter(ctx)
 	name, err := url.PathUnescape(p[0])
 	if err != nil {
 		return errorf(fasthttp.StatusNotFound, "Kernel spec "+p[0]+" not found")

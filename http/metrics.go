@@ -150,8 +150,8 @@ func (s *Server) metricsHandler(ctx *fasthttp.RequestCtx, _ []string) error {
 	if !ctx.IsGet() {
 		return errMethod
 	}
-	if s.cfg.MetricsAuth && !s.authorized(ctx) {
-		return errorf(fasthttp.StatusUnauthorized, "")
+	if err := s.metricsAllowed(ctx); err != nil {
+		return err
 	}
 	families, err := s.metrics.reg.Gather()
 	if err != nil {

@@ -2,7 +2,7 @@ package http
 
 import (
 	"context"
-	"crypto/subtle"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kernelgate/kernelgate/actors"
+	"github.com/kernelgate/kernelgate/internal/identity"
 	"github.com/kernelgate/kernelgate/internal/lograte"
 	"github.com/kernelgate/kernelgate/internal/netlisten"
 	"github.com/kernelgate/kernelgate/kernelspecs"
@@ -24,9 +25,20 @@ import (
 type Config struct {
 	// BaseURL prefixes every route ("/" by default).
 	BaseURL string
-	// AuthToken, when set, is required on every API call (?token= or
-	// "Authorization: token …").
+	// AuthToken (EG_AUTH_TOKEN), when set, is accepted on every API call
+	// (?token= or "Authorization: token …"); its holder is trusted to say
+	// for whom it acts (see auth.go). Without Identity it is the only
+	// check, as in EG.
 	AuthToken string
+	// Identity verifies users' tokens (JupyterHub, OIDC: internal/identity).
+	// When set, every API call needs the shared token or a token Identity
+	// vouches for (else 403; 503 when a provider cannot answer), and
+	// kernels belong to the verified user, as under UserIsolation but
+	// without trusting a header. Nil keeps EG's check.
+	Identity identity.Authenticator
+	// AdminUsers see and act on every user's kernels, as JupyterHub admins
+	// and members of OIDC admin groups do.
+	AdminUsers []string
 	// CORS response headers, each sent when non-empty. AllowOrigin also
 	// drives the origin check.
 	AllowOrigin, AllowCredentials, AllowHeaders, AllowMethods, ExposeHeaders, MaxAge string
@@ -37,7 +49,8 @@ type Config struct {
 	// Access holds the user lists for the ?user= kernelspec filter.
 	Access kernelspecs.Access
 	// UserIsolation binds kernels to the user that started them; every
-	// request names its user in the UserHeader header (see isolation.go).
+	// trusted request names its user in the UserHeader header (see
+	// isolation.go). Identity implies isolation.
 	UserIsolation bool
 	UserHeader    string
 	// MetricsAuth puts /metrics behind the token (it is open by default,
@@ -54,6 +67,10 @@ type Config struct {
 	ReplicaToken string
 	// Websocket tunes kernel websockets.
 	Websocket WebsocketConfig
+	// TLS, when set, serves the API (REST and websockets) over TLS
+	// (internal/tlsfiles: EG_CERTFILE, EG_KEYFILE, EG_CLIENT_CA). The
+	// metrics listener stays plain HTTP, for probes and scrapers.
+	TLS *tls.Config
 	// Version is reported by GET /api.
 	Version string
 	Logger  zerolog.Logger
@@ -71,6 +88,10 @@ type Server struct {
 	wsWriteBuffers sync.Pool     // shared by idle websockets
 	badFrames      atomic.Uint64 // malformed client frames dropped
 	redact         *redactor
+	// auth checks tokens when identity providers are configured: the shared
+	// token, then Config.Identity. Nil means EG's check (sharedToken).
+	auth            identity.Authenticator
+	authUnavailable atomic.Uint64 // requests refused because a provider was down
 
 	// The listener's guard: connections open, refused and accept errors
 	// retried.
@@ -104,6 +125,13 @@ func New(cfg Config, gw *actors.Gateway, specs *kernelspecs.Cache) *Server {
 	}
 	s := &Server{cfg: cfg, gw: gw, specs: specs, sessions: newSessionStore(), wsLive: make(map[*wsConn]struct{}),
 		redact: newRedactor(cfg.AuthToken)}
+	if cfg.Identity != nil {
+		var chain identity.Chain
+		if shared, err := identity.NewShared(cfg.AuthToken); err == nil { // err: no shared token
+			chain = append(chain, shared)
+		}
+		s.auth = append(chain, cfg.Identity)
+	}
 	s.metrics = newMetrics(gw, s)
 	s.srv = s.fasthttpServer(s.handle)
 	s.srv.MaxConnsPerIP = cfg.MaxConnsPerIP
@@ -151,6 +179,12 @@ func (s *Server) Serve(ln net.Listener) error {
 		},
 	}.Listener(ln)
 	s.listener.Store(g)
+	if s.cfg.TLS != nil {
+		// The handshake happens on a connection's first read, in its
+		// fasthttp worker, under the read timeout: a client that stalls
+		// it holds one connection of MaxConns, as a slow request would.
+		return s.srv.Serve(tls.NewListener(g, s.cfg.TLS))
+	}
 	return s.srv.Serve(g)
 }
 
@@ -316,6 +350,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if ctx.Response.StatusCode() >= 500 {
 		ev = s.cfg.Logger.Warn().AnErr("error", err).Str("error_id", errorID)
 	}
+	if c := s.caller(ctx); c.user != "" {
+		ev = ev.Str("user", c.user)
+	}
 	// The path only: the query may carry the token.
 	ev.Str("method", methodLabel(ctx.Method())).Str("path", string(ctx.Path())).
 		Int("status", ctx.Response.StatusCode()).Dur("duration", time.Since(start)).Msg("request")
@@ -347,26 +384,14 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx) (string, error) {
 		}
 		return r.name, errorf(fasthttp.StatusNotFound, "cross-origin request refused")
 	}
-	if !r.public && !s.authorized(ctx) {
-		return r.name, errorf(fasthttp.StatusUnauthorized, "")
+	if !r.public {
+		c, err := s.authenticate(ctx)
+		if err != nil {
+			return r.name, err
+		}
+		ctx.SetUserValue(callerKey{}, c)
 	}
 	return r.name, r.handler(ctx, r.params)
-}
-
-// authorized checks the token: ?token= first, and only when that is absent
-// the "Authorization: token …" header (EG's order). An empty configured
-// token turns auth off.
-func (s *Server) authorized(ctx *fasthttp.RequestCtx) bool {
-	if s.cfg.AuthToken == "" {
-		return true
-	}
-	var got []byte
-	if q := ctx.QueryArgs(); q.Has("token") {
-		got = q.Peek("token")
-	} else if h := ctx.Request.Header.Peek("Authorization"); len(h) > 6 && strings.EqualFold(string(h[:6]), "token ") {
-		got = h[6:]
-	}
-	return subtle.ConstantTimeCompare(got, []byte(s.cfg.AuthToken)) == 1
 }
 
 // originAllowed is EG's (and Jupyter Server's) origin check: a request whose

@@ -106,13 +106,13 @@ func (st *sessionStore) forgetKernel(kernelID string) {
 // model renders a session with its kernel's current model, or false when
 // the kernel is gone (such a session is dropped, as Jupyter Server does).
 // Under isolation a session whose kernel is another user's is invisible.
-func (s *Server) sessionModel(caller string, sess session) (map[string]any, bool) {
+func (s *Server) sessionModel(c caller, sess session) (map[string]any, bool) {
 	k, err := s.gw.Kernel(sess.KernelID)
 	if err != nil {
 		s.sessions.remove(sess.ID)
 		return nil, false
 	}
-	if !visible(caller, k) {
+	if !visible(c, k) {
 		return nil, false
 	}
 	m := map[string]any{"id": sess.ID, "path": sess.Path, "name": sess.Name, "type": sess.Type, "kernel": k}
@@ -173,13 +173,10 @@ func (s *Server) sessionList(ctx *fasthttp.RequestCtx, _ []string) error {
 		if !s.cfg.ListKernels {
 			return &Error{Status: fasthttp.StatusForbidden, Message: "Forbidden: session listing is disabled (EG_LIST_KERNELS)"}
 		}
-		caller, err := s.caller(ctx)
-		if err != nil {
-			return err
-		}
+		c := s.caller(ctx)
 		out := []map[string]any{}
 		for _, sess := range s.sessions.all() {
-			if m, ok := s.sessionModel(caller, sess); ok {
+			if m, ok := s.sessionModel(c, sess); ok {
 				out = append(out, m)
 			}
 		}
@@ -196,30 +193,27 @@ func (s *Server) createSession(ctx *fasthttp.RequestCtx) error {
 	if err != nil {
 		return err
 	}
-	caller, err := s.caller(ctx)
-	if err != nil {
-		return err
-	}
+	c := s.caller(ctx)
 	if sb.Path == nil {
 		return errorf(fasthttp.StatusBadRequest, "Missing field in JSON data: path")
 	}
 	if sb.Type == nil {
 		return errorf(fasthttp.StatusBadRequest, "Missing field in JSON data: type")
 	}
-	if existing, ok := s.sessions.byPath(caller, *sb.Path); ok {
-		if m, ok := s.sessionModel(caller, existing); ok {
+	if existing, ok := s.sessions.byPath(c.user, *sb.Path); ok {
+		if m, ok := s.sessionModel(c, existing); ok {
 			s.writeSession(ctx, fasthttp.StatusCreated, existing.ID, m)
 			return nil
 		}
 	}
-	sess := session{ID: uuid.NewString(), User: caller, Path: *sb.Path, Name: str(sb.Name), Type: *sb.Type}
+	sess := session{ID: uuid.NewString(), User: c.user, Path: *sb.Path, Name: str(sb.Name), Type: *sb.Type}
 	if sess.KernelID, err = s.sessionKernel(ctx, sb); err != nil {
 		return err
 	}
 	if err := s.sessions.put(sess); err != nil {
 		return err
 	}
-	m, _ := s.sessionModel(caller, sess)
+	m, _ := s.sessionModel(c, sess)
 	s.writeSession(ctx, fasthttp.StatusCreated, sess.ID, m)
 	return nil
 }
@@ -251,18 +245,15 @@ func (s *Server) writeSession(ctx *fasthttp.RequestCtx, status int, id string, m
 
 // session serves /api/sessions/{id}: GET, PATCH, DELETE.
 func (s *Server) session(ctx *fasthttp.RequestCtx, p []string) error {
-	caller, err := s.caller(ctx)
-	if err != nil {
-		return err
-	}
+	c := s.caller(ctx)
 	sess, ok := s.sessions.get(p[0])
 	notFound := errorf(fasthttp.StatusNotFound, "Session not found: "+p[0])
 	if ok {
-		_, ok = s.sessionModel(caller, sess)
+		_, ok = s.sessionModel(c, sess)
 	}
 	switch {
 	case ctx.IsGet():
-		m, alive := s.sessionModel(caller, sess)
+		m, alive := s.sessionModel(c, sess)
 		if !ok || !alive {
 			return notFound
 		}
@@ -272,7 +263,7 @@ func (s *Server) session(ctx *fasthttp.RequestCtx, p []string) error {
 		if !ok {
 			return notFound
 		}
-		return s.patchSession(ctx, caller, sess)
+		return s.patchSession(ctx, c, sess)
 	case ctx.IsDelete():
 		if !ok {
 			return notFound
@@ -289,7 +280,7 @@ func (s *Server) session(ctx *fasthttp.RequestCtx, p []string) error {
 	return errMethod
 }
 
-func (s *Server) patchSession(ctx *fasthttp.RequestCtx, caller string, sess session) error {
+func (s *Server) patchSession(ctx *fasthttp.RequestCtx, c caller, sess session) error {
 	sb, err := parseSessionBody(ctx.PostBody())
 	if err != nil {
 		return err
@@ -315,7 +306,7 @@ func (s *Server) patchSession(ctx *fasthttp.RequestCtx, caller string, sess sess
 	if old != sess.KernelID && (sb.Kernel == nil || sb.Kernel.ID == nil) {
 		s.gw.Shutdown(old) // the session moved to a kernel it started
 	}
-	m, ok := s.sessionModel(caller, sess)
+	m, ok := s.sessionModel(c, sess)
 	if !ok {
 		return errorf(fasthttp.StatusNotFound, "Session's kernel is gone: "+sess.ID)
 	}

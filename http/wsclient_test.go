@@ -86,7 +86,7 @@ func (h *harness) tryDialWS(kernelID, session string, v1 bool) (*websocket.Conn,
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
-	d := websocket.Dialer{HandshakeTimeout: 30 * time.Second}
+	d := websocket.Dialer{HandshakeTimeout: 30 * time.Second, TLSClientConfig: h.tlsClient}
 	if v1 {
 		d.Subprotocols = []string{framing.SubprotocolV1}
 	}

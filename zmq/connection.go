@@ -90,6 +90,16 @@ func ReadConnectionFile(path string) (ConnectionInfo, error) {
 // WriteConnectionFile writes ci to path with mode 0600, atomically (a
 // temporary file renamed into place), so a kernel never reads half a file.
 func WriteConnectionFile(path string, ci ConnectionInfo) error {
+	return WriteConnectionFileFor(path, ci, -1, -1)
+}
+
+// WriteConnectionFileFor is WriteConnectionFile for a kernel that runs as
+// another user (the gateway must be root): the file is owned by uid:gid
+// (-1 keeps this process's). The owner is set on the open temporary file
+// before it is renamed into place, and rename replaces whatever has the
+// name, so a user who can write in the directory can neither redirect the
+// write nor the change of owner to a file of their choosing.
+func WriteConnectionFileFor(path string, ci ConnectionInfo, uid, gid int) error {
 	b, err := json.MarshalIndent(ci, "", "  ")
 	if err != nil {
 		return fmt.Errorf("zmq: marshal connection info: %w", err)
@@ -99,7 +109,12 @@ func WriteConnectionFile(path string, ci ConnectionInfo) error {
 		return fmt.Errorf("zmq: write connection file: %w", err)
 	}
 	defer os.Remove(tmp.Name()) // no-op after a successful rename
-	_, err = tmp.Write(b)
+	if uid >= 0 || gid >= 0 {
+		err = tmp.Chown(uid, gid)
+	}
+	if err == nil {
+		_, err = tmp.Write(b)
+	}
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}

@@ -3,6 +3,7 @@ package zmq
 import (
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/kernelgate/kernelgate/internal/testkit"
@@ -21,6 +22,31 @@ func TestConnectionFileRoundTripIsPrivate(t *testing.T) {
 	testkit.Equal(t, len(ci.Key), 32)
 	other := NewConnectionInfo("127.0.0.1", []int{20001, 20002, 20003, 20004, 20005}, "python3")
 	testkit.True(t, other.Key != ci.Key, "two kernels got the same key")
+}
+
+// A connection file for another user's kernel is theirs, and a symlink the
+// user planted under its name is replaced, not followed.
+func TestConnectionFileForAnotherUser(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("only root writes files for other users") // the suite runs as root
+	}
+	ci := NewConnectionInfo("127.0.0.1", []int{20001, 20002, 20003, 20004, 20005}, "python3")
+	dir := t.TempDir()
+	target := filepath.Join(dir, "target")
+	testkit.NoError(t, os.WriteFile(target, []byte("untouched"), 0o644))
+	path := filepath.Join(dir, "kernel-1.json")
+	testkit.NoError(t, os.Symlink(target, path))
+	testkit.NoError(t, WriteConnectionFileFor(path, ci, 65534, 65534))
+	st, err := os.Lstat(path)
+	testkit.NoError(t, err)
+	testkit.Equal(t, st.Mode(), os.FileMode(0o600))
+	testkit.Equal(t, st.Sys().(*syscall.Stat_t).Uid, uint32(65534))
+	b, err := os.ReadFile(target)
+	testkit.NoError(t, err)
+	testkit.Equal(t, string(b), "untouched")
+	st, err = os.Stat(target)
+	testkit.NoError(t, err)
+	testkit.Equal(t, st.Sys().(*syscall.Stat_t).Uid, uint32(0))
 }
 
 func TestConnectionInfoValidation(t *testing.T) {

@@ -71,14 +71,29 @@ type EnvConfig struct {
 	// InheritedEnvs are variables of the gateway's environment passed to
 	// every kernel (EG_INHERITED_ENVS).
 	InheritedEnvs []string
+	// Secrets are the gateway's credentials (its shared token, its own
+	// JupyterHub API token): a variable holding one never reaches a kernel,
+	// whatever its name and whoever set it — an inherited variable, a
+	// kernelspec's env or a client.
+	Secrets []string
 }
+
+// SecretEnvs name the variables that hold the gateway's credentials: EG's
+// tokens, the API token JupyterHub gives a service it starts (its old name
+// too), and the secret of a replica group. Kernels never get them.
+var SecretEnvs = []string{"EG_AUTH_TOKEN", "KG_AUTH_TOKEN", "JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN", "KERNELGATE_REPLICA_TOKEN"}
+
+// minSecretMatch is the shortest secret looked for inside values: a shorter
+// one would match innocent text, so it is only matched as a whole value.
+const minSecretMatch = 8
 
 // KernelEnv builds a kernel's environment, lowest precedence first: the
 // gateway's base and inherited variables; the kernelspec's env, with ${VAR}
 // expanded against those (unknown references stay as written); the client's
 // variables; then the ones the gateway owns. Unlike EG, a request without
 // env does not hand the kernel the gateway's whole environment (its token
-// included): only BaseEnvs and InheritedEnvs cross over.
+// included): only BaseEnvs and InheritedEnvs cross over, and never a
+// variable named in SecretEnvs or holding one of cfg.Secrets.
 func KernelEnv(cfg EnvConfig, spec kernelspecs.Spec, client map[string]string, id, user string) map[string]string {
 	env := make(map[string]string)
 	for _, names := range [][]string{cfg.BaseEnvs, cfg.InheritedEnvs} {
@@ -110,10 +125,25 @@ func KernelEnv(cfg EnvConfig, spec kernelspecs.Spec, client map[string]string, i
 	if _, ok := env["KERNEL_LANGUAGE"]; !ok && spec.Language != "" {
 		env["KERNEL_LANGUAGE"] = strings.ToLower(spec.Language)
 	}
-	for _, secret := range []string{"EG_AUTH_TOKEN", "KG_AUTH_TOKEN"} {
-		delete(env, secret)
+	for _, name := range SecretEnvs {
+		delete(env, name)
+	}
+	for k, v := range env {
+		if holdsSecret(v, cfg.Secrets) {
+			delete(env, k)
+		}
 	}
 	return env
+}
+
+// holdsSecret reports whether v is or contains one of secrets.
+func holdsSecret(v string, secrets []string) bool {
+	for _, s := range secrets {
+		if s != "" && (v == s || len(s) >= minSecretMatch && strings.Contains(v, s)) {
+			return true
+		}
+	}
+	return false
 }
 
 // expandBraced replaces ${NAME} references only (like Python's

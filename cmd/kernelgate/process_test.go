@@ -21,6 +21,7 @@ import (
 	"github.com/kernelgate/kernelgate/bench"
 	"github.com/kernelgate/kernelgate/http/framing"
 	"github.com/kernelgate/kernelgate/internal/testkit"
+	"github.com/kernelgate/kernelgate/internal/unixtest"
 	"github.com/kernelgate/kernelgate/zmq"
 )
 
@@ -55,22 +56,50 @@ var bannerURL = regexp.MustCompile(`https?://[0-9.:]+`)
 // (soft and hard, so the gateway cannot raise it).
 func startGateway(t *testing.T, openFiles int, args ...string) *gatewayProcess {
 	t.Helper()
+	return startGatewayWith(t, gatewayOptions{openFiles: openFiles}, args...)
+}
+
+// gatewayOptions change how startGatewayWith runs the gateway.
+type gatewayOptions struct {
+	openFiles int
+	// as runs the gateway as this account (the test runs as root), its
+	// runtime directory its own; nil runs it as the test's user.
+	as *unixtest.Account
+	// env is added to the gateway's environment.
+	env []string
+}
+
+func startGatewayWith(t *testing.T, o gatewayOptions, args ...string) *gatewayProcess {
+	t.Helper()
 	testkit.RequireIPyKernel(t)
 	low, high := testkit.PortRange("cmd")
 	self, err := os.Executable()
 	testkit.NoError(t, err)
+	runtime := t.TempDir()
+	if o.as != nil {
+		// The test binary is in go's 0700 build directory and t.TempDir's
+		// are 0700 too: the account gets a copy and a directory of its own.
+		self, runtime = copyForAccount(t, self, *o.as)
+	}
 	specs := t.TempDir()
+	testkit.NoError(t, os.Chmod(specs, 0o755))
 	dir := filepath.Join(specs, "kernels", "python3")
 	testkit.NoError(t, os.MkdirAll(dir, 0o755))
 	testkit.NoError(t, os.WriteFile(filepath.Join(dir, "kernel.json"), []byte(`{"argv":["`+testkit.Python()+
 		`","-m","ipykernel_launcher","-f","{connection_file}"],"display_name":"Python 3","language":"python"}`), 0o644))
-	argv := append([]string{self, "serve", "--port", "0", "--runtime-dir", t.TempDir(), "--list-kernels",
+	argv := append([]string{self, "serve", "--port", "0", "--runtime-dir", runtime, "--list-kernels",
 		"--unauthorized-users", "", "--local-port-range", fmt.Sprintf("%d..%d", low, high)}, args...)
-	if openFiles > 0 {
-		argv = append([]string{"/bin/sh", "-c", `ulimit -n ` + strconv.Itoa(openFiles) + ` && exec "$@"`, "sh"}, argv...)
+	if o.openFiles > 0 {
+		argv = append([]string{"/bin/sh", "-c", `ulimit -n ` + strconv.Itoa(o.openFiles) + ` && exec "$@"`, "sh"}, argv...)
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), runAsMain+"=1", "JUPYTER_PATH="+specs, "PYDEVD_DISABLE_FILE_VALIDATION=1")
+	cmd.Env = append(cmd.Env, o.env...)
+	if o.as != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(o.as.UID), Gid: uint32(o.as.GID)}}
+		cmd.Dir = o.as.Home
+		cmd.Env = append(cmd.Env, "HOME="+o.as.Home, "USER="+o.as.Name, "LOGNAME="+o.as.Name)
+	}
 	stdout, err := cmd.StdoutPipe()
 	testkit.NoError(t, err)
 	g := &gatewayProcess{t: t, cmd: cmd, exited: make(chan struct{})}

@@ -61,7 +61,11 @@ func (c *serveConfig) replication(group store.Group, listen net.Addr) (*actors.R
 	}
 	url := r.URL
 	if url == "" {
-		url = "http://" + listen.String() + strings.TrimRight(c.BaseURL, "/")
+		scheme := "http"
+		if c.Security.CertFile != "" {
+			scheme = "https"
+		}
+		url = scheme + "://" + listen.String() + strings.TrimRight(c.BaseURL, "/")
 	}
 	return &actors.Replication{ID: r.InstanceID, URL: url, Group: group, LeaseDuration: r.LeaseDuration,
 		Peers: kghttp.NewReplicaClient(token)}, token, nil

@@ -99,6 +99,7 @@ type serveConfig struct {
 
 	Remote      remoteConfig
 	Replication replicationConfig
+	Security    securityConfig
 }
 
 // defaultDataDir is Jupyter's data directory, EG's persistence root.
@@ -126,7 +127,8 @@ func serveSettings(c *serveConfig, stderr io.Writer) *settings {
 	s.Int(&c.Port, "port", 8888, "port to listen on", "EG_PORT", "KG_PORT")
 	s.Int(&c.PortRetries, "port-retries", 50, "further ports to try when the port is taken", "EG_PORT_RETRIES", "KG_PORT_RETRIES")
 	s.String(&c.BaseURL, "base-url", "/", "URL prefix of every route", "EG_BASE_URL", "KG_BASE_URL")
-	s.String(&c.AuthToken, "auth-token", "", "token every request must carry (?token= or 'Authorization: token …'); empty = no auth", "EG_AUTH_TOKEN", "KG_AUTH_TOKEN")
+	s.String(&c.AuthToken, "auth-token", "", "shared token (?token= or 'Authorization: token …'); its holder is trusted to name its user; the only check without identity providers; empty = none (prefer the variable or --auth-token-file: flags show in ps)", "EG_AUTH_TOKEN", "KG_AUTH_TOKEN")
+	securitySettings(s, &c.Security)
 	s.String(&c.AllowOrigin, "allow-origin", "", "Access-Control-Allow-Origin; also the origin check ('*' allows any)", "EG_ALLOW_ORIGIN", "KG_ALLOW_ORIGIN")
 	s.String(&c.AllowCredentials, "allow-credentials", "", "Access-Control-Allow-Credentials", "EG_ALLOW_CREDENTIALS", "KG_ALLOW_CREDENTIALS")
 	s.String(&c.AllowHeaders, "allow-headers", "", "Access-Control-Allow-Headers", "EG_ALLOW_HEADERS", "KG_ALLOW_HEADERS")
@@ -178,8 +180,8 @@ func serveSettings(c *serveConfig, stderr io.Writer) *settings {
 	s.Int(&c.MaxSessions, "max-sessions-per-kernel", 100, "most sessions (client session ids) of one kernel, connected or not; the oldest detached one makes room for a new one", "KERNELGATE_MAX_SESSIONS_PER_KERNEL")
 	s.Int(&c.MaxDetached, "max-detached-sessions", 10000, "most sessions waiting for their client to come back, across all kernels (the oldest go first)", "KERNELGATE_MAX_DETACHED_SESSIONS")
 	s.Int(&c.KernelInbox, "kernel-inbox", 4096, "kernel messages received and not yet forwarded, per kernel; a kernel that publishes faster waits on TCP", "KERNELGATE_KERNEL_INBOX")
-	s.Bool(&c.UserIsolation, "user-isolation", false, "bind each kernel to the KERNEL_USERNAME that started it; requests name their user in --user-header and see only their kernels", "KERNELGATE_USER_ISOLATION")
-	s.String(&c.UserHeader, "user-header", "X-Kernelgate-User", "request header that names the user under --user-isolation (set it from a trusted proxy or Jupyter Server's gateway headers)", "KERNELGATE_USER_HEADER")
+	s.Bool(&c.UserIsolation, "user-isolation", false, "bind each kernel to the KERNEL_USERNAME that started it; requests name their user in --user-header and see only their kernels (implied, without the header, when users are verified by JupyterHub or OIDC)", "KERNELGATE_USER_ISOLATION")
+	s.String(&c.UserHeader, "user-header", "X-Kernelgate-User", "request header in which a trusted caller (the shared token's holder) names its user (set it from a trusted proxy or Jupyter Server's gateway headers; whoever holds the token can name anyone)", "KERNELGATE_USER_HEADER")
 	s.Int(&c.IOPubMsgRate, "iopub-msg-rate-limit", 0, "iopub messages per second a client may get before output is dropped (Jupyter Server's iopub_msg_rate_limit); 0 = no limit", "KERNELGATE_IOPUB_MSG_RATE_LIMIT")
 	s.Int(&c.IOPubDataRate, "iopub-data-rate-limit", 0, "iopub bytes per second a client may get before output is dropped (iopub_data_rate_limit); 0 = no limit", "KERNELGATE_IOPUB_DATA_RATE_LIMIT")
 	s.Seconds(&c.RateLimitWindow, "rate-limit-window", 3*time.Second, "seconds over which the iopub rates are averaged", "KERNELGATE_RATE_LIMIT_WINDOW")
@@ -197,8 +199,17 @@ func serveSettings(c *serveConfig, stderr io.Writer) *settings {
 
 func runServe(args []string, stdout, stderr io.Writer) int {
 	var c serveConfig
-	if code, ok := serveSettings(&c, stderr).load(args); !ok {
+	st := serveSettings(&c, stderr)
+	if code, ok := st.load(args); !ok {
 		return code
+	}
+	if st.flagged["auth-token"] {
+		fmt.Fprintln(stderr, "kernelgate serve: warning: --auth-token is visible to every local user (ps, /proc/<pid>/cmdline): use --auth-token-file or EG_AUTH_TOKEN")
+	}
+	c.Security.envSecrets = takeSecretEnvs()
+	if err := hideProcess(); err != nil {
+		fmt.Fprintln(stderr, "kernelgate serve:", err)
+		return 1
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -221,10 +232,20 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 	if err != nil {
 		return err
 	}
+	sec, err := buildSecurity(&c, log)
+	if err != nil {
+		return err
+	}
+	defer sec.identity.Close()
 	// Connection files and records hold kernels' keys: their directories
 	// must be this user's alone (a planted directory or symlink in /tmp
-	// would hand them to someone else).
-	if err := privatedir.Ensure(c.RuntimeDir); err != nil {
+	// would hand them to someone else). Under impersonation other users
+	// pass through the runtime directory to theirs.
+	ensureRuntime := privatedir.Ensure
+	if sec.impersonate != nil {
+		ensureRuntime = privatedir.EnsurePassable
+	}
+	if err := ensureRuntime(c.RuntimeDir); err != nil {
 		return fmt.Errorf("runtime dir: %w", err)
 	}
 	if c.Persistence {
@@ -274,7 +295,7 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 			}
 		}
 	}
-	localProxy := &local.Provisioner{Ports: allocator, RuntimeDir: c.RuntimeDir, Detached: c.Persistence}
+	localProxy := &local.Provisioner{Ports: allocator, RuntimeDir: c.RuntimeDir, Detached: c.Persistence, Impersonate: sec.impersonate}
 	proxies := proxy.NewRegistry(localProxy)
 	proxies.Register(localProxy, local.ClassNames...)
 	closeRemote := remoteProxies(c.Remote, proxies, log)
@@ -282,7 +303,7 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 	gw, err := actors.New(actors.Config{
 		MaxKernels: c.MaxKernels, MaxKernelsPerUser: c.MaxKernelsPerUser, Access: access,
 		ClientEnvs: c.ClientEnvs, InheritedEnvs: c.InheritedEnvs, BaseEnvs: c.BaseEnvs,
-		DefaultUsername: username, LaunchTimeout: c.LaunchTimeout, ShutdownWait: c.ShutdownWait,
+		DefaultUsername: username, Secrets: sec.secrets, LaunchTimeout: c.LaunchTimeout, ShutdownWait: c.ShutdownWait,
 		RestartLimit: c.RestartLimit, HeartbeatInterval: c.HeartbeatInterval, HeartbeatTimeout: c.HeartbeatTimeout,
 		LivenessInterval: c.Remote.LivenessInterval, PollInterval: c.Remote.PollInterval,
 		KernelInfoTimeout: c.KernelInfoTimeout, Specs: specs, Proxies: proxies, Logger: log,
@@ -301,6 +322,7 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 		AllowHeaders: c.AllowHeaders, AllowMethods: c.AllowMethods, ExposeHeaders: c.ExposeHeaders, MaxAge: c.MaxAge,
 		ListKernels: c.ListKernels, MaxBodySize: c.MaxBodySize, Access: access, Version: version, Logger: log,
 		MetricsAuth: c.MetricsAuth, UserIsolation: c.UserIsolation, UserHeader: c.UserHeader,
+		Identity: identityOrNil(sec.identity), AdminUsers: c.Security.AdminUsers, TLS: sec.tls,
 		MaxConns: c.MaxConns, MaxConnsPerIP: c.MaxConnsPerIP, ReplicaToken: replicaToken,
 		Websocket: kghttp.WebsocketConfig{PingInterval: c.WSPingInterval, PongTimeout: c.WSPongTimeout, ReadLimit: int64(c.WSReadLimit)},
 	}, gw, specs)
@@ -316,10 +338,14 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 	if len(specs.Snapshot().Names) == 0 {
 		log.Warn().Msg("no kernelspecs found (install python3-ipykernel or set JUPYTER_PATH)")
 	}
-	if c.AuthToken == "" {
+	if c.AuthToken == "" && sec.identity == nil {
 		log.Warn().Msg("no auth token set: anyone who reaches this port can run code")
 	}
-	fmt.Fprintf(stdout, "kernelgate %s is available at http://%s%s\n", version, ln.Addr(), strings.TrimRight(c.BaseURL, "/"))
+	scheme := "http"
+	if sec.tls != nil {
+		scheme = "https"
+	}
+	fmt.Fprintf(stdout, "kernelgate %s is available at %s://%s%s\n", version, scheme, ln.Addr(), strings.TrimRight(c.BaseURL, "/"))
 	if metricsLn != nil {
 		fmt.Fprintf(stdout, "kernelgate metrics, health and readiness at http://%s\n", metricsLn.Addr())
 	}

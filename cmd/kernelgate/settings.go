@@ -28,6 +28,8 @@ type setting struct {
 type settings struct {
 	fs   *flag.FlagSet
 	list []*setting
+	// flagged holds the settings given as flags, once parsed.
+	flagged map[string]bool
 }
 
 func newSettings(name string, stderr io.Writer) *settings {
@@ -66,6 +68,11 @@ func (s *settings) List(p *[]string, name string, def []string, usage string, en
 	s.add((*listValue)(p), name, usage, env...)
 }
 
+func (s *settings) Ints(p *[]int, name string, def []int, usage string, env ...string) {
+	*p = def
+	s.add((*intsValue)(p), name, usage, env...)
+}
+
 func (s *settings) Counts(p *map[string]int, name, usage string, env ...string) {
 	*p = map[string]int{}
 	s.add((*countsValue)(p), name, usage, env...)
@@ -80,10 +87,10 @@ func (s *settings) parse(args []string, lookupEnv func(string) (string, bool)) e
 	if s.fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", s.fs.Arg(0))
 	}
-	set := map[string]bool{}
-	s.fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	s.flagged = map[string]bool{}
+	s.fs.Visit(func(f *flag.Flag) { s.flagged[f.Name] = true })
 	for _, st := range s.list {
-		if set[st.flag] {
+		if s.flagged[st.flag] {
 			continue
 		}
 		for _, name := range st.env {
@@ -193,6 +200,33 @@ func (v *listValue) Set(s string) error {
 	return nil
 }
 func (v *listValue) String() string { return strings.Join(*v, ",") }
+
+// intsValue is a comma-separated list of integers; one that is not makes
+// the setting (and the start) fail, as EG's EG_PROHIBITED_UIDS does.
+type intsValue []int
+
+func (v *intsValue) Set(s string) error {
+	*v = nil
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		n, err := strconv.Atoi(p)
+		if err != nil {
+			return fmt.Errorf("%q is not an integer", p)
+		}
+		*v = append(*v, n)
+	}
+	return nil
+}
+
+func (v *intsValue) String() string {
+	parts := make([]string, len(*v))
+	for i, n := range *v {
+		parts[i] = strconv.Itoa(n)
+	}
+	return strings.Join(parts, ",")
+}
 
 // countsValue is a comma-separated list of name=N with N >= 0; names are
 // lower-cased as kernelspec names are.

@@ -1,8 +1,10 @@
 // Package hubtest starts a real JupyterHub for tests: Debian's jupyterhub
 // 3.0 (`make deps` installs it) on loopback ports, with sqlite in a temporary
 // directory, the DummyAuthenticator, the SimpleLocalProcessSpawner, an admin
-// user, and a service whose token may create users, groups and tokens through
-// the REST API — the Hub a kernel gateway identifies tokens with.
+// user, and a service whose token may create users, groups and tokens and
+// start servers through the REST API — the Hub a kernel gateway identifies
+// tokens with. Users' single-user servers (Debian's Jupyter Server 1.23) can
+// run in gateway mode against a gateway of the test.
 //
 // Without jupyterhub the tests that need it skip, unless
 // KERNELGATE_REQUIRE_IDENTITY=1 (`make test` sets it): then they fail.
@@ -43,10 +45,22 @@ const Admin = "hubadmin"
 // ServiceName is the name of the test service.
 const ServiceName = "kernelgate-test"
 
+// Options change the Hub a test starts.
+type Options struct {
+	// GatewayURL, when set, makes users' single-user servers run in gateway
+	// mode against it (JUPYTER_GATEWAY_URL), each with its own Hub API token
+	// as the gateway's token (JUPYTER_GATEWAY_AUTH_TOKEN), so that the
+	// gateway can tell whose server is calling.
+	GatewayURL string
+}
+
 // Hub is a running JupyterHub.
 type Hub struct {
 	// APIURL is the Hub's REST API (what JUPYTERHUB_API_URL would be).
 	APIURL string
+	// ProxyURL is the Hub's public address, its proxy: a user's server is
+	// at ProxyURL/user/<name>.
+	ProxyURL string
 	// ServiceToken is the API token of the service ServiceName, whose role
 	// may create users, groups and tokens.
 	ServiceToken string
@@ -84,8 +98,14 @@ func Available() error {
 // Start starts a Hub that stops when t ends.
 func Start(t testing.TB) *Hub {
 	t.Helper()
+	return StartWith(t, Options{})
+}
+
+// StartWith starts a Hub with opts that stops when t ends.
+func StartWith(t testing.TB, opts Options) *Hub {
+	t.Helper()
 	Require(t)
-	h, err := launch(t.TempDir())
+	h, err := launch(t.TempDir(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +123,7 @@ func Launch() (*Hub, error) {
 	if err != nil {
 		return nil, err
 	}
-	h, err := launch(dir)
+	h, err := launch(dir, Options{})
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -114,18 +134,18 @@ func Launch() (*Hub, error) {
 
 // launch tries a few times: the ports are picked free but another process
 // may take one before the Hub binds it.
-func launch(dir string) (*Hub, error) {
+func launch(dir string, opts Options) (*Hub, error) {
 	var err error
 	for range 3 {
 		var h *Hub
-		if h, err = start(dir); err == nil {
+		if h, err = start(dir, opts); err == nil {
 			return h, nil
 		}
 	}
 	return nil, err
 }
 
-func start(dir string) (*Hub, error) {
+func start(dir string, opts Options) (*Hub, error) {
 	ports, err := freePorts(3)
 	if err != nil {
 		return nil, err
@@ -135,6 +155,7 @@ func start(dir string) (*Hub, error) {
 	rand.Read(b)
 	h := &Hub{
 		APIURL:       fmt.Sprintf("http://127.0.0.1:%d/hub/api", hubPort),
+		ProxyURL:     fmt.Sprintf("http://127.0.0.1:%d", proxyPort),
 		ServiceToken: hex.EncodeToString(b),
 		dir:          dir,
 		exited:       make(chan struct{}),
@@ -157,8 +178,18 @@ func start(dir string) (*Hub, error) {
 		"c.Spawner.args = ['--allow-root']",
 		"c.Authenticator.admin_users = {" + q(Admin) + "}",
 		"c.JupyterHub.services = [{'name': " + q(ServiceName) + ", 'api_token': " + q(h.ServiceToken) + "}]",
-		"c.JupyterHub.load_roles = [{'name': 'kernelgate-test-role', 'scopes': ['admin:users', 'admin:groups', 'tokens'], 'services': [" + q(ServiceName) + "]}]",
+		"c.JupyterHub.load_roles = [{'name': 'kernelgate-test-role', 'scopes': ['admin:users', 'admin:groups', 'tokens', 'admin:servers'], 'services': [" + q(ServiceName) + "]}]",
+		// Debian's single-user server, with Debian's Python; users' homes
+		// in the test's directory.
+		"c.Spawner.cmd = ['/usr/bin/jupyterhub-singleuser']",
+		"c.Spawner.start_timeout = 60",
+		"c.Spawner.http_timeout = 60",
+		"c.SimpleLocalProcessSpawner.home_dir_template = " + q(filepath.Join(dir, "home", "{username}")),
 	}, "\n") + "\n"
+	if opts.GatewayURL != "" {
+		conf += "c.Spawner.environment = {'JUPYTER_GATEWAY_URL': " + q(opts.GatewayURL) +
+			", 'JUPYTER_GATEWAY_AUTH_TOKEN': lambda spawner: spawner.api_token}\n"
+	}
 	confFile := filepath.Join(dir, "jupyterhub_config.py")
 	if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
 		return nil, err
@@ -280,14 +311,44 @@ func (h *Hub) CreateToken(t testing.TB, user string, roles ...string) (token, id
 	return out.Token, out.ID
 }
 
+// StartServer starts user's single-user server and waits until it is ready;
+// it returns the server's URL through the Hub's proxy. The server is
+// stopped when t ends.
+func (h *Hub) StartServer(t testing.TB, user string) string {
+	t.Helper()
+	path := "/users/" + url.PathEscape(user) + "/server"
+	status := h.call(t, http.MethodPost, path, nil, 0, nil)
+	if status != http.StatusCreated && status != http.StatusAccepted {
+		t.Fatalf("jupyterhub: starting %s's server: status %d\n%s", user, status, h.logTail())
+	}
+	t.Cleanup(func() { h.call(t, http.MethodDelete, path, nil, 0, nil) })
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		var u struct {
+			Servers map[string]struct {
+				Ready bool `json:"ready"`
+			} `json:"servers"`
+		}
+		h.call(t, http.MethodGet, "/users/"+url.PathEscape(user), nil, http.StatusOK, &u)
+		if u.Servers[""].Ready {
+			return h.ProxyURL + "/user/" + url.PathEscape(user)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("jupyterhub: %s's server not ready after 90s\n%s", user, h.logTail())
+		}
+		time.Sleep(200 * time.Millisecond) // poll interval
+	}
+}
+
 // RevokeToken deletes the token id of user.
 func (h *Hub) RevokeToken(t testing.TB, user, id string) {
 	t.Helper()
 	h.call(t, http.MethodDelete, "/users/"+url.PathEscape(user)+"/tokens/"+url.PathEscape(id), nil, http.StatusNoContent, nil)
 }
 
-// call sends one API request with the service token.
-func (h *Hub) call(t testing.TB, method, path string, body any, want int, out any) {
+// call sends one API request with the service token and returns the
+// status, which must be want unless want is 0.
+func (h *Hub) call(t testing.TB, method, path string, body any, want int, out any) int {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -310,7 +371,7 @@ func (h *Hub) call(t testing.TB, method, path string, body any, want int, out an
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != want {
+	if want != 0 && resp.StatusCode != want {
 		t.Fatalf("jupyterhub %s %s: %s, want %d: %s", method, path, resp.Status, want, b)
 	}
 	if out != nil {
@@ -318,6 +379,7 @@ func (h *Hub) call(t testing.TB, method, path string, body any, want int, out an
 			t.Fatalf("jupyterhub %s %s: %v: %s", method, path, err, b)
 		}
 	}
+	return resp.StatusCode
 }
 
 // freePorts returns n loopback ports free at the time of the call.

@@ -29,7 +29,22 @@ var (
 // real directory owned by this user, and is set to 0700. The checks and the
 // mode change are made on the opened directory itself, so a path swapped
 // between them cannot redirect them.
-func Ensure(dir string) error {
+func Ensure(dir string) error { return ensure(dir, os.Getuid(), -1, 0o700) }
+
+// EnsurePassable is Ensure with mode 0711: other users may pass through dir
+// to a subdirectory of their own (see EnsureFor) but neither list nor
+// change it, so they learn nothing of the others'.
+func EnsurePassable(dir string) error { return ensure(dir, os.Getuid(), -1, 0o711) }
+
+// EnsureFor makes dir a directory only the user uid can enter: mode 0700,
+// owned by uid:gid. It needs root. A directory this process's user owns
+// (just made, or left from a failed attempt) is given to uid; one owned by
+// any other user is refused.
+func EnsureFor(dir string, uid, gid int) error { return ensure(dir, uid, gid, 0o700) }
+
+// ensure makes dir a directory of owner with mode, giving it to owner (and
+// gid, unless negative) when this process's user owns it.
+func ensure(dir string, owner, gid int, mode uint32) error {
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return fmt.Errorf("%s: %w", dir, err)
 	}
@@ -52,11 +67,16 @@ func Ensure(dir string) error {
 	if err := syscall.Fstat(fd, &st); err != nil {
 		return fmt.Errorf("%s: %w", dir, err)
 	}
-	if int(st.Uid) != os.Getuid() {
-		return fmt.Errorf("%s %w (uid %d): refusing to use it", dir, ErrNotOwned, st.Uid)
+	if int(st.Uid) != owner {
+		if int(st.Uid) != os.Getuid() {
+			return fmt.Errorf("%s %w (uid %d): refusing to use it", dir, ErrNotOwned, st.Uid)
+		}
+		if err := syscall.Fchown(fd, owner, gid); err != nil {
+			return fmt.Errorf("%s: %w", dir, err)
+		}
 	}
-	if st.Mode&0o777 != 0o700 {
-		if err := syscall.Fchmod(fd, 0o700); err != nil {
+	if st.Mode&0o777 != mode {
+		if err := syscall.Fchmod(fd, mode); err != nil {
 			return fmt.Errorf("%s: %w", dir, err)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/kernelgate/kernelgate/internal/testkit"
@@ -59,4 +60,35 @@ func TestEnsure(t *testing.T) {
 			testkit.Equal(t, st.Mode().Perm(), os.FileMode(0o700))
 		})
 	}
+}
+
+// EnsureFor gives a directory to the user whose kernels use it, and
+// EnsurePassable lets users through the directory above it.
+func TestEnsureFor(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("only root can give a directory to another user") // the suite runs as root
+	}
+	const uid, gid = 65534, 65534
+	root := filepath.Join(t.TempDir(), "rt")
+	testkit.NoError(t, EnsurePassable(root))
+	mine := filepath.Join(root, "65534")
+	testkit.NoError(t, EnsureFor(mine, uid, gid))
+	testkit.NoError(t, EnsureFor(mine, uid, gid)) // again: already theirs
+	for dir, want := range map[string]os.FileMode{root: 0o711, mine: 0o700} {
+		st, err := os.Lstat(dir)
+		testkit.NoError(t, err)
+		testkit.Equal(t, st.Mode().Perm(), want)
+	}
+	st, _ := os.Lstat(mine)
+	testkit.Equal(t, st.Sys().(*syscall.Stat_t).Uid, uint32(uid))
+	testkit.Equal(t, st.Sys().(*syscall.Stat_t).Gid, uint32(gid))
+
+	// Another user's directory is not taken over, nor is a symlink used.
+	other := filepath.Join(root, "1")
+	testkit.NoError(t, os.Mkdir(other, 0o700))
+	testkit.NoError(t, os.Chown(other, 2, 2))
+	testkit.True(t, errors.Is(EnsureFor(other, uid, gid), ErrNotOwned), "took another user's directory")
+	link := filepath.Join(root, "2")
+	testkit.NoError(t, os.Symlink(t.TempDir(), link))
+	testkit.True(t, errors.Is(EnsureFor(link, uid, gid), ErrSymlink), "used a symlink")
 }

@@ -18,7 +18,6 @@ import (
 
 	"github.com/kernelgate/kernelgate/actors/proxy"
 	"github.com/kernelgate/kernelgate/actors/proxy/ports"
-	"github.com/kernelgate/kernelgate/internal/privatedir"
 	"github.com/kernelgate/kernelgate/zmq"
 )
 
@@ -33,29 +32,39 @@ var ClassNames = []string{
 type Provisioner struct {
 	// Ports hands out the five channel ports.
 	Ports *ports.Allocator
-	// RuntimeDir holds connection files; it is created 0700.
+	// RuntimeDir holds connection files; it is created 0700 (0711 under
+	// impersonation: each user's files are in a 0700 directory of theirs
+	// inside it).
 	RuntimeDir string
 	// Detached starts kernels that outlive the gateway process (kept
 	// across restarts): each in a session of its own, its output to
 	// RuntimeDir/kernel-<id>.log rather than a pipe that would break when
 	// the gateway goes.
 	Detached bool
+	// Impersonate, when set, runs each kernel as its user's Unix account
+	// (see Impersonation); nil runs kernels as the gateway's user.
+	Impersonate *Impersonation
 }
 
 var _ proxy.Provisioner = (*Provisioner)(nil)
 
 // Launch writes a connection file and starts the kernelspec's argv.
 func (p *Provisioner) Launch(ctx context.Context, req proxy.LaunchRequest) (proxy.Kernel, error) {
-	if err := privatedir.Ensure(p.RuntimeDir); err != nil {
-		return nil, fmt.Errorf("%w: runtime dir: %w", proxy.ErrLaunch, err)
+	dir, acct, err := p.prepare(req.Env)
+	if err != nil {
+		return nil, err
 	}
 	ci, err := p.Ports.ConnectionInfo(req.Spec.Name)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", proxy.ErrLaunch, err)
 	}
 	k := &kernel{ci: ci, ports: p.Ports, exited: make(chan struct{}),
-		connFile: filepath.Join(p.RuntimeDir, "kernel-"+req.KernelID+".json")}
-	if err := zmq.WriteConnectionFile(k.connFile, ci); err != nil {
+		connFile: filepath.Join(dir, "kernel-"+req.KernelID+".json")}
+	uid, gid := -1, -1
+	if acct != nil {
+		uid, gid = acct.uid, acct.gid
+	}
+	if err := zmq.WriteConnectionFileFor(k.connFile, ci, uid, gid); err != nil {
 		k.release()
 		return nil, fmt.Errorf("%w: %w", proxy.ErrLaunch, err)
 	}
@@ -67,6 +76,9 @@ func (p *Provisioner) Launch(ctx context.Context, req proxy.LaunchRequest) (prox
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	env := req.Env
+	if acct != nil {
+		env = acct.env(env)
+	}
 	if !p.Detached {
 		// A kernel that is not meant to outlive the gateway ends with it,
 		// even when the gateway is killed: the kernel's own parent check
@@ -76,16 +88,22 @@ func (p *Provisioner) Launch(ctx context.Context, req proxy.LaunchRequest) (prox
 	}
 	cmd.Env = envList(env)
 	cmd.Dir = req.Dir
+	if cmd.Dir == "" && acct != nil {
+		cmd.Dir = acct.workDir()
+	}
 	// A detached kernel writes to a log file; else its output comes back
 	// through a pipe (out) into the gateway's log.
 	var w, out *os.File
 	if p.Detached {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-		k.logFile = filepath.Join(p.RuntimeDir, "kernel-"+req.KernelID+".log")
-		w, err = os.OpenFile(k.logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		k.logFile = filepath.Join(dir, "kernel-"+req.KernelID+".log")
+		w, err = openLog(k.logFile, acct)
 	} else {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 		out, w, err = os.Pipe()
+	}
+	if acct != nil {
+		cmd.SysProcAttr.Credential = acct.credential()
 	}
 	if err != nil {
 		k.release()
@@ -105,6 +123,9 @@ func (p *Provisioner) Launch(ctx context.Context, req proxy.LaunchRequest) (prox
 	k.info = processInfo{PID: cmd.Process.Pid, ConnectionFile: k.connFile, LogFile: k.logFile}
 	k.info.Start, _, _ = procStat(cmd.Process.Pid)
 	log := req.Logger.With().Int("pid", cmd.Process.Pid).Logger()
+	if acct != nil {
+		log = log.With().Int("uid", acct.uid).Logger()
+	}
 	log.Info().Str("argv0", argv[0]).Msg("kernel process started")
 	if out != nil {
 		// The output pipe closes when the kernel and every child it forked
