@@ -46,6 +46,7 @@ func (k *kernelActor) onLaunched(ctx actor.Context, m *launched) {
 	if m.err != nil {
 		k.run = nil // the runner has ended with its launch
 		k.log.Warn().Err(m.err).Msg("kernel launch failed")
+		k.h.events.add("launch failed: %v", m.err)
 		switch k.phase {
 		case phaseStarting:
 			k.cfg.Metrics.StartFailures.Add(1)
@@ -65,6 +66,9 @@ func (k *kernelActor) onLaunched(ctx actor.Context, m *launched) {
 	if k.started.IsZero() {
 		k.started = k.upSince
 	}
+	k.h.startedAt.Store(k.started.UnixNano())
+	k.h.host.Store(&m.ci.IP)
+	k.h.events.add("up, channels on %s", m.ci.IP)
 	if !k.pooled {
 		k.persist()
 	}
@@ -102,6 +106,7 @@ func (k *kernelActor) claim(ctx actor.Context, m *claim) {
 	k.log = k.log.With().Str("username", m.user).Logger()
 	k.persist() // after the answer, on the runner: not on the start's path
 	k.h.touch()
+	k.h.events.add("taken from its pool")
 	k.cfg.Metrics.Starts.Add(1)
 	k.cfg.Metrics.StartDurations.Observe(time.Since(m.at))
 	ctx.Send(k.parent, &kernelUp{h: k.h, waiter: m.waiter})

@@ -23,6 +23,7 @@ func (k *kernelActor) onMessage(r zmq.Received) {
 			if k.phase == phaseRunning && k.up && !k.killed {
 				// The kernel closed a channel: it is of no use any more.
 				k.log.Warn().Err(r.Err).Msg("kernel channel lost; killing the kernel")
+				k.h.events.add("a channel closed; killed")
 				k.kill()
 			}
 		default:

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -41,6 +42,7 @@ type runner struct {
 	ops     chan func() // provisioner and store calls, in order
 	ctl     chan toKernel
 	clients <-chan outbound // the kernel's client queue, drained once ready
+	counted *atomic.Uint64  // the kernel's own count of messages sent
 	ready   chan struct{}   // closed: the kernel is ready for clients
 	done    chan struct{}   // closed: the launch is over (release)
 	cleaned chan struct{}   // closed: the launch's kernel is cleaned up
@@ -112,7 +114,7 @@ type (
 
 func newRunner(k *kernelActor, prev *runner) *runner {
 	return &runner{gen: k.gen, kernel: k.self, sys: k.sys, cfg: k.cfg, log: k.log, prev: prev,
-		ops: make(chan func(), runnerOps), ctl: make(chan toKernel, runnerCtl), clients: k.toKernel,
+		ops: make(chan func(), runnerOps), ctl: make(chan toKernel, runnerCtl), clients: k.toKernel, counted: &k.h.msgsIn,
 		ready: make(chan struct{}), done: make(chan struct{}), cleaned: make(chan struct{}), inbox: newInbox(k.cfg.KernelInbox)}
 }
 
@@ -314,6 +316,7 @@ func (r *runner) send() {
 	flush := func() {
 		if sent > 0 {
 			r.cfg.Metrics.MessagesToKernels.Add(sent)
+			r.counted.Add(sent)
 			sent = 0
 		}
 	}
