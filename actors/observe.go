@@ -23,6 +23,8 @@ type KernelStats struct {
 	Host string
 	// Started is when the kernel's first launch came up; zero before.
 	Started time.Time
+	// Active is the kernel's last activity (Model.LastActivity as a time).
+	Active time.Time
 	// Restarts counts its restarts, automatic and requested.
 	Restarts int
 	// MessagesIn counts client messages sent to the kernel; MessagesOut
@@ -70,6 +72,7 @@ func (h *kernelHandle) stats() KernelStats {
 	s := KernelStats{
 		Model:       h.model(),
 		Provisioner: h.provisioner,
+		Active:      time.Unix(0, h.lastActivity.Load()),
 		Restarts:    int(h.restarts.Load()),
 		MessagesIn:  h.msgsIn.Load(),
 		MessagesOut: h.msgsOut.Load(),

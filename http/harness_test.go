@@ -41,6 +41,7 @@ type harness struct {
 	specs  string
 	client *nethttp.Client
 	gw     *actors.Gateway
+	srv    *Server
 	// stop shuts the server and the gateway down (again at cleanup: a
 	// no-op then).
 	stop func()
@@ -108,7 +109,7 @@ func newHarness(t testing.TB, mod func(*Config, *actors.Config)) *harness {
 	}
 	t.Cleanup(stop)
 	return &harness{t: t, url: "http://" + ln.Addr().String() + strings.TrimSuffix(srv.cfg.BaseURL, "/"),
-		token: hcfg.AuthToken, specs: root, client: &nethttp.Client{Timeout: 60 * time.Second}, gw: gw, stop: stop}
+		token: hcfg.AuthToken, specs: root, client: &nethttp.Client{Timeout: 60 * time.Second}, gw: gw, srv: srv, stop: stop}
 }
 
 // do sends a request with the harness token (unless headers override

@@ -50,6 +50,13 @@ type Config struct {
 	MaxConnsPerIP int
 	// Websocket tunes kernel websockets.
 	Websocket WebsocketConfig
+	// Dashboard serves the operator dashboard at <base>dashboard/, behind
+	// the token (see dashboard.go).
+	Dashboard bool
+	// Replicas, when set, lists the replicas of this gateway's group for
+	// the dashboard. HOOK for replication, which is being built: nil shows
+	// a single replica.
+	Replicas func() []Replica
 	// Version is reported by GET /api.
 	Version string
 	Logger  zerolog.Logger
@@ -81,6 +88,8 @@ type Server struct {
 	wsWG       sync.WaitGroup
 	closing    bool
 	metricsSrv *fasthttp.Server
+
+	dash *dashboard // nil when the dashboard is off
 }
 
 // New returns a server for gw.
@@ -101,6 +110,9 @@ func New(cfg Config, gw *actors.Gateway, specs *kernelspecs.Cache) *Server {
 	s := &Server{cfg: cfg, gw: gw, specs: specs, sessions: newSessionStore(), wsLive: make(map[*wsConn]struct{}),
 		redact: newRedactor(cfg.AuthToken)}
 	s.metrics = newMetrics(gw, s)
+	if cfg.Dashboard {
+		s.dash = newDashboard(s)
+	}
 	s.srv = s.fasthttpServer(s.handle)
 	s.srv.MaxConnsPerIP = cfg.MaxConnsPerIP
 	// Websockets are closed by kernelgate, not when their handler returns:
@@ -147,6 +159,9 @@ func (s *Server) Serve(ln net.Listener) error {
 		},
 	}.Listener(ln)
 	s.listener.Store(g)
+	if s.dash != nil {
+		s.dash.live.start()
+	}
 	return s.srv.Serve(g)
 }
 
@@ -195,6 +210,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if metricsSrv != nil {
 		metricsSrv.ShutdownWithContext(ctx)
 	}
+	if s.dash != nil {
+		s.dash.live.shutdown(ctx)
+	}
 	// Close frames go out in parallel: a client that reads nothing holds
 	// its own close up to the frame timeout, not everyone's.
 	for _, c := range live {
@@ -239,6 +257,7 @@ type route struct {
 	handler   func(*fasthttp.RequestCtx, []string) error
 	params    []string
 	public    bool // no token needed
+	session   bool // the dashboard's session cookie will do instead of the token
 	websocket bool // refused origins get 403, as Tornado answers upgrades
 }
 
@@ -273,6 +292,8 @@ func (s *Server) match(segs []string) (route, bool) {
 		return route{name: "sessions", handler: s.sessionList}, true
 	case n == 3 && segs[0] == "api" && segs[1] == "sessions":
 		return route{name: "session", handler: s.session, params: segs[2:]}, true
+	case n >= 1 && segs[0] == "dashboard" && s.dash != nil:
+		return s.dash.match(segs[1:])
 	}
 	return route{}, false
 }
@@ -340,7 +361,7 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx) (string, error) {
 		}
 		return r.name, errorf(fasthttp.StatusNotFound, "cross-origin request refused")
 	}
-	if !r.public && !s.authorized(ctx) {
+	if !r.public && !s.authorized(ctx) && !(r.session && s.dash.sessionOK(ctx)) {
 		return r.name, errorf(fasthttp.StatusUnauthorized, "")
 	}
 	return r.name, r.handler(ctx, r.params)
