@@ -54,8 +54,9 @@ type Config struct {
 	// the token (see dashboard.go).
 	Dashboard bool
 	// Replicas, when set, lists the replicas of this gateway's group for
-	// the dashboard. HOOK for replication, which is being built: nil shows
-	// a single replica.
+	// the dashboard, which calls it once a second while a page is open (it
+	// must not block). HOOK for replication, which is being built: nil
+	// shows a single replica.
 	Replicas func() []Replica
 	// Version is reported by GET /api.
 	Version string
