@@ -3,7 +3,6 @@ package http
 import (
 	"bytes"
 	"fmt"
-	nethttp "net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
@@ -42,13 +41,14 @@ func TestE2EDashboardInChromium(t *testing.T) {
 	h := dashHarness(t, func(c *Config, _ *actors.Config) { c.BaseURL = "/kg/" })
 	target, err := url.Parse(strings.TrimSuffix(h.url, "/kg"))
 	testkit.NoError(t, err)
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	direct := proxy.Director
-	proxy.Director = func(r *nethttp.Request) {
-		direct(r)
-		r.URL.Path = strings.TrimPrefix(r.URL.Path, "/outer")
-		r.URL.RawPath = ""
-	}
+	// As nginx's proxy_set_header Host $host: the gateway's origin check
+	// compares the page's Origin with the Host it is given.
+	proxy := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		r.SetURL(target)
+		r.Out.Host = r.In.Host
+		r.Out.URL.Path = strings.TrimPrefix(r.In.URL.Path, "/outer")
+		r.Out.URL.RawPath = ""
+	}}
 	front := httptest.NewServer(proxy)
 	t.Cleanup(front.Close)
 

@@ -133,7 +133,8 @@ try {
   await page.waitForSelector('#confirm[open]');
   result.confirm_text = await page.$eval('#confirm-text', (p) => p.textContent);
   await page.click('#confirm-ok');
-  const reply = await client.waitFor((m) => m.msg_type === 'execute_reply' && m.parent_header.msg_id === long, 10000);
+  const reply = await client.waitFor((m) => m.msg_type === 'execute_reply' && m.parent_header.msg_id === long, 10000)
+    .catch(async (err) => { throw new Error(`${err.message}; the page said: ${await page.$eval('#toast', (t) => t.textContent)}`); });
   result.interrupt_reply = reply.content.status === 'error' ? reply.content.ename : reply.content.status;
   await state('idle', 5000);
   await page.waitForFunction(() => [...document.querySelectorAll('#detail-events li')]
