@@ -7,7 +7,7 @@ LDFLAGS   := -X main.version=$(VERSION)
 # Debian packages the tests and `make run` need: the kernels, the Python
 # reference client used for interop checks, Jupyter Server and Notebook 6
 # for the end-to-end tests in gateway mode, and Chromium to drive Notebook 6.
-APT_PACKAGES := python3-ipykernel python3-jupyter-client python3-jupyter-server python3-notebook chromium openssh-server openssh-client python3-pycryptodome
+APT_PACKAGES := python3-ipykernel python3-jupyter-client python3-jupyter-server python3-notebook chromium openssh-server openssh-client python3-pycryptodome haproxy
 # JupyterHub 3.0 (with Debian's configurable-http-proxy) for the identity tests.
 APT_PACKAGES += jupyterhub
 # The npm project of the JavaScript clients (@jupyterlab/services,

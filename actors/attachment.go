@@ -46,11 +46,24 @@ func (g *Gateway) Attach(kernelID, sessionID string, replayable bool, lastMsgID 
 	if err != nil {
 		return nil, err
 	}
-	res, err := g.request(h.pid, &attachWS{sessionID: sessionID, replayable: replayable, lastMsgID: lastMsgID, sock: sock}, 10*time.Second)
+	req := &attachWS{sessionID: sessionID, replayable: replayable, lastMsgID: lastMsgID, sock: sock, probe: g.replica != nil}
+	res, err := g.request(h.pid, req, 10*time.Second)
 	if err != nil {
 		return nil, err
 	}
 	a := res.(*attached)
+	if a.needHandover {
+		// New here, maybe not new to the group: ask the other replicas
+		// where it stood (blocking here, on the connection's goroutine).
+		req.probe = false
+		if place, ok := g.replica.handoverFrom(kernelID, sessionID); ok {
+			req.handover = &place
+		}
+		if res, err = g.request(h.pid, req, 10*time.Second); err != nil {
+			return nil, err
+		}
+		a = res.(*attached)
+	}
 	if a.err != nil {
 		return nil, a.err
 	}

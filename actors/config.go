@@ -126,6 +126,10 @@ type Config struct {
 	// KeepKernelsOnStop makes Close leave recorded kernels running for the
 	// next gateway process instead of shutting them down (EG's way).
 	KeepKernelsOnStop bool
+	// Replication, when set, makes this gateway a replica of a group that
+	// shares its kernels (see Replication); Store is then its Group, and
+	// kernels are always left running at stop, for the others.
+	Replication *Replication
 
 	// Metrics receives the counters; default a fresh set.
 	Metrics *Metrics
@@ -161,6 +165,15 @@ func (c *Config) validate() error {
 	}
 	if c.Proxies == nil {
 		errs = append(errs, errors.New("no process proxies (Proxies)"))
+	}
+	if r := c.Replication; r != nil {
+		if err := r.validate(); err != nil {
+			errs = append(errs, err)
+		}
+		if c.Store == nil {
+			c.Store = r.Group
+		}
+		c.KeepKernelsOnStop = true
 	}
 	if c.KeepKernelsOnStop && c.Store == nil {
 		errs = append(errs, errors.New("KeepKernelsOnStop needs a Store: a kernel nobody recorded could never be taken back"))
@@ -218,5 +231,8 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Metrics == nil {
 		c.Metrics = &Metrics{}
+	}
+	if c.Replication != nil {
+		c.Replication.applyDefaults()
 	}
 }

@@ -30,6 +30,9 @@ func (c *cullerActor) Receive(ctx actor.Context) {
 func (c *cullerActor) cull(ctx actor.Context) {
 	now := time.Now()
 	for _, h := range c.reg.snapshot.Load().order {
+		if h.follower.Load() {
+			continue // its owner culls it
+		}
 		state := *h.state.Load()
 		idle := now.Sub(time.Unix(0, h.lastActivity.Load()))
 		switch {

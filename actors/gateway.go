@@ -30,6 +30,8 @@ type gatewayActor struct {
 	pools      map[string]*pool         // kernelspec → its warm pool
 	pooled     map[string]*kernelHandle // kernel id → unclaimed pooled kernel
 	retired    map[string]bool          // pooled kernels shut down to make room, until gone
+
+	followWaiters map[string][]*actor.PID // facade calls waiting for a follower to be listed
 	nextRefill time.Time                // when the earliest refill timer fires; zero if none
 }
 
@@ -41,7 +43,7 @@ func (g *gatewayActor) Receive(ctx actor.Context) {
 		}
 		g.refill(ctx)
 	case *startKernel:
-		if err := g.start(ctx, m.req, ctx.Sender()); err != nil {
+		if err := g.start(ctx, m.req, ctx.Sender(), m.admitted); err != nil {
 			ctx.Respond(&started{err: err})
 		}
 	case *claimFailed:
@@ -49,7 +51,7 @@ func (g *gatewayActor) Receive(ctx actor.Context) {
 			delete(g.pending, m.id)
 			g.byUser[user]--
 		}
-		if err := g.start(ctx, m.req, m.waiter); err != nil {
+		if err := g.start(ctx, m.req, m.waiter, g.cfg.Replication != nil); err != nil {
 			ctx.Send(m.waiter, &started{err: err})
 		}
 	case *poolReady:
@@ -65,6 +67,10 @@ func (g *gatewayActor) Receive(ctx actor.Context) {
 		if m.waiter != nil {
 			ctx.Send(m.waiter, &started{model: m.h.model()})
 		}
+		for _, w := range g.followWaiters[m.h.id] {
+			ctx.Send(w, &result{})
+		}
+		delete(g.followWaiters, m.h.id)
 	case *kernelGone:
 		g.forget(ctx, m.id)
 		for _, w := range m.waiters {
@@ -96,6 +102,14 @@ func (g *gatewayActor) Receive(ctx actor.Context) {
 			ctx.Respond(&started{err: err})
 		}
 	case *result: // a child's answer to the drain's shutdownKernel
+	case *groupSync:
+		g.syncGroup(ctx, m.recs)
+	case *followKernel:
+		g.followNow(ctx, m.rec)
+	case *takeOver:
+		g.takeOver(ctx, m.rec)
+	case *keptSessions:
+		g.reg.replica.keepHandover(m.kernelID, m.places)
 	case gatewayInspect:
 		m(g)
 	}
@@ -137,7 +151,8 @@ func (g *gatewayActor) publish(f func(*registry) *registry) {
 // start admits a request and hands it a warm kernel when one fits, else
 // spawns a kernel actor for it; the kernel actor answers waiter itself once
 // the kernel is up (or failed).
-func (g *gatewayActor) start(ctx actor.Context, req StartRequest, waiter *actor.PID) error {
+// admitted says the group's admission has checked the limits already.
+func (g *gatewayActor) start(ctx actor.Context, req StartRequest, waiter *actor.PID, admitted bool) error {
 	if g.draining {
 		return fmt.Errorf("%w: no new kernels", ErrShuttingDown)
 	}
@@ -164,7 +179,7 @@ func (g *gatewayActor) start(ctx actor.Context, req StartRequest, waiter *actor.
 	if err := admission.Authorize(g.cfg.Access, spec, user); err != nil {
 		return err
 	}
-	if err := admission.UserLimit(g.cfg.MaxKernelsPerUser, g.byUser[user], user); err != nil {
+	if err := admission.UserLimit(g.cfg.MaxKernelsPerUser, g.byUser[user], user); err != nil && !admitted {
 		return err
 	}
 	if g.poolable(env) {
@@ -188,7 +203,7 @@ func (g *gatewayActor) start(ctx actor.Context, req StartRequest, waiter *actor.
 		return fmt.Errorf("%w: a kernel with id %s already exists", ErrConflict, id)
 	}
 	// A pooled kernel yields its place to a kernel someone asked for.
-	if err := admission.GatewayLimit(g.cfg.MaxKernels, len(g.children)); err != nil && !g.retirePooled(ctx) {
+	if err := admission.GatewayLimit(g.cfg.MaxKernels, len(g.children)); err != nil && !admitted && !g.retirePooled(ctx) {
 		return err
 	}
 	if _, err := g.spawn(ctx, kernelOpts{spec: spec, id: id, user: user, env: admission.KernelEnv(g.cfg.envConfig(), spec, env, id, user), waiter: waiter}); err != nil {
@@ -226,6 +241,8 @@ type kernelOpts struct {
 	pooled   bool
 	// recovering is set to take back a recorded kernel.
 	recovering *store.Record
+	// follow is set to follow a kernel another replica owns.
+	follow *store.Record
 }
 
 // spawn starts a kernel actor.
@@ -248,6 +265,8 @@ func (g *gatewayActor) spawn(ctx actor.Context, o kernelOpts) (*kernelHandle, er
 		startWaiter: o.waiter,
 		started:     startedAt(o.recovering),
 		toKernel:    h.toKernel,
+		follower:    o.follow != nil,
+		record:      o.follow,
 		output:      newOutLog(g.cfg.SessionBuffer, int64(g.cfg.SessionBufferBytes)),
 		sessions:    make(map[string]*session),
 		routes:      make(map[string]sessionNum),
@@ -259,9 +278,12 @@ func (g *gatewayActor) spawn(ctx actor.Context, o kernelOpts) (*kernelHandle, er
 		return nil, fmt.Errorf("%w: %w", ErrConflict, err)
 	}
 	h.pid = pid
+	h.follower.Store(o.follow != nil)
 	g.children[id] = pid
 	g.byPID[pid.Id] = id
 	switch {
+	case o.follow != nil:
+		log.Info().Msg("following a kernel of the group")
 	case pooled:
 		log.Info().Msg("pooled kernel starting")
 	case o.recovering != nil:

@@ -51,7 +51,14 @@ type kernelActor struct {
 	recovering *store.Record
 	// kept is set when the gateway stops and leaves the kernel running
 	// for the next gateway process: its process and files stay.
-	kept    bool
+	kept bool
+	// follower is set while another replica owns the kernel (see
+	// kernel_follow.go); record is then what it follows.
+	follower bool
+	record   *store.Record
+	// takingOver is set from a promotion until the kernel is up: a kernel
+	// that did not outlive its old owner is started again.
+	takingOver bool
 	started time.Time // the kernel's first launch came up
 	created time.Time // the actor, i.e. when the start was admitted
 	// stopAsked is when a shutdown was asked for, for its duration.
@@ -163,12 +170,20 @@ func (k *kernelActor) Receive(ctx actor.Context) {
 		k.attach(ctx, m)
 	case *detachWS:
 		k.detach(ctx, m)
-	case *writerExited:
-		k.writerExited(ctx, m.w)
 	case *takeoverTimeout:
 		k.takeover(m)
 	case *learnRoute:
 		k.learn(m)
+	case *recordNow:
+		k.onRecord(m.rec)
+	case *recordGone:
+		k.onRecordGone(ctx)
+	case *promote:
+		k.promote(m.rec)
+	case *demote:
+		k.demote()
+	case *handoverReq:
+		k.handover(ctx, m)
 	case *sessionExpire:
 		k.expire(m)
 	case *goneAck:
@@ -177,7 +192,7 @@ func (k *kernelActor) Receive(ctx actor.Context) {
 		if k.farewells > 0 {
 			k.log.Warn().Int("clients", k.farewells).Msg("clients did not read the kernel's last messages in time")
 			k.farewells = 0
-			ctx.Stop(k.self)
+			k.stopping(ctx)
 		}
 	case inspect:
 		m(k)

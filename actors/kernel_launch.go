@@ -26,6 +26,9 @@ func (k *kernelActor) launch() {
 // starter returns what the next launch runs: the provisioner's Launch, or,
 // for the first launch of a recorded kernel, its Recover.
 func (k *kernelActor) starter() func(context.Context) (proxy.Kernel, error) {
+	if k.follower {
+		return followStarter(*k.record)
+	}
 	if rec := k.recovering; rec != nil {
 		k.recovering = nil
 		r, ok := k.prov.(proxy.Recoverer)
@@ -45,23 +48,36 @@ func (k *kernelActor) starter() func(context.Context) (proxy.Kernel, error) {
 func (k *kernelActor) onLaunched(ctx actor.Context, m *launched) {
 	if m.err != nil {
 		k.run = nil // the runner has ended with its launch
-		k.log.Warn().Err(m.err).Msg("kernel launch failed")
-		k.h.events.add("launch failed: %v", m.err)
-		switch k.phase {
-		case phaseStarting:
-			k.cfg.Metrics.StartFailures.Add(1)
+		switch {
+		case k.follower:
+			// The kernel is not answering its owner's record (it died, or
+			// was restarted meanwhile): the group's next sync tries again.
+			k.log.Debug().Err(m.err).Msg("cannot follow the kernel")
+		default:
+			k.log.Warn().Err(m.err).Msg("kernel launch failed")
+			k.h.events.add("launch failed: %v", m.err)
+		}
+		switch {
+		case k.phase == phaseStarting && !k.takingOver:
+			if !k.follower {
+				k.cfg.Metrics.StartFailures.Add(1)
+			}
 			k.answerStart(m.err)
 			ctx.Send(k.parent, &kernelGone{id: k.h.id})
 			ctx.Stop(k.self)
-		case phaseTerminating:
+		case k.phase == phaseTerminating:
 			k.finish(ctx, nil)
+		case k.follower:
+			k.refollow()
 		default:
-			// A relaunch that failed is one more restart in a row.
+			// A relaunch that failed is one more restart in a row (a
+			// kernel taken over that did not outlive its owner starts
+			// again).
 			k.relaunch(ctx, m.err)
 		}
 		return
 	}
-	k.up, k.conn = true, *m
+	k.up, k.conn, k.takingOver = true, *m, false
 	k.upSince, k.hbOK = time.Now(), time.Now()
 	if k.started.IsZero() {
 		k.started = k.upSince
@@ -69,7 +85,7 @@ func (k *kernelActor) onLaunched(ctx actor.Context, m *launched) {
 	k.h.startedAt.Store(k.started.UnixNano())
 	k.h.host.Store(&m.ci.IP)
 	k.h.events.add("up, channels on %s", m.ci.IP)
-	if !k.pooled {
+	if !k.pooled && !k.follower {
 		k.persist()
 	}
 	if k.phase == phaseTerminating { // a shutdown arrived while launching
@@ -77,8 +93,10 @@ func (k *kernelActor) onLaunched(ctx actor.Context, m *launched) {
 		return
 	}
 	if k.phase == phaseStarting && !k.pooled {
-		k.cfg.Metrics.Starts.Add(1)
-		k.cfg.Metrics.StartDurations.Observe(time.Since(k.created))
+		if !k.follower {
+			k.cfg.Metrics.Starts.Add(1)
+			k.cfg.Metrics.StartDurations.Observe(time.Since(k.created))
+		}
 		// The gateway answers the POST once the kernel is in the published
 		// registry, so the client can use it as soon as it has its id.
 		ctx.Send(k.parent, &kernelUp{h: k.h, waiter: k.startWaiter})
@@ -154,11 +172,13 @@ func (k *kernelActor) answerRestarts(err error) {
 }
 
 // persist records the current launch (on its runner) so that a restarted
-// gateway can take the kernel back.
+// gateway, or another replica, can take the kernel back; in a replica group
+// it takes the kernel's lease first.
 func (k *kernelActor) persist() {
 	if k.cfg.Store == nil || k.run == nil {
 		return
 	}
-	k.run.persist(k.cfg.Store, store.Record{ID: k.h.id, KernelName: k.spec.Name, Username: k.h.username,
-		Connection: k.conn.ci, Env: k.env, ProcessInfo: k.conn.info, Started: k.started})
+	rec := store.Record{ID: k.h.id, KernelName: k.spec.Name, Username: k.h.username,
+		Connection: k.conn.ci, Env: k.env, ProcessInfo: k.conn.info, Started: k.started}
+	k.run.persist(k.cfg.Store, rec, k.cfg.Replication)
 }

@@ -62,7 +62,7 @@ func (k *kernelActor) kill() {
 // probeHeartbeat pings the heartbeat channel every interval; a kernel whose
 // echoes stopped for HeartbeatTimeout is hung: it is killed, and restarts.
 func (k *kernelActor) probeHeartbeat() {
-	if !k.up || k.phase != phaseRunning || k.cfg.HeartbeatInterval < 0 {
+	if !k.up || k.phase != phaseRunning || k.cfg.HeartbeatInterval < 0 || k.follower {
 		return
 	}
 	if silent := time.Since(k.hbOK); silent > k.cfg.HeartbeatTimeout {

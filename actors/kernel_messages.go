@@ -20,7 +20,7 @@ func (k *kernelActor) onMessage(r zmq.Received) {
 	if r.Err != nil {
 		switch {
 		case errors.Is(r.Err, zmq.ErrSocket):
-			if k.phase == phaseRunning && k.up && !k.killed {
+			if k.phase == phaseRunning && k.up && !k.killed && !k.follower {
 				// The kernel closed a channel: it is of no use any more.
 				k.log.Warn().Err(r.Err).Msg("kernel channel lost; killing the kernel")
 				k.h.events.add("a channel closed; killed")

@@ -13,6 +13,10 @@ import (
 // interrupt_request on control (answered at once) or a signal (answered by
 // the runner once delivered).
 func (k *kernelActor) interrupt(ctx actor.Context) {
+	if k.follower {
+		ctx.Respond(&result{err: ErrNotOwner})
+		return
+	}
 	if k.phase != phaseRunning || !k.up {
 		ctx.Respond(&result{err: k.unavailable()})
 		return
@@ -47,6 +51,10 @@ func (k *kernelActor) unavailable() error {
 // restart serves *restartKernel: the kernel is asked to exit, and the next
 // launch answers the request once it is ready.
 func (k *kernelActor) restart(ctx actor.Context) {
+	if k.follower {
+		ctx.Respond(&started{err: ErrNotOwner})
+		return
+	}
 	switch k.phase {
 	case phaseTerminating, phaseStarting:
 		ctx.Respond(&started{err: k.unavailable()})
@@ -71,6 +79,11 @@ func (k *kernelActor) shutdown(ctx actor.Context, reason string) {
 		k.stopWaiters = append(k.stopWaiters, ctx.Sender())
 	}
 	if k.phase == phaseTerminating {
+		return
+	}
+	if k.follower {
+		// Only its owner shuts the kernel down: this replica just lets go.
+		k.finish(ctx, nil)
 		return
 	}
 	k.endReason = reason
@@ -124,7 +137,7 @@ func (k *kernelActor) keep(ctx actor.Context) {
 	if k.phase == phaseTerminating {
 		return
 	}
-	if k.phase != phaseRunning || k.pooled {
+	if (k.phase != phaseRunning || k.pooled) && !k.follower {
 		k.shutdown(ctx, "") // nothing worth keeping
 		return
 	}
@@ -144,7 +157,7 @@ func (k *kernelActor) die(ctx actor.Context, err error) {
 // leaves the registry.
 func (k *kernelActor) finish(ctx actor.Context, err error) {
 	var forget func()
-	if s := k.cfg.Store; s != nil && !k.kept && !k.pooled {
+	if s := k.cfg.Store; s != nil && !k.kept && !k.pooled && !k.follower {
 		id, log := k.h.id, k.log
 		forget = func() {
 			if err := s.Delete(id); err != nil {

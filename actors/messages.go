@@ -9,7 +9,12 @@ import (
 // Requests from the Gateway facade. Each is answered to its sender.
 
 // startKernel asks the gateway actor for a kernel; answered with *started.
-type startKernel struct{ req StartRequest }
+// admitted says the group's admission has counted it against the limits
+// already (a replica group).
+type startKernel struct {
+	req      StartRequest
+	admitted bool
+}
 
 // started answers startKernel and restartKernel.
 type started struct {

@@ -29,6 +29,7 @@ type Metrics struct {
 	RateLimited        atomic.Uint64 // iopub messages dropped by the rate limits
 	RunnerRefused      atomic.Uint64 // provisioner calls refused: a kernel's earlier calls hang
 	SessionsEvicted    atomic.Uint64 // detached sessions dropped to keep within the bounds
+	SessionGaps        atomic.Uint64 // sessions that moved replica and could not be told where they stood
 	// DetachedSessions is how many sessions wait for their client to come
 	// back, across kernels (bounded by Config.MaxDetachedSessions).
 	DetachedSessions atomic.Int64

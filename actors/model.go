@@ -47,6 +47,11 @@ type kernelHandle struct {
 	state        atomic.Pointer[string]
 	lastActivity atomic.Int64 // unix nanoseconds
 	connections  atomic.Int32
+	// follower is set while another replica of the group owns the kernel
+	// (see Replication); sessionIDs are the kernel's client sessions here,
+	// for the group.
+	follower   atomic.Bool
+	sessionIDs atomic.Pointer[[]string]
 
 	// For operators (observe.go). provisioner is set at spawn and never
 	// changes; the kernel actor sets the rest, but for the message

@@ -299,9 +299,15 @@ func (r *runner) poll(after time.Duration) {
 }
 
 // persist records the launch so that a restarted gateway can take the
-// kernel back.
-func (r *runner) persist(s store.Store, rec store.Record) {
+// kernel back; in a replica group (repl set) it takes or renews the
+// kernel's lease first.
+func (r *runner) persist(s store.Store, rec store.Record, repl *Replication) {
 	r.do(func() {
+		if repl != nil {
+			if ok, err := repl.Group.Acquire(rec.ID, repl.ID, repl.LeaseDuration); err != nil || !ok {
+				r.log.Warn().Err(err).Bool("taken", !ok).Msg("cannot take the kernel's lease")
+			}
+		}
 		if err := s.Save(rec); err != nil {
 			r.log.Warn().Err(err).Msg("cannot record the kernel; it will not survive a gateway restart")
 		}

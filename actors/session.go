@@ -46,11 +46,17 @@ type (
 		replayable bool // the client sent this session id (else it is made up)
 		lastMsgID  string
 		sock       Socket
+		// probe asks, in a replica group, to be told (needHandover) when
+		// the session is new here, so that its place is asked of the
+		// other replicas first; handover is that place, once asked.
+		probe    bool
+		handover *Handover
 	}
 	attached struct {
-		w   *writer
-		num sessionNum
-		err error
+		w            *writer
+		num          sessionNum
+		needHandover bool
+		err          error
 	}
 	// detachWS: a websocket's connection has ended, as ending says, and
 	// its writer has stopped; answered with *result.
@@ -73,9 +79,6 @@ type (
 	// endTimeout bounds how long a finished kernel waits for its clients'
 	// goodbyes.
 	endTimeout struct{}
-	// writerExited: a websocket's writer has stopped and closed its
-	// connection.
-	writerExited struct{ w *writer }
 	// takeoverTimeout: the older connection of a takeover did not end in
 	// time.
 	takeoverTimeout struct {
@@ -91,6 +94,10 @@ func (k *kernelActor) attach(ctx actor.Context, m *attachWS) {
 		return
 	}
 	s, ok := k.sessions[m.sessionID]
+	if !ok && m.probe && m.replayable {
+		ctx.Respond(&attached{needHandover: true})
+		return
+	}
 	if !ok {
 		if len(k.sessions) >= k.cfg.MaxSessionsPerKernel && !k.evictOldestDetached() {
 			ctx.Respond(&attached{err: fmt.Errorf("%w: kernel %s already has %d sessions connected", ErrLimit, k.h.id, len(k.sessions))})
@@ -99,6 +106,7 @@ func (k *kernelActor) attach(ctx actor.Context, m *attachWS) {
 		k.lastSession++
 		s = &session{id: m.sessionID, num: k.lastSession, resume: k.output.head.Load(), limiter: newIOPubLimiter(k.cfg)}
 		k.sessions[m.sessionID] = s
+		k.publishSessions()
 	}
 	w := newWriter(k, m.sock, s, k.log.With().Str("session", s.id).Logger())
 	go w.run()
@@ -123,6 +131,8 @@ func (k *kernelActor) attach(ctx actor.Context, m *attachWS) {
 		old.requestStop(stopWriter{code: CloseReplaced, reason: "replaced by a newer connection for this session"})
 		s.replaced = old
 		k.schedule(takeoverWait, &takeoverTimeout{id: s.id, w: w})
+	case !ok && (m.handover != nil || m.lastMsgID != ""):
+		k.beginFrom(s, m.handover) // new here: where it stood elsewhere
 	default:
 		if !s.detached.IsZero() {
 			s.detached = time.Time{}
@@ -176,7 +186,9 @@ func (k *kernelActor) unplug(w *writer) bool {
 func (k *kernelActor) detach(ctx actor.Context, m *detachWS) {
 	defer ctx.Respond(&result{})
 	k.h.connections.Add(-1)
-	k.unplug(m.w)
+	if k.unplug(m.w) && k.farewells > 0 && slices.Contains(k.farewellsFrom, m.w) {
+		defer k.farewell(ctx)
+	}
 	s, ok := k.sessions[m.sessionID]
 	switch {
 	case !ok:
@@ -206,7 +218,7 @@ func (k *kernelActor) detach(ctx actor.Context, m *detachWS) {
 // detached keeps a session without a websocket for its client's return,
 // until it expires, unless it cannot come back.
 func (k *kernelActor) detached(s *session) {
-	if !s.replayable || k.phase == phaseTerminating {
+	if !s.replayable || k.phase == phaseTerminating && !k.handsOver() {
 		k.endSession(s)
 		return
 	}
@@ -260,6 +272,7 @@ func (k *kernelActor) endSession(s *session) {
 		k.cfg.Metrics.BufferDropped.Add(n)
 	}
 	delete(k.sessions, s.id)
+	k.publishSessions()
 	for key, num := range k.routes {
 		if num == s.num {
 			delete(k.routes, key)
@@ -340,24 +353,40 @@ func (k *kernelActor) endSessions(ctx actor.Context) {
 		switch {
 		case s.replaced != nil && s.w != nil: // never began: goodbye at once
 			s.w.requestStop(stopWriter{code: code, reason: k.closeReason})
-		case s.w == nil:
+		case s.w == nil && !k.handsOver():
 			k.endSession(s)
 		}
 	}
 	if k.farewells == 0 {
-		ctx.Stop(k.self)
+		k.stopping(ctx)
 		return
 	}
 	sendLater(k.sys, k.self, endGrace+writerGrace, &endTimeout{})
 }
 
-// writerExited serves *writerExited: during the kernel's end, a goodbye
-// done; the last one stops the actor.
-func (k *kernelActor) writerExited(ctx actor.Context, w *writer) {
-	if k.farewells > 0 && slices.Contains(k.farewellsFrom, w) {
-		if k.farewells--; k.farewells == 0 {
-			ctx.Stop(k.self)
+// handsOver reports a kernel left running by a replica that stops: its
+// sessions' places go to the gateway, for the replicas their clients move
+// to.
+func (k *kernelActor) handsOver() bool { return k.kept && k.cfg.Replication != nil }
+
+// stopping stops the actor, handing its sessions' places over first when
+// the kernel lives on elsewhere.
+func (k *kernelActor) stopping(ctx actor.Context) {
+	if k.handsOver() && len(k.sessions) > 0 {
+		places := make(map[string]Handover, len(k.sessions))
+		for id, s := range k.sessions {
+			places[id] = k.placeOf(s)
 		}
+		ctx.Send(k.parent, &keptSessions{kernelID: k.h.id, places: places})
+	}
+	ctx.Stop(k.self)
+}
+
+// farewell counts a client's goodbye (its connection detached) during the
+// kernel's end; after the last one the actor stops.
+func (k *kernelActor) farewell(ctx actor.Context) {
+	if k.farewells--; k.farewells == 0 {
+		k.stopping(ctx)
 	}
 }
 

@@ -27,6 +27,7 @@ type Gateway struct {
 	closeErr  error
 	draining  atomic.Bool
 	drained   atomic.Bool // Drain: no new kernels, the running ones stay
+	replica   *replica    // nil outside a replica group
 }
 
 // Accepting reports whether the gateway takes new kernels (false once Close
@@ -59,6 +60,8 @@ func New(cfg Config) (*Gateway, error) {
 			pools:    make(map[string]*pool),
 			pooled:   make(map[string]*kernelHandle),
 			retired:  make(map[string]bool),
+
+			followWaiters: make(map[string][]*actor.PID),
 		}
 	},
 		actor.WithSupervisor(resumeSupervisor{maxFailures: 10, window: time.Minute}),
@@ -70,6 +73,9 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g.pid = pid
 	g.recoverAll()
+	if cfg.Replication != nil {
+		g.startReplica()
+	}
 	return g, nil
 }
 
@@ -77,8 +83,8 @@ func New(cfg Config) (*Gateway, error) {
 // parallel, before New returns (so the first request already finds them),
 // and forgets the others.
 func (g *Gateway) recoverAll() {
-	if g.cfg.Store == nil {
-		return
+	if g.cfg.Store == nil || g.cfg.Replication != nil {
+		return // a replica takes its kernels back as it joins its group
 	}
 	recs, err := g.cfg.Store.Load()
 	if err != nil {
@@ -127,7 +133,16 @@ func (g *Gateway) StartKernel(req StartRequest) (Model, error) {
 	}
 	s, _ := req.Env["KERNEL_LAUNCH_TIMEOUT"].(string)
 	timeout := max(g.cfg.LaunchTimeout, admission.LaunchTimeout(s, g.cfg.LaunchTimeout))
-	res, err := g.request(g.pid, &startKernel{req: req}, timeout+10*time.Second)
+	admitted := false
+	if g.replica != nil {
+		forget, err := g.replica.admitInGroup(req)
+		if err != nil {
+			return Model{}, err
+		}
+		defer forget()
+		admitted = true
+	}
+	res, err := g.request(g.pid, &startKernel{req: req, admitted: admitted}, timeout+10*time.Second)
 	if errors.Is(err, ErrTimeout) {
 		err = fmt.Errorf("%w: %w", ErrLaunchTimeout, err)
 	}
@@ -159,10 +174,27 @@ func (g *Gateway) Kernel(id string) (Model, error) {
 
 func (g *Gateway) handle(id string) (*kernelHandle, error) {
 	h, ok := g.snapshot.Load().byID[id]
+	if !ok && g.replica != nil {
+		h, ok = g.follow(id)
+	}
 	if !ok {
 		return nil, fmt.Errorf("%w: Kernel does not exist: %s", ErrNoSuchKernel, id)
 	}
 	return h, nil
+}
+
+// follow follows a kernel of the group this replica has not seen yet
+// (started elsewhere a moment ago) and returns it once it is listed here.
+func (g *Gateway) follow(id string) (*kernelHandle, bool) {
+	rec, err := g.replica.cfg.Group.Get(id)
+	if err != nil || rec.Pending {
+		return nil, false
+	}
+	if _, err := g.request(g.pid, &followKernel{rec: rec}, 10*time.Second); err != nil {
+		return nil, false
+	}
+	h, ok := g.snapshot.Load().byID[id]
+	return h, ok
 }
 
 // Interrupt interrupts the kernel as its kernelspec says (signal or
@@ -170,6 +202,10 @@ func (g *Gateway) handle(id string) (*kernelHandle, error) {
 func (g *Gateway) Interrupt(id string) error {
 	h, err := g.handle(id)
 	if err != nil {
+		return err
+	}
+	if h.follower.Load() {
+		_, err := g.replica.act(id, "interrupt", 10*time.Second)
 		return err
 	}
 	res, err := g.request(h.pid, &interruptKernel{}, 10*time.Second)
@@ -185,6 +221,9 @@ func (g *Gateway) Restart(id string) (Model, error) {
 	h, err := g.handle(id)
 	if err != nil {
 		return Model{}, err
+	}
+	if h.follower.Load() {
+		return g.replica.act(id, "restart", g.cfg.ShutdownWait+g.cfg.LaunchTimeout+g.cfg.KernelInfoTimeout+10*time.Second)
 	}
 	res, err := g.request(h.pid, &restartKernel{}, g.cfg.ShutdownWait+g.cfg.LaunchTimeout+g.cfg.KernelInfoTimeout+10*time.Second)
 	if errors.Is(err, ErrTimeout) {
@@ -203,11 +242,45 @@ func (g *Gateway) Shutdown(id string) error {
 	if err != nil {
 		return err
 	}
+	if h.follower.Load() {
+		if _, err := g.replica.act(id, "shutdown", g.cfg.ShutdownWait+15*time.Second); err != nil {
+			return err
+		}
+		// The owner's record is gone: so goes the follower here, before
+		// the answer (a GET here must not find the kernel any more).
+		_, err := g.request(h.pid, &recordGone{}, 10*time.Second)
+		if errors.Is(err, ErrNoSuchKernel) {
+			err = nil
+		}
+		return err
+	}
 	res, err := g.request(h.pid, &shutdownKernel{}, g.cfg.ShutdownWait+15*time.Second)
 	if err != nil {
 		return err
 	}
 	return res.(*result).err
+}
+
+// Act interrupts, restarts or shuts down kernel id here, for another
+// replica that forwards it (this one owns the kernel); it never forwards
+// again.
+func (g *Gateway) Act(id, action string) (Model, error) {
+	h, err := g.handle(id)
+	if err != nil {
+		return Model{}, err
+	}
+	if h.follower.Load() {
+		return Model{}, fmt.Errorf("%w: %w", ErrKernelUnavailable, ErrNotOwner)
+	}
+	switch action {
+	case "interrupt":
+		return Model{}, g.Interrupt(id)
+	case "restart":
+		return g.Restart(id)
+	case "shutdown":
+		return Model{}, g.Shutdown(id)
+	}
+	return Model{}, fmt.Errorf("%w: unknown action %q", ErrBadRequest, action)
 }
 
 // Close refuses new kernels, shuts every kernel down (waiting up to
@@ -217,7 +290,11 @@ func (g *Gateway) Close(timeout time.Duration) error {
 	g.closeOnce.Do(func() {
 		g.draining.Store(true)
 		_, g.closeErr = g.request(g.pid, &drain{keep: g.cfg.KeepKernelsOnStop}, timeout)
+		if g.replica != nil {
+			g.replica.close()
+		}
 		g.sys.Shutdown()
 	})
 	return g.closeErr
 }
+

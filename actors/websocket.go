@@ -6,7 +6,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
 	"github.com/kernelgate/kernelgate/internal/lograte"
 	"github.com/kernelgate/kernelgate/zmq"
 	"github.com/rs/zerolog"
@@ -95,6 +94,10 @@ type writer struct {
 	replayTo  uint64
 	replayEnd uint64
 
+	// prelude is written first: messages for this client that the log here
+	// does not have (a session moved from another replica).
+	prelude []Routed
+
 	kick  chan struct{} // the log has grown (capacity 1: kicks coalesce)
 	stop  chan stopWriter
 	begun chan struct{} // closed by begin
@@ -110,9 +113,6 @@ type writer struct {
 	// to tell a client that falls behind, even one stuck in a write.
 	pos    atomic.Uint64
 	posEnd atomic.Uint64
-
-	kernel *actor.PID // told when the writer has stopped
-	sys    *actor.ActorSystem
 }
 
 // stopWriter ends a writer: when drain is set after writing what the log
@@ -130,7 +130,7 @@ func newWriter(k *kernelActor, sock Socket, s *session, log zerolog.Logger) *wri
 	cfg := k.cfg
 	return &writer{sock: sock, log: k.output, session: s.num, limiter: s.limiter,
 		maxMsgs: uint64(cfg.WebsocketQueue), maxBytes: uint64(cfg.WebsocketQueueBytes), pingGap: cfg.PingInterval,
-		metrics: cfg.Metrics, counted: &k.h.msgsOut, logger: log, kernel: k.self, sys: k.sys,
+		metrics: cfg.Metrics, counted: &k.h.msgsOut, logger: log,
 		kick: make(chan struct{}, 1), stop: make(chan stopWriter, 1), begun: make(chan struct{}), done: make(chan struct{})}
 }
 
@@ -217,12 +217,9 @@ func (w *writer) closeWith(code int, reason string) {
 }
 
 // run writes until told to stop or a write fails; then it closes the
-// connection and tells the kernel actor.
+// connection.
 func (w *writer) run() {
-	defer func() {
-		close(w.done)
-		w.sys.Root.Send(w.kernel, &writerExited{w: w})
-	}()
+	defer close(w.done)
 	var pingTimer *time.Timer
 	var pinged uint64 // seq carried by the last ping
 	lastPing := time.Now()
@@ -258,6 +255,13 @@ func (w *writer) run() {
 		w.closeWith(req.code, req.reason)
 		return
 	}
+	for _, r := range w.prelude {
+		if r.Msg != nil && w.sock.Write(r.Channel, r.Msg) != nil {
+			w.closeWith(closeWithoutCode, "")
+			return
+		}
+	}
+	w.prelude = nil
 	w.poke()
 	for {
 		code, reason, end := w.flush(false)

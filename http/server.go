@@ -48,6 +48,10 @@ type Config struct {
 	// client address (0: no bound); one beyond it is answered 429.
 	MaxConns      int
 	MaxConnsPerIP int
+	// ReplicaToken is the secret a replica group shares for its internal
+	// endpoints (see replicas.go); empty outside a group, which turns them
+	// off.
+	ReplicaToken string
 	// Websocket tunes kernel websockets.
 	Websocket WebsocketConfig
 	// Dashboard serves the operator dashboard at <base>dashboard/, behind
@@ -265,6 +269,9 @@ type route struct {
 // match maps a path below the base URL to its handler. Methods are checked
 // by the handlers.
 func (s *Server) match(segs []string) (route, bool) {
+	if r, ok := s.replicaRoute(segs); ok {
+		return r, true
+	}
 	n := len(segs)
 	switch {
 	case n == 1 && segs[0] == "metrics":

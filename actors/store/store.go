@@ -30,6 +30,12 @@ type Record struct {
 	// ProcessInfo is the provisioner's, to find the process again.
 	ProcessInfo json.RawMessage `json:"process_info"`
 	Started     time.Time       `json:"started"`
+	// Pending marks a kernel admitted and not launched yet: in a replica
+	// group it counts against the limits from admission on, and one older
+	// than its launch could take is ignored.
+	Pending bool `json:"pending,omitempty"`
+	// Admitted is when a pending kernel was admitted.
+	Admitted time.Time `json:"admitted,omitzero"`
 }
 
 // Store keeps kernel records. Its methods block (a disk, an API server):
@@ -61,27 +67,44 @@ func (s FileStore) Save(r Record) error {
 	if err != nil {
 		return err
 	}
-	if err := privatedir.Ensure(s.Dir); err != nil {
-		return fmt.Errorf("kernel records: %w", err)
+	if err := s.ensureDir(); err != nil {
+		return err
 	}
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(s.Dir, ".record-*")
-	if err != nil {
+	if err := writeAtomic(s.Dir, filepath.Base(p), b); err != nil {
+		return fmt.Errorf("kernel record %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+// ensureDir makes the records' directory, this user's alone.
+func (s FileStore) ensureDir() error {
+	if err := privatedir.Ensure(s.Dir); err != nil {
 		return fmt.Errorf("kernel records: %w", err)
+	}
+	return nil
+}
+
+// writeAtomic writes b to dir/name through a synced temporary file and a
+// rename, so that a reader sees the old content or the new, never a part.
+func writeAtomic(dir, name string, b []byte) error {
+	tmp, err := os.CreateTemp(dir, ".tmp-*")
+	if err != nil {
+		return err
 	}
 	_, werr := tmp.Write(b)
 	serr := tmp.Sync()
 	cerr := tmp.Close()
 	if err := errors.Join(werr, serr, cerr); err != nil {
 		os.Remove(tmp.Name())
-		return fmt.Errorf("kernel record %s: %w", r.ID, err)
+		return err
 	}
-	if err := os.Rename(tmp.Name(), p); err != nil {
+	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
 		os.Remove(tmp.Name())
-		return fmt.Errorf("kernel record %s: %w", r.ID, err)
+		return err
 	}
 	return nil
 }
@@ -94,6 +117,9 @@ func (s FileStore) Delete(id string) error {
 	}
 	if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
 		return fmt.Errorf("kernel record %s: %w", id, err)
+	}
+	if lp, err := s.leasePath(id); err == nil {
+		os.Remove(lp)
 	}
 	return nil
 }

@@ -98,7 +98,8 @@ type serveConfig struct {
 	LogLevel           string
 	LogFormat          string
 
-	Remote remoteConfig
+	Remote      remoteConfig
+	Replication replicationConfig
 }
 
 // defaultDataDir is Jupyter's data directory, EG's persistence root.
@@ -190,6 +191,7 @@ func serveSettings(c *serveConfig, stderr io.Writer) *settings {
 	s.Bool(&c.KeepKernels, "keep-kernels-on-stop", false, "on SIGTERM/SIGINT leave recorded kernels running for the next gateway process instead of shutting them down (needs --kernel-session-persistence)", "KERNELGATE_KEEP_KERNELS_ON_STOP")
 	s.Seconds(&c.StopTimeout, "stop-timeout", 30*time.Second, "seconds to shut kernels down when the gateway stops", "KERNELGATE_STOP_TIMEOUT")
 	remoteSettings(s, &c.Remote)
+	replicationSettings(s, &c.Replication)
 	s.String(&c.LogLevel, "log-level", "info", "debug, info, warn or error", "KERNELGATE_LOG_LEVEL")
 	s.String(&c.LogFormat, "log-format", "json", "json or console", "KERNELGATE_LOG_FORMAT")
 	return s
@@ -214,6 +216,10 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 // it listens on.
 func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready func(net.Addr)) error {
 	log, err := newLogger(c, stderr)
+	if err != nil {
+		return err
+	}
+	replicated, err := c.replicated()
 	if err != nil {
 		return err
 	}
@@ -253,9 +259,22 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 	if c.KeepKernels && !c.Persistence {
 		return errors.New("--keep-kernels-on-stop needs --kernel-session-persistence: a kernel nobody recorded could never be taken back")
 	}
+	ln, err := netlisten.Retrying(c.IP, c.Port, c.PortRetries)
+	if err != nil {
+		return err
+	}
+	defer ln.Close() // fasthttp closes it too; this covers the failures before
 	var records store.Store
+	var replication *actors.Replication
+	replicaToken := ""
 	if c.Persistence {
-		records = store.FileStore{Dir: filepath.Join(c.PersistenceRoot, "kernel_sessions")}
+		files := store.FileStore{Dir: filepath.Join(c.PersistenceRoot, "kernel_sessions")}
+		records = files
+		if replicated {
+			if replication, replicaToken, err = c.replication(files, ln.Addr()); err != nil {
+				return err
+			}
+		}
 	}
 	localProxy := &local.Provisioner{Ports: allocator, RuntimeDir: c.RuntimeDir, Detached: c.Persistence}
 	proxies := proxy.NewRegistry(localProxy)
@@ -274,7 +293,7 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 		MaxSessionsPerKernel: c.MaxSessions, MaxDetachedSessions: c.MaxDetached,
 		CullIdleTimeout: c.CullIdleTimeout, CullInterval: c.CullInterval, CullConnected: c.CullConnected, CullBusy: c.CullBusy,
 		KernelInbox: c.KernelInbox, IOPubMsgRateLimit: float64(c.IOPubMsgRate), IOPubDataRateLimit: float64(c.IOPubDataRate),
-		RateLimitWindow: c.RateLimitWindow, Store: records, PingInterval: c.WSPingInterval, KeepKernelsOnStop: c.KeepKernels, Pools: c.Pool, PoolLaunches: c.PoolLaunches, PoolRefillDelay: c.PoolRefill, PoolIgnoredEnv: c.PoolIgnoredEnv,
+		RateLimitWindow: c.RateLimitWindow, Store: records, Replication: replication, PingInterval: c.WSPingInterval, KeepKernelsOnStop: c.KeepKernels, Pools: c.Pool, PoolLaunches: c.PoolLaunches, PoolRefillDelay: c.PoolRefill, PoolIgnoredEnv: c.PoolIgnoredEnv,
 	})
 	if err != nil {
 		return err
@@ -284,15 +303,10 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 		AllowHeaders: c.AllowHeaders, AllowMethods: c.AllowMethods, ExposeHeaders: c.ExposeHeaders, MaxAge: c.MaxAge,
 		ListKernels: c.ListKernels, MaxBodySize: c.MaxBodySize, Access: access, Version: version, Logger: log,
 		MetricsAuth: c.MetricsAuth, Dashboard: c.Dashboard, UserIsolation: c.UserIsolation, UserHeader: c.UserHeader,
-		MaxConns: c.MaxConns, MaxConnsPerIP: c.MaxConnsPerIP,
+		MaxConns: c.MaxConns, MaxConnsPerIP: c.MaxConnsPerIP, ReplicaToken: replicaToken,
 		Websocket: kghttp.WebsocketConfig{PingInterval: c.WSPingInterval, PongTimeout: c.WSPongTimeout, ReadLimit: int64(c.WSReadLimit)},
 	}, gw, specs)
 
-	ln, err := netlisten.Retrying(c.IP, c.Port, c.PortRetries)
-	if err != nil {
-		gw.Close(c.StopTimeout)
-		return err
-	}
 	var metricsLn net.Listener
 	if c.MetricsAddr != "" {
 		if metricsLn, err = net.Listen("tcp", c.MetricsAddr); err != nil {
@@ -344,6 +358,15 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 	// requests in flight and websockets, the rest (at least) for kernels.
 	deadline := time.Now().Add(c.StopTimeout)
 	stopSpecs()
+	var closeErr error
+	closed := false
+	if replication != nil {
+		// A replica leaves its kernels running for the group, says goodbye
+		// to its clients (who reconnect to the others), then keeps answering
+		// the others while they ask where those clients' sessions stood.
+		closeErr, closed = gw.Close(c.StopTimeout/2), true
+		handoverWait(gw, time.Now().Add(c.StopTimeout/4))
+	}
 	httpCtx, cancel := context.WithDeadline(context.Background(), time.Now().Add(c.StopTimeout/2))
 	srv.Shutdown(httpCtx)
 	cancel()
@@ -357,7 +380,9 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 		<-serveErr
 	}
 	<-metricsDone
-	closeErr := gw.Close(max(time.Until(deadline), time.Second))
+	if !closed {
+		closeErr = gw.Close(max(time.Until(deadline), time.Second))
+	}
 	<-specsDone
 	if err == nil {
 		err = closeErr

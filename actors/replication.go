@@ -1,0 +1,437 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/kernelgate/kernelgate/actors/admission"
+	"github.com/kernelgate/kernelgate/actors/store"
+	"github.com/kernelgate/kernelgate/zmq"
+)
+
+// Replication makes this gateway a replica of a group
+// (EG_AVAILABILITY_MODE=replication): replicas share their kernel records,
+// and any replica serves any kernel.
+//
+//   - Every replica follows every kernel of the group: it connects its own
+//     channels to the kernel (a kernel takes several clients) and keeps its
+//     own log of the kernel's output, so it answers for the kernel and
+//     serves its websockets.
+//   - One replica owns each kernel, by a lease in the group: it alone
+//     restarts the kernel when it dies, culls it, and signals it; the others
+//     forward interrupt, restart and shutdown to it. A replica that stops
+//     renewing its leases (it died, it hangs) is replaced as owner within
+//     the lease duration.
+//   - A client that reconnects to another replica with its session id gets
+//     what it missed: the new replica asks the others where the session
+//     stood (the last message the client surely has, and the replies to its
+//     requests after it) and goes on from there in its own log.
+//   - Admission takes the group's lock, so limits hold across replicas.
+type Replication struct {
+	// ID names this replica in the group (leases, members).
+	ID string
+	// URL is where the other replicas reach this one's internal endpoints.
+	URL string
+	// Group holds the records, leases, the admission lock and the members.
+	Group store.Group
+	// LeaseDuration is how long a kernel's lease lasts unrenewed, which
+	// bounds how long a dead owner goes unreplaced. Default 15 s.
+	LeaseDuration time.Duration
+	// Sync is how often the replica reads the group's records (kernels
+	// started and ended elsewhere). Default 1 s.
+	Sync time.Duration
+	// Peers asks the other replicas.
+	Peers Peers
+}
+
+// Peers is how a replica asks another one; package http implements it over
+// the replicas' authenticated internal endpoints.
+type Peers interface {
+	// Act asks the replica at url to interrupt, restart or shut down kernel
+	// id (action "interrupt", "restart" or "shutdown").
+	Act(ctx context.Context, url, kernelID, action string) (Model, error)
+	// Handover asks the replica at url where session sessionID of kernel
+	// kernelID stands, and has it let the session go.
+	Handover(ctx context.Context, url, kernelID, sessionID string) (Handover, error)
+}
+
+// Handover is where a client session stood on the replica it leaves.
+type Handover struct {
+	// Known is false when the replica has no such session.
+	Known bool `json:"known"`
+	// After is the msg_id of the last message the client surely has; the
+	// session goes on after it in the next replica's log. Empty when the
+	// client had nothing yet, or when its place is lost.
+	After string `json:"after,omitempty"`
+	// Lost is set when the replica no longer kept where the client stood.
+	Lost bool `json:"lost,omitempty"`
+	// Routed are the messages for this session alone (replies to its
+	// requests) from after After on, which no other replica has: the
+	// kernel sent them to the leaving replica's channels.
+	Routed []Routed `json:"-"`
+}
+
+// Routed is one message of a Handover.
+type Routed struct {
+	Channel zmq.Channel
+	Msg     *zmq.Message
+}
+
+// ErrNotOwner reports a kernel this replica follows but does not own, for
+// an action only its owner may take.
+var ErrNotOwner = errors.New("another replica owns the kernel")
+
+func (r *Replication) applyDefaults() {
+	if r.LeaseDuration <= 0 {
+		r.LeaseDuration = 15 * time.Second
+	}
+	if r.Sync <= 0 {
+		r.Sync = time.Second
+	}
+}
+
+func (r *Replication) validate() error {
+	switch {
+	case r.ID == "":
+		return errors.New("replication: no replica id")
+	case r.Group == nil:
+		return errors.New("replication: no group store")
+	case r.Peers == nil:
+		return errors.New("replication: no peer client")
+	}
+	return nil
+}
+
+// replica is a Gateway's part in its group.
+type replica struct {
+	g    *Gateway
+	cfg  *Replication
+	stop chan struct{}
+	done chan struct{}
+
+	mu        sync.Mutex
+	handovers map[string]map[string]Handover // kernel → session → place, of kernels left running at stop
+}
+
+func (g *Gateway) startReplica() {
+	r := &replica{g: g, cfg: g.cfg.Replication, stop: make(chan struct{}), done: make(chan struct{}),
+		handovers: make(map[string]map[string]Handover)}
+	g.replica = r
+	go r.run()
+}
+
+// run keeps this replica in step with the group: it beats, renews the
+// leases of the kernels it owns, takes over those whose owner is gone, and
+// follows the kernels started elsewhere.
+func (r *replica) run() {
+	defer close(r.done)
+	log := r.g.cfg.Logger.With().Str("replica", r.cfg.ID).Logger()
+	sync := time.NewTicker(r.cfg.Sync)
+	defer sync.Stop()
+	renewEvery := r.cfg.LeaseDuration / 3
+	lastRenew := time.Time{}
+	var failures uint64
+	for {
+		if time.Since(lastRenew) >= renewEvery {
+			if err := r.beat(); err != nil {
+				if failures++; failures&(failures-1) == 0 {
+					log.Warn().Err(err).Uint64("failures", failures).Msg("cannot reach the group's store")
+				}
+			}
+			lastRenew = time.Now()
+		}
+		if err := r.syncRecords(); err != nil {
+			if failures++; failures&(failures-1) == 0 {
+				log.Warn().Err(err).Uint64("failures", failures).Msg("cannot read the group's records")
+			}
+		}
+		select {
+		case <-r.stop:
+			return
+		case <-sync.C:
+		}
+	}
+}
+
+// beat announces this replica and renews the leases of its kernels; a
+// lease found taken means another replica owns the kernel now.
+func (r *replica) beat() error {
+	conns := map[string]int{}
+	sessions := map[string][]string{}
+	for _, h := range r.g.snapshot.Load().order {
+		if n := h.connections.Load(); n > 0 {
+			conns[h.id] = int(n)
+		}
+		if ids := h.sessionIDs.Load(); ids != nil && len(*ids) > 0 {
+			sessions[h.id] = *ids
+		}
+	}
+	err := r.cfg.Group.Beat(store.Member{ID: r.cfg.ID, URL: r.cfg.URL, Connections: conns, Sessions: sessions})
+	for _, h := range r.g.snapshot.Load().order {
+		if h.follower.Load() {
+			continue
+		}
+		ok, lerr := r.cfg.Group.Acquire(h.id, r.cfg.ID, r.cfg.LeaseDuration)
+		if lerr != nil {
+			err = errors.Join(err, lerr)
+			continue
+		}
+		if !ok {
+			r.g.sys.Root.Send(h.pid, &demote{})
+		}
+	}
+	return err
+}
+
+// syncRecords reads the group's records: new ones are followed, changed
+// ones tell their followers, and kernels whose owner is gone are taken
+// over by whoever gets their lease first.
+func (r *replica) syncRecords() error {
+	recs, err := r.cfg.Group.Load()
+	live := recs[:0]
+	now := time.Now()
+	here := r.g.snapshot.Load().byID
+	for _, rec := range recs {
+		if rec.Pending {
+			continue
+		}
+		live = append(live, rec)
+		if h, ok := here[rec.ID]; ok && !h.follower.Load() {
+			continue // owned here
+		}
+		l, lerr := r.cfg.Group.Holder(rec.ID)
+		if lerr != nil || l.Holder != "" && l.Holder != r.cfg.ID && now.Before(l.Expires) {
+			continue // another replica's
+		}
+		// Nobody holds it (its owner died or stopped), or this replica
+		// does from before it restarted: take it.
+		if ok, _ := r.cfg.Group.Acquire(rec.ID, r.cfg.ID, r.cfg.LeaseDuration); ok {
+			r.g.cfg.Logger.Info().Str("kernel_id", rec.ID).Str("previous_owner", l.Holder).Msg("taking the kernel over")
+			r.g.sys.Root.Send(r.g.pid, &takeOver{rec: rec})
+		}
+	}
+	r.g.sys.Root.Send(r.g.pid, &groupSync{recs: live})
+	return err
+}
+
+// close ends the replica's loop and gives up its leases, so that the others
+// take its kernels over at once rather than after the lease duration.
+func (r *replica) close() {
+	close(r.stop)
+	<-r.done
+	for _, h := range r.g.snapshot.Load().order {
+		if !h.follower.Load() {
+			r.cfg.Group.Release(h.id, r.cfg.ID)
+		}
+	}
+}
+
+// Messages of replication.
+type (
+	// groupSync: the group's records as read now.
+	groupSync struct{ recs []store.Record }
+	// takeOver: this replica got the lease of a kernel whose owner is gone.
+	takeOver struct{ rec store.Record }
+	// recordNow tells a follower the kernel's record as read now.
+	recordNow struct{ rec store.Record }
+	// recordGone tells a follower the kernel's record is gone: its owner
+	// shut it down.
+	recordGone struct{}
+	// promote makes a follower the kernel's owner (with its record).
+	promote struct{ rec store.Record }
+	// demote makes an owner that lost its lease a follower.
+	demote struct{}
+	// handoverReq asks a kernel actor where a session stands and has it
+	// let the session go; answered with *handoverRes.
+	handoverReq struct{ sessionID string }
+	handoverRes struct{ h Handover }
+	// followKernel asks the gateway actor to follow a kernel of the group
+	// it has not seen yet; answered with *result.
+	followKernel struct{ rec store.Record }
+	// keptSessions: where the sessions of a kernel left running at stop
+	// stood, for the replicas their clients move to.
+	keptSessions struct {
+		kernelID string
+		places   map[string]Handover
+	}
+)
+
+// admitInGroup takes the group's admission lock, checks the limits against
+// every replica's kernels, and records a pending kernel that counts until
+// forget is called (once the start has ended, well or not).
+func (r *replica) admitInGroup(req StartRequest) (forget func(), err error) {
+	env, err := admission.ClientEnv(req.Env, r.g.cfg.ClientEnvs)
+	if err != nil {
+		return nil, err
+	}
+	user := env["KERNEL_USERNAME"]
+	if user == "" {
+		user = r.g.cfg.DefaultUsername
+	}
+	grp := r.cfg.Group
+	unlock, err := grp.Lock()
+	if err != nil {
+		return nil, fmt.Errorf("%w: the group's admission lock: %w", ErrShuttingDown, err)
+	}
+	defer unlock()
+	recs, err := grp.Load()
+	if err != nil {
+		r.g.cfg.Logger.Warn().Err(err).Msg("some kernel records are unreadable; not counted")
+	}
+	total, mine := 0, 0
+	for _, rec := range recs {
+		if rec.Pending && time.Since(rec.Admitted) > r.g.cfg.LaunchTimeout+30*time.Second {
+			continue // a start that never ended (its replica died)
+		}
+		total++
+		if rec.Username == user {
+			mine++
+		}
+	}
+	if err := admission.GatewayLimit(r.g.cfg.MaxKernels, total); err != nil {
+		return nil, err
+	}
+	if err := admission.UserLimit(r.g.cfg.MaxKernelsPerUser, mine, user); err != nil {
+		return nil, err
+	}
+	placeholder := uuid.NewString()
+	if err := grp.Save(store.Record{ID: placeholder, Username: user, Pending: true, Admitted: time.Now()}); err != nil {
+		return nil, fmt.Errorf("%w: recording the admission: %w", ErrShuttingDown, err)
+	}
+	return func() { grp.Delete(placeholder) }, nil
+}
+
+// owner finds the URL of the replica that owns kernel id.
+func (r *replica) owner(id string) (string, error) {
+	l, err := r.cfg.Group.Holder(id)
+	if err != nil {
+		return "", err
+	}
+	if l.Holder == "" || time.Now().After(l.Expires) {
+		return "", fmt.Errorf("%w: kernel %s has no owner right now (one takes over within %v)", ErrKernelUnavailable, id, r.cfg.LeaseDuration)
+	}
+	members, err := r.cfg.Group.Members(r.cfg.LeaseDuration)
+	if err != nil {
+		return "", err
+	}
+	for _, m := range members {
+		if m.ID == l.Holder {
+			return m.URL, nil
+		}
+	}
+	return "", fmt.Errorf("%w: kernel %s's owner %s is not reachable", ErrKernelUnavailable, id, l.Holder)
+}
+
+// act forwards an action on kernel id to its owner.
+func (r *replica) act(id, action string, timeout time.Duration) (Model, error) {
+	url, err := r.owner(id)
+	if err != nil {
+		return Model{}, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return r.cfg.Peers.Act(ctx, url, id, action)
+}
+
+// handoverFrom asks the other live replicas where a session that is new
+// here stood; a session that a dead replica held is reported as lost.
+func (r *replica) handoverFrom(kernelID, sessionID string) (Handover, bool) {
+	members, err := r.cfg.Group.Members(24 * time.Hour)
+	if err != nil {
+		return Handover{}, false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	type answer struct {
+		h   Handover
+		err error
+	}
+	answers := make(chan answer, len(members))
+	asked, lost := 0, false
+	for _, m := range members {
+		if m.ID == r.cfg.ID {
+			continue
+		}
+		if time.Since(m.Beat) > r.cfg.LeaseDuration {
+			// A replica gone: if it held the session, the client's place
+			// went with it.
+			if ids, ok := m.Sessions[kernelID]; ok {
+				for _, s := range ids {
+					lost = lost || s == sessionID
+				}
+			}
+			continue
+		}
+		asked++
+		go func() {
+			h, err := r.cfg.Peers.Handover(ctx, m.URL, kernelID, sessionID)
+			answers <- answer{h, err}
+		}()
+	}
+	for range asked {
+		if a := <-answers; a.err == nil && a.h.Known {
+			return a.h, true
+		}
+	}
+	if lost {
+		return Handover{Known: true, Lost: true}, true
+	}
+	return Handover{}, false
+}
+
+// keepHandover remembers where the sessions of a kernel left running at
+// stop stood, for the replicas their clients reconnect to.
+func (r *replica) keepHandover(kernelID string, sessions map[string]Handover) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.handovers[kernelID] = sessions
+}
+
+// takeHandover returns (once) a kept session's place.
+func (r *replica) takeHandover(kernelID, sessionID string) (Handover, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	h, ok := r.handovers[kernelID][sessionID]
+	if ok {
+		delete(r.handovers[kernelID], sessionID)
+	}
+	return h, ok
+}
+
+// Handover serves another replica: where session sessionID of kernel
+// kernelID stands here; the session is let go.
+func (g *Gateway) Handover(kernelID, sessionID string) (Handover, error) {
+	if g.replica != nil {
+		if h, ok := g.replica.takeHandover(kernelID, sessionID); ok {
+			return h, nil
+		}
+	}
+	h, err := g.handle(kernelID)
+	if err != nil {
+		return Handover{}, nil // not here: the asker tries the others
+	}
+	res, err := g.request(h.pid, &handoverReq{sessionID: sessionID}, 5*time.Second)
+	if err != nil {
+		return Handover{}, err
+	}
+	return res.(*handoverRes).h, nil
+}
+
+// PendingHandovers is how many sessions of kernels left running at stop
+// no replica has asked for yet.
+func (g *Gateway) PendingHandovers() int {
+	if g.replica == nil {
+		return 0
+	}
+	g.replica.mu.Lock()
+	defer g.replica.mu.Unlock()
+	n := 0
+	for _, s := range g.replica.handovers {
+		n += len(s)
+	}
+	return n
+}
