@@ -27,12 +27,12 @@ type gatewayActor struct {
 	draining bool
 	drainers []*actor.PID
 
-	pools      map[string]*pool         // kernelspec → its warm pool
-	pooled     map[string]*kernelHandle // kernel id → unclaimed pooled kernel
-	retired    map[string]bool          // pooled kernels shut down to make room, until gone
+	pools   map[string]*pool         // kernelspec → its warm pool
+	pooled  map[string]*kernelHandle // kernel id → unclaimed pooled kernel
+	retired map[string]bool          // pooled kernels shut down to make room, until gone
 
 	followWaiters map[string][]*actor.PID // facade calls waiting for a follower to be listed
-	nextRefill time.Time                // when the earliest refill timer fires; zero if none
+	nextRefill    time.Time               // when the earliest refill timer fires; zero if none
 }
 
 func (g *gatewayActor) Receive(ctx actor.Context) {

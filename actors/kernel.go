@@ -59,8 +59,8 @@ type kernelActor struct {
 	// takingOver is set from a promotion until the kernel is up: a kernel
 	// that did not outlive its old owner is started again.
 	takingOver bool
-	started time.Time // the kernel's first launch came up
-	created time.Time // the actor, i.e. when the start was admitted
+	started    time.Time // the kernel's first launch came up
+	created    time.Time // the actor, i.e. when the start was admitted
 	// stopAsked is when a shutdown was asked for, for its duration.
 	stopAsked time.Time
 

@@ -297,4 +297,3 @@ func (g *Gateway) Close(timeout time.Duration) error {
 	})
 	return g.closeErr
 }
-
