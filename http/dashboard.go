@@ -370,9 +370,9 @@ func (d *dashboard) drain(ctx *fasthttp.RequestCtx, p []string) error {
 
 // Replica is one gateway of a replicated group as the dashboard lists it.
 //
-// HOOK: replication is being built separately; it sets Config.Replicas, and
-// this shape may grow with it. Without it the dashboard says "single
-// replica".
+// HOOK: replication (actors.Replication) is its own engineer's; once it
+// publishes its group's members it sets Config.Replicas, and this shape may
+// grow with it. Without it the dashboard says "single replica".
 type Replica struct {
 	Name    string `json:"name"`
 	Ready   bool   `json:"ready"`

@@ -59,8 +59,8 @@ type Config struct {
 	Dashboard bool
 	// Replicas, when set, lists the replicas of this gateway's group for
 	// the dashboard, which calls it once a second while a page is open (it
-	// must not block). HOOK for replication, which is being built: nil
-	// shows a single replica.
+	// must not block). HOOK for replication (actors.Replication), which
+	// does not publish its members yet: nil shows a single replica.
 	Replicas func() []Replica
 	// Version is reported by GET /api.
 	Version string
