@@ -209,6 +209,8 @@ func (k *kernelActor) Receive(ctx actor.Context) {
 // startEvent names the kernel actor's beginning in the kernel's history.
 func (k *kernelActor) startEvent() string {
 	switch {
+	case k.follower:
+		return "following (another replica of the group owns it)"
 	case k.recovering != nil:
 		return "recovering (launched by an earlier gateway process)"
 	case k.pooled:
