@@ -36,12 +36,12 @@ test: deps k8s-tools
 	KERNELGATE_REQUIRE_K8S=1 $(GO) test -race -count=1 -timeout 15m ./...
 
 # The end-to-end suite alone: real clients (Jupyter Server and Notebook 6 in
-# gateway mode, @jupyterlab/services on Node, Notebook 6 in headless
-# Chromium) against an in-process gateway; screenshots go to e2e-artifacts/.
-# `make test` runs it too.
+# gateway mode, @jupyterlab/services on Node, Notebook 6, the dashboard and
+# a bench report in headless Chromium) against an in-process gateway;
+# screenshots go to e2e-artifacts/. `make test` runs it too.
 e2e: deps
 	mkdir -p e2e-artifacts
-	$(GO) test -race -count=1 -run 'E2E' -artifacts -outputdir $(CURDIR)/e2e-artifacts ./http
+	$(GO) test -race -count=1 -run 'E2E' -artifacts -outputdir $(CURDIR)/e2e-artifacts ./http ./bench
 
 # make bench runs `kernelgate bench` against kernelgate, the limit (no
 # gateway) and Jupyter Server side by side; reports go to $(BENCH_OUT).

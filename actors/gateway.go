@@ -260,6 +260,7 @@ func (g *gatewayActor) spawn(ctx actor.Context, o kernelOpts) (*kernelHandle, er
 		log = log.With().Str("username", user).Logger()
 	}
 	h := newKernelHandle(id, spec.Name, user, g.cfg.KernelQueue)
+	h.provisioner = spec.ProcessProxy.ClassName
 	k := &kernelActor{
 		cfg: g.cfg, prov: prov, spec: spec, h: h, log: log, env: o.env, replica: g.reg.replica,
 		pooled:      pooled,

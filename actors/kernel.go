@@ -117,6 +117,7 @@ func (k *kernelActor) Receive(ctx actor.Context) {
 	case *actor.Started:
 		k.self, k.parent, k.sys = ctx.Self(), ctx.Parent(), ctx.ActorSystem()
 		k.created = time.Now()
+		k.h.events.add("%s", k.startEvent())
 		k.launch()
 	case *claim:
 		k.claim(ctx, m)
@@ -221,6 +222,19 @@ func (k *kernelActor) Receive(ctx actor.Context) {
 			w.requestStop(stopWriter{code: CloseGoingAway, reason: "kernel gone"})
 		}
 	}
+}
+
+// startEvent names the kernel actor's beginning in the kernel's history.
+func (k *kernelActor) startEvent() string {
+	switch {
+	case k.follower:
+		return "following (another replica of the group owns it)"
+	case k.recovering != nil:
+		return "recovering (launched by an earlier gateway process)"
+	case k.pooled:
+		return "starting for its pool"
+	}
+	return "starting"
 }
 
 // schedule delivers msg to this actor after d, from a timer (no goroutine

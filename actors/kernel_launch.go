@@ -60,6 +60,7 @@ func (k *kernelActor) onLaunched(ctx actor.Context, m *launched) {
 			k.log.Debug().Err(m.err).Msg("cannot follow the kernel")
 		default:
 			k.log.Warn().Err(m.err).Msg("kernel launch failed")
+			k.h.events.add("launch failed: %v", m.err)
 		}
 		switch {
 		case k.phase == phaseStarting && !k.takingOver:
@@ -86,6 +87,9 @@ func (k *kernelActor) onLaunched(ctx actor.Context, m *launched) {
 	if k.started.IsZero() {
 		k.started = k.upSince
 	}
+	k.h.startedAt.Store(k.started.UnixNano())
+	k.h.host.Store(&m.ci.IP)
+	k.h.events.add("up, channels on %s", m.ci.IP)
 	if !k.pooled && !k.follower {
 		k.persist()
 	}
@@ -123,6 +127,7 @@ func (k *kernelActor) claim(ctx actor.Context, m *claim) {
 	k.log = k.log.With().Str("username", m.user).Logger()
 	k.persist() // on the runner: not on the start's path, outside a group
 	k.h.touch()
+	k.h.events.add("taken from its pool")
 	k.cfg.Metrics.Starts.Add(1)
 	k.cfg.Metrics.StartDurations.Observe(time.Since(m.at))
 	k.announce(ctx, m.waiter)

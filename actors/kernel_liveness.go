@@ -17,6 +17,8 @@ func (k *kernelActor) onExit(ctx actor.Context, exitErr error) {
 		k.finish(ctx, nil)
 	case phaseRestarting:
 		k.cfg.Metrics.Restarts.Add(1)
+		k.h.restarts.Add(1)
+		k.h.events.add("exited for its restart")
 		k.launch()
 	default:
 		if time.Since(k.upSince) > k.cfg.StableAfter {
@@ -42,6 +44,8 @@ func (k *kernelActor) relaunch(ctx actor.Context, cause error) {
 	}
 	k.restarts++
 	k.cfg.Metrics.Restarts.Add(1)
+	k.h.restarts.Add(1)
+	k.h.events.add("exited (%s); restarting, %d in a row", exitText(cause), k.restarts)
 	k.log.Warn().Str("exit", exitText(cause)).Int("restart", k.restarts).Msg("kernel died; restarting")
 	k.launch()
 }
@@ -63,6 +67,7 @@ func (k *kernelActor) probeHeartbeat() {
 	}
 	if silent := time.Since(k.hbOK); silent > k.cfg.HeartbeatTimeout {
 		k.log.Warn().Dur("silent_for", silent).Msg("kernel heartbeat lost; killing the kernel")
+		k.h.events.add("heartbeat lost for %v; killed", silent.Round(time.Second))
 		k.kill()
 		return
 	}

@@ -34,6 +34,7 @@ func (k *kernelActor) onMessage(r zmq.Received) {
 				k.run.awaitRecord(k.cfg.Replication.Group, k.h.id, k.conn.ci, k.cfg.LaunchTimeout)
 			case k.phase == phaseRunning:
 				k.log.Warn().Err(r.Err).Msg("kernel channel lost; killing the kernel")
+				k.h.events.add("a channel closed; killed")
 				k.kill()
 			}
 		default:

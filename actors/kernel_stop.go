@@ -21,6 +21,7 @@ func (k *kernelActor) interrupt(ctx actor.Context) {
 		ctx.Respond(&result{err: k.unavailable()})
 		return
 	}
+	k.h.events.add("interrupt requested")
 	if k.spec.InterruptMode == "message" {
 		m, err := zmq.NewMessage("interrupt_request", k.ready.Session, "kernelgate", nil, nil)
 		if err == nil {
@@ -67,6 +68,7 @@ func (k *kernelActor) restart(ctx actor.Context) {
 	k.h.setState(StateRestarting)
 	k.broadcastStatus(StateRestarting)
 	k.log.Info().Msg("kernel restarting on request")
+	k.h.events.add("restart requested")
 	k.requestShutdown(true)
 }
 
@@ -86,6 +88,7 @@ func (k *kernelActor) shutdown(ctx actor.Context, reason string) {
 	}
 	k.endReason = reason
 	k.stopAsked = time.Now()
+	k.h.events.add("shutdown requested%s", suffix(reason))
 	k.phase = phaseTerminating
 	k.answerRestarts(fmt.Errorf("%w: kernel %s is shutting down", ErrKernelUnavailable, k.h.id))
 	k.answerStart(fmt.Errorf("%w: kernel %s was shut down while starting", ErrKernelUnavailable, k.h.id))
@@ -143,6 +146,7 @@ func (k *kernelActor) keep(ctx actor.Context) {
 }
 
 func (k *kernelActor) die(ctx actor.Context, err error) {
+	k.h.events.add("dead: %v", err)
 	k.h.setState(StateDead)
 	k.broadcastStatus(StateDead)
 	k.answerRestarts(err)
@@ -192,6 +196,14 @@ func (k *kernelActor) finish(ctx actor.Context, err error) {
 	default:
 		k.schedule(k.cfg.ShutdownWait, &cleanupTimeout{})
 	}
+}
+
+// suffix is ": s", or nothing for an empty s.
+func suffix(s string) string {
+	if s == "" {
+		return ""
+	}
+	return ": " + s
 }
 
 // leave takes the kernel out of the registry and answers its shutdowns;

@@ -52,6 +52,22 @@ type kernelHandle struct {
 	// for the group.
 	follower   atomic.Bool
 	sessionIDs atomic.Pointer[[]string]
+
+	// For operators (observe.go). provisioner is set at spawn and never
+	// changes; the kernel actor sets the rest, but for the message
+	// counters: those are added to once per batch by the writers and the
+	// runner's send loop, each on a cache line of its own so that neither
+	// slows the actor's atomics.
+	provisioner string
+	host        atomic.Pointer[string]
+	startedAt   atomic.Int64 // unix nanoseconds; 0 before the first launch is up
+	restarts    atomic.Int32
+	events      eventLog
+	_           [64]byte
+	msgsOut     atomic.Uint64
+	_           [56]byte
+	msgsIn      atomic.Uint64
+	_           [56]byte
 }
 
 func newKernelHandle(id, name, username string, queue int) *kernelHandle {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -42,6 +43,7 @@ type runner struct {
 	ops     chan func() // provisioner and store calls, in order
 	ctl     chan toKernel
 	clients <-chan outbound // the kernel's client queue, drained once ready
+	counted *atomic.Uint64  // the kernel's own count of messages sent
 	ready   chan struct{}   // closed: the kernel is ready for clients
 	held    chan struct{}   // closed: the kernel is lost; clients' messages wait for the next launch
 	heldMu  sync.Once
@@ -124,7 +126,7 @@ type (
 
 func newRunner(k *kernelActor, prev *runner) *runner {
 	return &runner{gen: k.gen, kernel: k.self, sys: k.sys, cfg: k.cfg, log: k.log, prev: prev,
-		ops: make(chan func(), runnerOps), ctl: make(chan toKernel, runnerCtl), clients: k.toKernel,
+		ops: make(chan func(), runnerOps), ctl: make(chan toKernel, runnerCtl), clients: k.toKernel, counted: &k.h.msgsIn,
 		ready: make(chan struct{}), held: make(chan struct{}), done: make(chan struct{}), cleaned: make(chan struct{}), inbox: newInbox(k.cfg.KernelInbox)}
 }
 
@@ -357,6 +359,7 @@ func (r *runner) send() {
 	flush := func() {
 		if sent > 0 {
 			r.cfg.Metrics.MessagesToKernels.Add(sent)
+			r.counted.Add(sent)
 			sent = 0
 		}
 	}

@@ -26,12 +26,13 @@ type Gateway struct {
 	closeOnce sync.Once
 	closeErr  error
 	draining  atomic.Bool
-	replica   *replica // nil outside a replica group
+	drained   atomic.Bool // Drain: no new kernels, the running ones stay
+	replica   *replica    // nil outside a replica group
 }
 
 // Accepting reports whether the gateway takes new kernels (false once Close
-// has begun).
-func (g *Gateway) Accepting() bool { return !g.draining.Load() }
+// has begun, or while drained).
+func (g *Gateway) Accepting() bool { return !g.draining.Load() && !g.drained.Load() }
 
 // New checks cfg, starts the actor system and the gateway actor, and takes
 // back the recorded kernels that still run.
@@ -127,6 +128,9 @@ func (g *Gateway) request(pid *actor.PID, msg any, timeout time.Duration) (any, 
 // StartKernel admits req and waits until the kernel is launched and its
 // channels are connected.
 func (g *Gateway) StartKernel(req StartRequest) (Model, error) {
+	if g.drained.Load() {
+		return Model{}, fmt.Errorf("%w: draining, no new kernels", ErrShuttingDown)
+	}
 	s, _ := req.Env["KERNEL_LAUNCH_TIMEOUT"].(string)
 	timeout := max(g.cfg.LaunchTimeout, admission.LaunchTimeout(s, g.cfg.LaunchTimeout))
 	admitted := false

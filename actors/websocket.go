@@ -84,6 +84,7 @@ type writer struct {
 	maxBytes uint64
 	pingGap  time.Duration // keep-alive pings; 0 is off
 	metrics  *Metrics
+	counted  *atomic.Uint64 // the kernel's own count of messages written
 	logger   zerolog.Logger
 	start    uint64 // the first seq this connection was to get
 	// The replay: what the log held for this connection when it came
@@ -129,7 +130,7 @@ func newWriter(k *kernelActor, sock Socket, s *session, log zerolog.Logger) *wri
 	cfg := k.cfg
 	return &writer{sock: sock, log: k.output, session: s.num, limiter: s.limiter,
 		maxMsgs: uint64(cfg.WebsocketQueue), maxBytes: uint64(cfg.WebsocketQueueBytes), pingGap: cfg.PingInterval,
-		metrics: cfg.Metrics, logger: log,
+		metrics: cfg.Metrics, counted: &k.h.msgsOut, logger: log,
 		kick: make(chan struct{}, 1), stop: make(chan stopWriter, 1), begun: make(chan struct{}), done: make(chan struct{})}
 }
 
@@ -295,6 +296,7 @@ func (w *writer) flush(drain bool) (code int, reason string, end bool) {
 	defer func() {
 		if written > 0 {
 			w.metrics.MessagesToClients.Add(written)
+			w.counted.Add(written)
 		}
 	}()
 	for {

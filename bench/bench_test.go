@@ -159,16 +159,25 @@ func TestReportsRoundTripAndRender(t *testing.T) {
 	var page bytes.Buffer
 	testkit.NoError(t, WriteHTML(&page, back...))
 	html := page.String()
-	testkit.True(t, strings.Count(html, "<svg") >= 3, "expected charts in the page")
-	for _, external := range []string{"<script", "src=", "href=", "@import", "url("} {
+	// rtt's histogram and series, stream's, churn's resources at least.
+	testkit.True(t, strings.Count(html, `<div class="chart" id="chart-`) >= 4, "expected charts in the page")
+	testkit.True(t, strings.Contains(html, "<td>rtt</td>"), "the measure column does not name the measure")
+	testkit.True(t, !strings.Contains(html, "[0x"), "the page prints pointers")
+	for _, external := range []string{"src=", "href=", "@import", "url(", "fetch("} {
 		testkit.True(t, !strings.Contains(html, external), "the page refers to something outside it: %s", external)
 	}
+	testkit.Equal(t, strings.Count(html, "https://"), 1) // uPlot's own banner
 
 	other := *back[0]
 	other.Label = "other"
 	var table bytes.Buffer
 	testkit.NoError(t, Compare(&table, []*Report{back[0], &other}))
 	testkit.True(t, strings.Contains(table.String(), "kernelgate ÷ other") && strings.Contains(table.String(), "1.00"), "table: %s", table.String())
+	page.Reset()
+	testkit.NoError(t, WriteHTML(&page, back[0], &other))
+	html = page.String()
+	testkit.True(t, strings.Contains(html, "Side by side: kernel synthetic") && strings.Contains(html, "<th>kernelgate ÷ other</th>"), "no comparison")
+	testkit.True(t, strings.Contains(html, "rtt rtt: latency distributions"), "no overlaid distributions")
 }
 
 func TestDirectIsTheLimit(t *testing.T) {

@@ -68,59 +68,80 @@ var compared = []metric{
 // metric, a column per label (in order of first appearance), then the
 // first label's figure divided by each other label's.
 func Compare(w io.Writer, reps []*Report) error {
-	var labels, kernels []string
-	byKey := map[[2]string]*Report{}
-	for _, r := range reps {
-		label := orDefault(r.Label, r.Target)
-		if _, seen := byKey[[2]string{label, r.Kernel}]; !seen {
-			if !slices.Contains(labels, label) {
-				labels = append(labels, label)
-			}
-			if !slices.Contains(kernels, r.Kernel) {
-				kernels = append(kernels, r.Kernel)
-			}
-		}
-		byKey[[2]string{label, r.Kernel}] = r
-	}
-	if len(labels) == 0 {
+	g := group(reps)
+	if len(g.labels) == 0 {
 		return fmt.Errorf("bench: nothing to compare")
 	}
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', tabwriter.AlignRight)
 	head := []string{"kernel", "metric"}
-	head = append(head, labels...)
-	for _, l := range labels[1:] {
-		head = append(head, labels[0]+" ÷ "+l)
+	head = append(head, g.labels...)
+	for _, l := range g.labels[1:] {
+		head = append(head, g.labels[0]+" ÷ "+l)
 	}
 	fmt.Fprintln(tw, strings.Join(head, "\t")+"\t")
-	for _, k := range kernels {
+	for _, k := range g.kernels {
 		for _, m := range compared {
-			vals := make([]float64, len(labels))
-			have := make([]bool, len(labels))
-			found := false
-			for i, l := range labels {
-				if r := byKey[[2]string{l, k}]; r != nil {
-					vals[i], have[i] = m.get(r)
-					found = found || have[i]
-				}
-			}
+			vals, have, found := g.figures(k, m)
 			if !found {
 				continue
 			}
 			row := []string{k, m.name}
-			for i := range labels {
+			for i := range g.labels {
 				row = append(row, figure(vals[i], have[i]))
 			}
-			for i := 1; i < len(labels); i++ {
-				if have[0] && have[i] && vals[i] != 0 {
-					row = append(row, fmt.Sprintf("%.2f", vals[0]/vals[i]))
-				} else {
-					row = append(row, "—")
-				}
-			}
+			row = append(row, g.ratios(vals, have)...)
 			fmt.Fprintln(tw, strings.Join(row, "\t")+"\t")
 		}
 	}
 	return tw.Flush()
+}
+
+// grouped are reports by label (in order of first appearance) and kernel;
+// of two reports with the same label and kernel, the later counts.
+type grouped struct {
+	labels, kernels []string
+	byKey           map[[2]string]*Report
+}
+
+func group(reps []*Report) grouped {
+	g := grouped{byKey: map[[2]string]*Report{}}
+	for _, r := range reps {
+		label := orDefault(r.Label, r.Target)
+		if !slices.Contains(g.labels, label) {
+			g.labels = append(g.labels, label)
+		}
+		if !slices.Contains(g.kernels, r.Kernel) {
+			g.kernels = append(g.kernels, r.Kernel)
+		}
+		g.byKey[[2]string{label, r.Kernel}] = r
+	}
+	return g
+}
+
+// figures reads metric m of kernel k under each label; found is false when
+// no label has it.
+func (g grouped) figures(k string, m metric) (vals []float64, have []bool, found bool) {
+	vals, have = make([]float64, len(g.labels)), make([]bool, len(g.labels))
+	for i, l := range g.labels {
+		if r := g.byKey[[2]string{l, k}]; r != nil {
+			vals[i], have[i] = m.get(r)
+			found = found || have[i]
+		}
+	}
+	return vals, have, found
+}
+
+// ratios are the first label's figure divided by each other label's.
+func (g grouped) ratios(vals []float64, have []bool) []string {
+	var out []string
+	for i := 1; i < len(vals); i++ {
+		if have[0] && have[i] && vals[i] != 0 {
+			out = append(out, fmt.Sprintf("%.2f", vals[0]/vals[i]))
+		} else {
+			out = append(out, "—")
+		}
+	}
+	return out
 }
 
 func figure(v float64, ok bool) string {

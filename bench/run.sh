@@ -75,7 +75,7 @@ suite() {
 kgpid=$!
 pids+=("$kgpid")
 for _ in $(seq 100); do grep -q "is available at" "$work/kg.out" 2>/dev/null && break; sleep 0.1; done
-kgurl=$(grep -o 'http://[0-9.:]*' "$work/kg.out")
+kgurl=$(grep 'is available at' "$work/kg.out" | grep -o 'http://[0-9.:]*')
 echo "== kernelgate at $kgurl (pid $kgpid)"
 suite kernelgate --url "$kgurl" --pid "$kgpid"
 kill "$kgpid"

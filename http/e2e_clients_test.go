@@ -92,13 +92,7 @@ func TestE2EJupyterLabServices(t *testing.T) {
 // mode against kernelgate, in headless Chromium; the screenshot lands in
 // the test's artifact directory (go test -artifacts).
 func TestE2ENotebook6InChromium(t *testing.T) {
-	chromium := os.Getenv("CHROMIUM")
-	if chromium == "" {
-		chromium = "/usr/bin/chromium"
-	}
-	if _, err := os.Stat(chromium); err != nil {
-		t.Fatalf("Chromium is not installed (run `make deps`): %v", err)
-	}
+	chromium(t)
 	gw := newHarness(t, nil)
 	nb := notebookServer(t, gw)
 	shot := filepath.Join(t.ArtifactDir(), "notebook6.png")

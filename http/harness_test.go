@@ -45,6 +45,7 @@ type harness struct {
 	// the gateway serves TLS.
 	tlsClient *tls.Config
 	gw        *actors.Gateway
+	srv       *Server
 	// stop shuts the server and the gateway down (again at cleanup: a
 	// no-op then).
 	stop func()
@@ -116,7 +117,7 @@ func newHarness(t testing.TB, mod func(*Config, *actors.Config)) *harness {
 		scheme = "https"
 	}
 	return &harness{t: t, url: scheme + "://" + ln.Addr().String() + strings.TrimSuffix(srv.cfg.BaseURL, "/"),
-		token: hcfg.AuthToken, specs: root, client: &nethttp.Client{Timeout: 60 * time.Second}, gw: gw, stop: stop}
+		token: hcfg.AuthToken, specs: root, client: &nethttp.Client{Timeout: 60 * time.Second}, gw: gw, srv: srv, stop: stop}
 }
 
 // useTLS makes h's requests and websockets use cfg.

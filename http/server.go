@@ -71,6 +71,14 @@ type Config struct {
 	// (internal/tlsfiles: EG_CERTFILE, EG_KEYFILE, EG_CLIENT_CA). The
 	// metrics listener stays plain HTTP, for probes and scrapers.
 	TLS *tls.Config
+	// Dashboard serves the operator dashboard at <base>dashboard/, behind
+	// the token (see dashboard.go).
+	Dashboard bool
+	// Replicas, when set, lists the replicas of this gateway's group for
+	// the dashboard, which calls it once a second while a page is open (it
+	// must not block). HOOK for replication (actors.Replication), which
+	// does not publish its members yet: nil shows a single replica.
+	Replicas func() []Replica
 	// Version is reported by GET /api.
 	Version string
 	Logger  zerolog.Logger
@@ -106,6 +114,8 @@ type Server struct {
 	wsWG       sync.WaitGroup
 	closing    bool
 	metricsSrv *fasthttp.Server
+
+	dash *dashboard // nil when the dashboard is off
 }
 
 // New returns a server for gw.
@@ -133,6 +143,9 @@ func New(cfg Config, gw *actors.Gateway, specs *kernelspecs.Cache) *Server {
 		s.auth = append(chain, cfg.Identity)
 	}
 	s.metrics = newMetrics(gw, s)
+	if cfg.Dashboard {
+		s.dash = newDashboard(s)
+	}
 	s.srv = s.fasthttpServer(s.handle)
 	s.srv.MaxConnsPerIP = cfg.MaxConnsPerIP
 	// Websockets are closed by kernelgate, not when their handler returns:
@@ -179,6 +192,9 @@ func (s *Server) Serve(ln net.Listener) error {
 		},
 	}.Listener(ln)
 	s.listener.Store(g)
+	if s.dash != nil {
+		s.dash.live.start()
+	}
 	if s.cfg.TLS != nil {
 		// The handshake happens on a connection's first read, in its
 		// fasthttp worker, under the read timeout: a client that stalls
@@ -233,6 +249,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if metricsSrv != nil {
 		metricsSrv.ShutdownWithContext(ctx)
 	}
+	if s.dash != nil {
+		s.dash.live.shutdown(ctx)
+	}
 	// Close frames go out in parallel: a client that reads nothing holds
 	// its own close up to the frame timeout, not everyone's.
 	for _, c := range live {
@@ -277,6 +296,7 @@ type route struct {
 	handler   func(*fasthttp.RequestCtx, []string) error
 	params    []string
 	public    bool // no token needed
+	session   bool // the dashboard's session cookie will do instead of the token
 	websocket bool // refused origins get 403, as Tornado answers upgrades
 }
 
@@ -314,6 +334,8 @@ func (s *Server) match(segs []string) (route, bool) {
 		return route{name: "sessions", handler: s.sessionList}, true
 	case n == 3 && segs[0] == "api" && segs[1] == "sessions":
 		return route{name: "session", handler: s.session, params: segs[2:]}, true
+	case n >= 1 && segs[0] == "dashboard" && s.dash != nil:
+		return s.dash.match(segs[1:])
 	}
 	return route{}, false
 }
@@ -385,7 +407,13 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx) (string, error) {
 		return r.name, errorf(fasthttp.StatusNotFound, "cross-origin request refused")
 	}
 	if !r.public {
-		c, err := s.authenticate(ctx)
+		var c caller
+		var err error
+		if r.session && s.dash.sessionOK(ctx) {
+			c, err = s.trusted(ctx) // a dashboard session stands for the shared token
+		} else {
+			c, err = s.authenticate(ctx)
+		}
 		if err != nil {
 			return r.name, err
 		}

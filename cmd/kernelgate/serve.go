@@ -67,6 +67,7 @@ type serveConfig struct {
 	PersistenceRoot   string
 	KeepKernels       bool
 	MetricsAuth       bool
+	Dashboard         bool
 	UserIsolation     bool
 	UserHeader        string
 
@@ -186,6 +187,7 @@ func serveSettings(c *serveConfig, stderr io.Writer) *settings {
 	s.Int(&c.IOPubDataRate, "iopub-data-rate-limit", 0, "iopub bytes per second a client may get before output is dropped (iopub_data_rate_limit); 0 = no limit", "KERNELGATE_IOPUB_DATA_RATE_LIMIT")
 	s.Seconds(&c.RateLimitWindow, "rate-limit-window", 3*time.Second, "seconds over which the iopub rates are averaged", "KERNELGATE_RATE_LIMIT_WINDOW")
 	s.Bool(&c.MetricsAuth, "metrics-auth", false, "require the token on /metrics (open by default, like /healthz)", "KERNELGATE_METRICS_AUTH")
+	s.Bool(&c.Dashboard, "dashboard", true, "serve the operator dashboard at <base-url>dashboard/, behind the token", "KERNELGATE_DASHBOARD")
 	s.Bool(&c.Persistence, "kernel-session-persistence", false, "record every kernel so that a restarted gateway takes back the ones still running (local kernels then outlive the gateway process)", "EG_KERNEL_SESSION_PERSISTENCE")
 	s.String(&c.PersistenceRoot, "persistence-root", defaultDataDir(), "directory whose kernel_sessions/ holds the records (0700; they include the kernels' keys)", "EG_PERSISTENCE_ROOT")
 	s.Bool(&c.KeepKernels, "keep-kernels-on-stop", false, "on SIGTERM/SIGINT leave recorded kernels running for the next gateway process instead of shutting them down (needs --kernel-session-persistence)", "KERNELGATE_KEEP_KERNELS_ON_STOP")
@@ -321,7 +323,7 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 		BaseURL: c.BaseURL, AuthToken: c.AuthToken, AllowOrigin: c.AllowOrigin, AllowCredentials: c.AllowCredentials,
 		AllowHeaders: c.AllowHeaders, AllowMethods: c.AllowMethods, ExposeHeaders: c.ExposeHeaders, MaxAge: c.MaxAge,
 		ListKernels: c.ListKernels, MaxBodySize: c.MaxBodySize, Access: access, Version: version, Logger: log,
-		MetricsAuth: c.MetricsAuth, UserIsolation: c.UserIsolation, UserHeader: c.UserHeader,
+		MetricsAuth: c.MetricsAuth, Dashboard: c.Dashboard, UserIsolation: c.UserIsolation, UserHeader: c.UserHeader,
 		Identity: identityOrNil(sec.identity), AdminUsers: c.Security.AdminUsers, TLS: sec.tls,
 		MaxConns: c.MaxConns, MaxConnsPerIP: c.MaxConnsPerIP, ReplicaToken: replicaToken,
 		Websocket: kghttp.WebsocketConfig{PingInterval: c.WSPingInterval, PongTimeout: c.WSPongTimeout, ReadLimit: int64(c.WSReadLimit)},
@@ -348,6 +350,13 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 	fmt.Fprintf(stdout, "kernelgate %s is available at %s://%s%s\n", version, scheme, ln.Addr(), strings.TrimRight(c.BaseURL, "/"))
 	if metricsLn != nil {
 		fmt.Fprintf(stdout, "kernelgate metrics, health and readiness at http://%s\n", metricsLn.Addr())
+	}
+	if c.Dashboard {
+		base := strings.Trim(c.BaseURL, "/")
+		if base != "" {
+			base += "/"
+		}
+		fmt.Fprintf(stdout, "kernelgate dashboard at http://%s/%sdashboard/\n", ln.Addr(), base)
 	}
 	if ready != nil {
 		ready(ln.Addr())
