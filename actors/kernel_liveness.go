@@ -87,11 +87,16 @@ func (k *kernelActor) poll() {
 }
 
 // releaseRun ends the current launch, if any (see runner.release); with
-// none, forget runs at once (off the actor: it may do I/O).
+// none, forget runs off the actor (it may do I/O) once the last launch is
+// cleaned up.
 func (k *kernelActor) releaseRun(keep bool, forget func()) {
 	if k.run == nil {
 		if forget != nil {
-			go forget()
+			last := k.last
+			go func() {
+				<-last.cleanedCh()
+				forget()
+			}()
 		}
 		return
 	}

@@ -1,11 +1,13 @@
 package actors
 
 import (
+	"context"
 	"fmt"
 	"syscall"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/kernelgate/kernelgate/actors/proxy"
 	"github.com/kernelgate/kernelgate/zmq"
 )
 
@@ -139,16 +141,7 @@ func (k *kernelActor) die(ctx actor.Context, err error) {
 // finish answers everyone still waiting, ends the launch, then (see leave)
 // leaves the registry.
 func (k *kernelActor) finish(ctx actor.Context, err error) {
-	var forget func()
-	if s := k.cfg.Store; s != nil && !k.kept && !k.pooled {
-		id, log := k.h.id, k.log
-		forget = func() {
-			if err := s.Delete(id); err != nil {
-				log.Warn().Err(err).Msg("cannot delete the kernel's record")
-			}
-		}
-	}
-	k.releaseRun(k.kept, forget)
+	k.releaseRun(k.kept, k.forget())
 	k.answerStart(fmt.Errorf("%w: kernel %s stopped", ErrKernelUnavailable, k.h.id))
 	k.answerRestarts(fmt.Errorf("%w: kernel %s stopped", ErrKernelUnavailable, k.h.id))
 	k.gen++ // anything still in flight is stale now
@@ -178,6 +171,42 @@ func (k *kernelActor) finish(ctx actor.Context, err error) {
 		k.leave(ctx)
 	default:
 		k.schedule(k.cfg.ShutdownWait, &cleanupTimeout{})
+	}
+}
+
+// retireTimeout bounds a provisioner's Retire.
+const retireTimeout = 30 * time.Second
+
+// forget returns what is done, off the actor and after the last launch's
+// cleanup, for a kernel that ends for good: its record deleted and its
+// provisioner told (proxy.Retirer). A kernel kept for the next gateway
+// process is not forgotten.
+func (k *kernelActor) forget() func() {
+	if k.kept {
+		return nil
+	}
+	s := k.cfg.Store
+	if k.pooled {
+		s = nil // never recorded
+	}
+	r, _ := k.prov.(proxy.Retirer)
+	if s == nil && r == nil {
+		return nil
+	}
+	id, log := k.h.id, k.log
+	return func() {
+		if s != nil {
+			if err := s.Delete(id); err != nil {
+				log.Warn().Err(err).Msg("cannot delete the kernel's record")
+			}
+		}
+		if r != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), retireTimeout)
+			defer cancel()
+			if err := r.Retire(ctx, id); err != nil {
+				log.Warn().Err(err).Msg("the process proxy could not release what it held for the kernel")
+			}
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/kernelgate/kernelgate/actors/admission"
+	"github.com/kernelgate/kernelgate/actors/proxy"
 	"github.com/rs/zerolog"
 )
 
@@ -26,6 +28,11 @@ type Gateway struct {
 	closeOnce sync.Once
 	closeErr  error
 	draining  atomic.Bool
+
+	// sweeps are the provisioners' Sweep calls, cancelled and waited for
+	// by Close.
+	sweeps     sync.WaitGroup
+	stopSweeps context.CancelFunc
 }
 
 // Accepting reports whether the gateway takes new kernels (false once Close
@@ -69,6 +76,7 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g.pid = pid
 	g.recoverAll()
+	g.sweep()
 	return g, nil
 }
 
@@ -102,6 +110,30 @@ func (g *Gateway) recoverAll() {
 		}()
 	}
 	wg.Wait()
+}
+
+// sweep hands each provisioner that can clear what an earlier gateway
+// process left (proxy.Sweeper) the ids of the kernels taken back; the
+// sweeps run in the background, so a resource manager that does not answer
+// holds up nothing.
+func (g *Gateway) sweep() {
+	ctx, cancel := context.WithCancel(context.Background())
+	g.stopSweeps = cancel
+	var recovered []string
+	for _, m := range g.Kernels() {
+		recovered = append(recovered, m.ID)
+	}
+	for _, p := range g.cfg.Proxies.Provisioners() {
+		s, ok := p.(proxy.Sweeper)
+		if !ok {
+			continue
+		}
+		g.sweeps.Go(func() {
+			if err := s.Sweep(ctx, recovered); err != nil {
+				g.cfg.Logger.Warn().Err(err).Msg("clearing what an earlier gateway process left")
+			}
+		})
+	}
 }
 
 // request sends msg to pid and waits up to timeout for the answer.
@@ -213,6 +245,8 @@ func (g *Gateway) Close(timeout time.Duration) error {
 	g.closeOnce.Do(func() {
 		g.draining.Store(true)
 		_, g.closeErr = g.request(g.pid, &drain{keep: g.cfg.KeepKernelsOnStop}, timeout)
+		g.stopSweeps()
+		g.sweeps.Wait()
 		g.sys.Shutdown()
 	})
 	return g.closeErr
