@@ -97,7 +97,8 @@ type serveConfig struct {
 	LogLevel           string
 	LogFormat          string
 
-	Remote remoteConfig
+	Remote     remoteConfig
+	Kubernetes kubernetesConfig
 }
 
 // defaultDataDir is Jupyter's data directory, EG's persistence root.
@@ -188,6 +189,7 @@ func serveSettings(c *serveConfig, stderr io.Writer) *settings {
 	s.Bool(&c.KeepKernels, "keep-kernels-on-stop", false, "on SIGTERM/SIGINT leave recorded kernels running for the next gateway process instead of shutting them down (needs --kernel-session-persistence)", "KERNELGATE_KEEP_KERNELS_ON_STOP")
 	s.Seconds(&c.StopTimeout, "stop-timeout", 30*time.Second, "seconds to shut kernels down when the gateway stops", "KERNELGATE_STOP_TIMEOUT")
 	remoteSettings(s, &c.Remote)
+	kubernetesSettings(s, &c.Kubernetes)
 	s.String(&c.LogLevel, "log-level", "info", "debug, info, warn or error", "KERNELGATE_LOG_LEVEL")
 	s.String(&c.LogFormat, "log-format", "json", "json or console", "KERNELGATE_LOG_FORMAT")
 	return s
@@ -258,8 +260,15 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 	localProxy := &local.Provisioner{Ports: allocator, RuntimeDir: c.RuntimeDir, Detached: c.Persistence}
 	proxies := proxy.NewRegistry(localProxy)
 	proxies.Register(localProxy, local.ClassNames...)
-	closeRemote := remoteProxies(c.Remote, proxies, log)
-	defer closeRemote()
+	listener := responseListener(c.Remote, log)
+	defer listener.Close()
+	closeSSH := sshProxy(c.Remote, listener, proxies, log)
+	defer closeSSH()
+	collectors, closeK8s, err := kubernetesProxy(c.Kubernetes, c.Remote, listener, proxies, log)
+	if err != nil {
+		return err
+	}
+	defer closeK8s()
 	gw, err := actors.New(actors.Config{
 		MaxKernels: c.MaxKernels, MaxKernelsPerUser: c.MaxKernelsPerUser, Access: access,
 		ClientEnvs: c.ClientEnvs, InheritedEnvs: c.InheritedEnvs, BaseEnvs: c.BaseEnvs,
@@ -282,7 +291,7 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 		AllowHeaders: c.AllowHeaders, AllowMethods: c.AllowMethods, ExposeHeaders: c.ExposeHeaders, MaxAge: c.MaxAge,
 		ListKernels: c.ListKernels, MaxBodySize: c.MaxBodySize, Access: access, Version: version, Logger: log,
 		MetricsAuth: c.MetricsAuth, UserIsolation: c.UserIsolation, UserHeader: c.UserHeader,
-		MaxConns: c.MaxConns, MaxConnsPerIP: c.MaxConnsPerIP,
+		MaxConns: c.MaxConns, MaxConnsPerIP: c.MaxConnsPerIP, Collectors: collectors,
 		Websocket: kghttp.WebsocketConfig{PingInterval: c.WSPingInterval, PongTimeout: c.WSPongTimeout, ReadLimit: int64(c.WSReadLimit)},
 	}, gw, specs)
 
