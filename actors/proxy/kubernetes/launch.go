@@ -237,10 +237,15 @@ func lastWarning(warning, said string) string {
 	return "; last warning event: " + warning
 }
 
+// abortTimeout bounds the clean-up of a failed launch, which its answer
+// waits for: what an API server that does not answer keeps is deleted by
+// the next gateway's Sweep.
+const abortTimeout = 10 * time.Second
+
 // abort undoes a launch that failed: its launcher, its pod, the namespace
 // it made, and the kernel's state if this was its first launch.
 func (l *launch) abort() {
-	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), abortTimeout)
 	defer cancel()
 	l.launcher.kill()
 	p := l.p

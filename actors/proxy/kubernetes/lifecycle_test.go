@@ -64,3 +64,49 @@ func TestNativeKernelLifecycle(t *testing.T) {
 	testkit.Equal(t, status, http.StatusOK)
 	testkit.True(t, strings.Contains(string(body), `kernelgate_k8s_api_requests_total{verb="create"}`), "no API request counts on /metrics")
 }
+
+// The same kernelspec with "launch": "argv": its launcher (the tests'
+// launch_kubernetes.py, Python's Kubernetes client) makes the pod, the
+// gateway finds it by its kernel_id label and labels it as its own.
+func TestArgvKernelLifecycle(t *testing.T) {
+	c := kube.Cluster(t)
+	t.Cleanup(leaktest.Check(t))
+	r := newRig(t, c, rigOptions{})
+	id := r.started(specArgv, map[string]string{"KERNEL_USERNAME": "bob"})
+	pod := r.pod(id, running)
+	ns := "bob-" + id
+	testkit.Equal(t, pod.Namespace, ns)
+	testkit.Equal(t, pod.Labels[LabelInstance], r.p.cfg.InstanceID)
+	testkit.Equal(t, pod.Labels[LabelManagedBy], "kernelgate")
+	env := map[string]string{}
+	for _, e := range pod.Spec.Containers[0].Env {
+		env[e.Name] = e.Value
+	}
+	testkit.Equal(t, env["KERNEL_NAME"], specArgv)
+	testkit.Equal(t, env["KUBECONFIG"], c.Kubeconfig) // as in EG: the launcher's environment
+	testkit.Equal(t, run(t, r.connect(id), "print('hello')"), "ok")
+	r.shutdown(id)
+	r.noPods(id)
+	r.namespaceGoing(ns)
+}
+
+// A template's ConfigMap and Service are made with the pod, owned by it
+// (so they go with it), as launch_kubernetes.py makes them.
+func TestTemplateObjectsBelongToThePod(t *testing.T) {
+	c := kube.Cluster(t)
+	t.Cleanup(leaktest.Check(t))
+	r := newRig(t, c, rigOptions{})
+	id := r.started(specSynth, map[string]string{"KERNEL_EXTRA_OBJECTS": "made with the pod"})
+	pod := r.pod(id, running)
+	cm, err := c.Client.CoreV1().ConfigMaps(pod.Namespace).Get(context.Background(), pod.Name, metav1.GetOptions{})
+	testkit.NoError(t, err)
+	testkit.Equal(t, cm.Data["note"], "made with the pod")
+	svc, err := c.Client.CoreV1().Services(pod.Namespace).Get(context.Background(), pod.Name, metav1.GetOptions{})
+	testkit.NoError(t, err)
+	for _, refs := range [][]metav1.OwnerReference{cm.OwnerReferences, svc.OwnerReferences} {
+		testkit.True(t, len(refs) == 1 && refs[0].Kind == "Pod" && refs[0].UID == pod.UID, "owner references %+v", refs)
+	}
+	r.shutdown(id)
+	r.noPods(id)
+	r.namespaceGoing(pod.Namespace)
+}

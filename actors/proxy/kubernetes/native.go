@@ -137,9 +137,10 @@ func (l *launch) create(ctx context.Context, objs *podtemplate.PodObjects) error
 	return nil
 }
 
-// serviceAccountRetry is how often a pod is tried again in a namespace
-// just made, whose service account the controller manager has yet to make.
-const serviceAccountRetry = 100 * time.Millisecond
+// serviceAccountRetry is the first wait before a pod is tried again in a
+// namespace just made, whose service account the controller manager has
+// yet to make; each wait doubles, up to a second.
+const serviceAccountRetry = 50 * time.Millisecond
 
 // createPod creates the pod. In a namespace this launch made, the
 // namespace's service account may not exist yet (the controller manager
@@ -147,7 +148,7 @@ const serviceAccountRetry = 100 * time.Millisecond
 // out. Any other refusal (a quota, an admission webhook, a policy) fails
 // the launch with the API server's message.
 func (l *launch) createPod(ctx context.Context, pod *corev1.Pod) (*corev1.Pod, error) {
-	for {
+	for wait := serviceAccountRetry; ; wait = min(2*wait, time.Second) {
 		created, err := l.p.client.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{})
 		if err == nil {
 			return created, nil
@@ -155,7 +156,7 @@ func (l *launch) createPod(ctx context.Context, pod *corev1.Pod) (*corev1.Pod, e
 		if !l.madeNamespace || !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "error looking up service account") {
 			return nil, fmt.Errorf("%w: the API server refused pod %s/%s: %w", ErrPodFailed, pod.Namespace, pod.Name, err)
 		}
-		t := time.NewTimer(serviceAccountRetry)
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
