@@ -79,6 +79,26 @@ func TestPodsThatCannotRunFailFast(t *testing.T) {
 	}
 }
 
+// A pod that runs but whose launcher never reports fails its start at the
+// launch timeout, saying where it stood, and is deleted with its namespace.
+func TestSilentLauncherTimesOut(t *testing.T) {
+	c := kube.Cluster(t)
+	t.Cleanup(leaktest.Check(t))
+	r := newRig(t, c, rigOptions{})
+	id := "00000000-0000-4000-8000-00000000beef"
+	started := time.Now()
+	status, body := r.start(specSynth, map[string]string{"KERNEL_ID": id, "KERNEL_IMAGE": silentImage, "KERNEL_LAUNCH_TIMEOUT": "3"})
+	testkit.Equal(t, status, http.StatusInternalServerError)
+	var e errorBody
+	testkit.NoError(t, json.Unmarshal(body, &e))
+	for _, w := range []string{"launch timeout", "phase Running", "its launcher has not reported"} {
+		testkit.True(t, strings.Contains(e.Message, w), "the error does not say %q: %s", w, e.Message)
+	}
+	testkit.True(t, time.Since(started) < 10*time.Second, "the start took %v", time.Since(started))
+	r.noPods(id)
+	r.namespaceGoing("tester-" + id)
+}
+
 // A prohibited or malformed uid or gid is refused before anything is
 // asked of the API server, with a 403 that says which (as EG).
 func TestProhibitedIDsAreRefused(t *testing.T) {

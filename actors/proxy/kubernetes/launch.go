@@ -156,13 +156,16 @@ func (l *launch) begin() error {
 func (l *launch) ownsNamespace() bool {
 	l.p.mu.Lock()
 	defer l.p.mu.Unlock()
-	return l.p.kernels[l.req.KernelID].ownNamespace
+	st := l.p.kernels[l.req.KernelID]
+	return st != nil && st.ownNamespace
 }
 
 func (l *launch) setOwnNamespace(own bool) {
 	l.p.mu.Lock()
 	defer l.p.mu.Unlock()
-	l.p.kernels[l.req.KernelID].ownNamespace = own
+	if st := l.p.kernels[l.req.KernelID]; st != nil {
+		st.ownNamespace = own
+	}
 }
 
 // wait waits until the pod runs and its launcher has reported, or the pod

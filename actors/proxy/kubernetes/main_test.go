@@ -42,6 +42,8 @@ import (
 const (
 	pythonImage = "elyra/kernel-py:3.3.0"
 	synthImage  = "kernelgate/kernel-synthetic:test"
+	// silentImage runs, but its launcher never reports.
+	silentImage = "kernelgate/silent:test"
 )
 
 var (
@@ -64,6 +66,7 @@ func TestMain(m *testing.M) {
 	}
 	images[pythonImage] = k8stest.Image{Entrypoint: []string{exe, "launch"}, Env: []string{"HOME=" + home, "PATH=/usr/bin:/bin"}}
 	images[synthImage] = k8stest.Image{Entrypoint: []string{exe, "launch", "--", exe, "synth-kernel", "-f", "{connection_file}"}}
+	images[silentImage] = k8stest.Image{Entrypoint: []string{"sleep", "300"}}
 	code := kube.Main(m)
 	os.RemoveAll(home)
 	os.Exit(code)

@@ -122,3 +122,33 @@ func TestConfigIsChecked(t *testing.T) {
 	testkit.True(t, err != nil && strings.Contains(err.Error(), "instance id") && strings.Contains(err.Error(), "no response listener"),
 		"error %v", err)
 }
+
+// A launch's watch keeps its pod's latest state and Warning event, and
+// ends when its pod (and no other) ends.
+func TestPodWatch(t *testing.T) {
+	w := newPodWatch("k")
+	other := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "n", UID: "old"}}
+	w.observe(other, false)
+	pod, _, _ := w.state()
+	testkit.Equal(t, pod, other) // before the launch knows its pod, any pod of the kernel counts
+
+	mine := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "n", UID: "new"}}
+	w.adopt(mine)
+	w.observe(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "n", UID: "old"}}, true)
+	pod, _, gone := w.state()
+	testkit.True(t, pod == mine && !gone, "another pod's deletion counted: %v %v", pod, gone)
+	w.event(&corev1.Event{InvolvedObject: corev1.ObjectReference{UID: "old"}, Reason: "Failed", Message: "not mine"})
+	w.event(&corev1.Event{InvolvedObject: corev1.ObjectReference{UID: "new"}, Reason: "FailedMount", Message: "no volume"})
+	_, warning, _ := w.state()
+	testkit.Equal(t, warning, "FailedMount: no volume")
+	testkit.Equal(t, lastWarning(warning, "Unschedulable: no node"), "; last warning event: FailedMount: no volume")
+	testkit.Equal(t, lastWarning(warning, "ErrImagePull: FailedMount: no volume"), "")
+
+	var ended error
+	w.endWith(func(err error) { ended = err })
+	done := mine.DeepCopy()
+	done.Status.Phase = corev1.PodSucceeded
+	w.observe(done, false)
+	<-w.ended
+	testkit.True(t, ended != nil && strings.Contains(ended.Error(), "pod n/p completed"), "ended with %v", ended)
+}
