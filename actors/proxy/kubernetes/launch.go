@@ -220,7 +220,11 @@ func (l *launch) wait(ctx context.Context, waiter *remote.Waiter) (remote.Payloa
 			}
 			launcherDone = true
 		case <-ctx.Done():
-			what := "pod " + l.namespace + "/" + l.env["KERNEL_POD_NAME"] + ": " + describe(pod) + lastWarning(warning, "")
+			name := l.namespace + "/" + l.env["KERNEL_POD_NAME"]
+			if pod != nil {
+				name = pod.Namespace + "/" + pod.Name
+			}
+			what := "pod " + name + ": " + describe(pod) + lastWarning(warning, "")
 			switch {
 			case pod == nil && launcherDone:
 				what += fmt.Sprintf(" (the kernelspec's launcher exited without making a pod labelled %s=%s, component=kernel)", LabelKernelID, l.req.KernelID)
