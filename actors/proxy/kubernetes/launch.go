@@ -194,7 +194,7 @@ func (l *launch) wait(ctx context.Context, waiter *remote.Waiter) (remote.Payloa
 			// launcher made.
 			l.watch.adopt(pod)
 			if err := l.p.label(ctx, pod); err != nil {
-				return remote.Payload{}, nil, err
+				l.log.Warn().Err(err).Msg("the kernel's pod lacks this gateway's labels: a Sweep after a crash will not find it")
 			}
 		}
 		if pod != nil && l.watch.adopted() {
