@@ -42,7 +42,7 @@ type Kernel struct {
 
 var _ proxy.Kernel = (*Kernel)(nil)
 
-func (p *Provisioner) kernel(id string, payload remote.Payload, info processInfo, w *podWatch, lp *launcherProc, log zerolog.Logger) *Kernel {
+func (p *Provisioner) kernel(payload remote.Payload, info processInfo, w *podWatch, lp *launcherProc, log zerolog.Logger) *Kernel {
 	raw, _ := json.Marshal(info) // plain fields: cannot fail
 	k := &Kernel{p: p, info: info, watch: w, launcher: lp, log: log.With().Str("pod", info.Pod).Logger()}
 	k.remote = remote.NewKernel(payload, info.IP, remote.KernelOptions{
@@ -136,7 +136,7 @@ func (p *Provisioner) Recover(ctx context.Context, req proxy.RecoverRequest) (pr
 	w.adopt(pod)
 	payload := remote.Payload{ConnectionInfo: req.Connection, KernelID: req.KernelID,
 		CommPort: remote.Int(info.CommPort), PID: remote.Int(info.PID), PGID: remote.Int(info.PGID)}
-	k := p.kernel(req.KernelID, payload, info, w, nil, req.Logger)
+	k := p.kernel(payload, info, w, nil, req.Logger)
 	if err := k.remote.Poll(); err != nil {
 		p.unwatch(w)
 		p.mu.Lock()

@@ -156,7 +156,7 @@ type Provisioner struct {
 	mu       sync.Mutex
 	kernels  map[string]*kernelState // launched or taken back by this process, until retired
 	pods     map[string]*podWatch    // namespace/name → its launch, for its events
-	informer *informerSet            // started by the first launch, recovery or sweep
+	informer *informerSet            // started by the first launch or recovery
 	closed   bool
 }
 

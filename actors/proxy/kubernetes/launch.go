@@ -117,7 +117,7 @@ func (l *launch) run(ctx context.Context, mode string, makeNamespace bool, waite
 	}
 	info := processInfo{Namespace: pod.Namespace, DeleteNamespace: l.ownsNamespace(), Pod: pod.Name, UID: pod.UID,
 		IP: pod.Status.PodIP, CommPort: int(payload.CommPort), PID: int(payload.PID), PGID: int(payload.PGID)}
-	k := l.p.kernel(l.req.KernelID, payload, info, l.watch, l.launcher, l.log)
+	k := l.p.kernel(payload, info, l.watch, l.launcher, l.log)
 	// The comm port confirms that the pod's IP is where the kernel is.
 	if err := k.remote.Poll(); err != nil {
 		return nil, fmt.Errorf("the kernel reported from pod %s/%s, but its comm port at %s does not answer: %w",
