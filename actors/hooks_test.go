@@ -43,8 +43,8 @@ func (h *hooked) Sweep(ctx context.Context, recovered []string) error {
 	return nil
 }
 
-func newHooked(t *testing.T, mod func(*Config)) (*fakeGateway, *hooked) {
-	h := &hooked{Provisioner: &fake.Provisioner{}, retired: make(chan retired, 10), swept: make(chan []string, 10)}
+func newHooked(t *testing.T, hang bool, mod func(*Config)) (*fakeGateway, *hooked) {
+	h := &hooked{Provisioner: &fake.Provisioner{}, retired: make(chan retired, 10), swept: make(chan []string, 10), hang: hang}
 	f := newFakeGateway(t, func(c *Config) {
 		c.Proxies = proxy.NewRegistry(h)
 		if mod != nil {
@@ -68,7 +68,7 @@ func noRetire(t *testing.T, h *hooked) {
 // ends for good: not when it restarts, on request or after a death.
 func TestRetireOnlyWhenTheKernelEndsForGood(t *testing.T) {
 	defer leaktest.Check(t)()
-	f, h := newHooked(t, nil)
+	f, h := newHooked(t, false, nil)
 	m := f.start()
 	_, err := f.g.Restart(m.ID)
 	testkit.NoError(t, err)
@@ -97,7 +97,7 @@ func TestRetireOnlyWhenTheKernelEndsForGood(t *testing.T) {
 // A kernel that dies past its restart limit is retired too.
 func TestRetireAfterTheLastRestart(t *testing.T) {
 	defer leaktest.Check(t)()
-	f, h := newHooked(t, func(c *Config) { c.RestartLimit = 1 })
+	f, h := newHooked(t, false, func(c *Config) { c.RestartLimit = 1 })
 	m := f.start()
 	f.prov.SetHooks(fake.Hooks{Launch: func(_ context.Context, n int, _ proxy.LaunchRequest) error {
 		return errors.New("no more")
@@ -116,7 +116,7 @@ func TestRetireAfterTheLastRestart(t *testing.T) {
 // A kernel left running for the next gateway process is not retired.
 func TestNoRetireForAKeptKernel(t *testing.T) {
 	defer leaktest.Check(t)()
-	f, h := newHooked(t, func(c *Config) {
+	f, h := newHooked(t, false, func(c *Config) {
 		c.Store = store.FileStore{Dir: t.TempDir()}
 		c.KeepKernelsOnStop = true
 	})
@@ -130,8 +130,7 @@ func TestNoRetireForAKeptKernel(t *testing.T) {
 // and a Sweep that hangs is cancelled by Close.
 func TestSweepAtStartEndsWithClose(t *testing.T) {
 	defer leaktest.Check(t)()
-	f, h := newHooked(t, nil)
-	h.hang = true
+	f, h := newHooked(t, true, nil)
 	select {
 	case ids := <-h.swept:
 		testkit.Equal(t, len(ids), 0)
