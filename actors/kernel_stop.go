@@ -163,15 +163,19 @@ func (k *kernelActor) finish(ctx actor.Context, err error) {
 		k.log.Info().Msg("kernel shut down")
 	}
 	k.closeReason = reason
-	// Its last launch is cleaned up before the kernel is said to be gone
-	// (a DELETE answered means no process and no files left), unless the
-	// cleanup hangs: then after ShutdownWait.
-	select {
-	case <-k.last.cleanedCh():
-		k.leave(ctx)
-	default:
-		k.schedule(k.cfg.ShutdownWait, &cleanupTimeout{})
+	// Its last launch is cleaned up, and the kernel forgotten, before it is
+	// said to be gone (a DELETE answered means no process, no files and no
+	// record left, and its provisioner told), unless that hangs: then after
+	// ShutdownWait.
+	if !k.forgetting {
+		select {
+		case <-k.last.cleanedCh():
+			k.leave(ctx)
+			return
+		default:
+		}
 	}
+	k.schedule(k.cfg.ShutdownWait, &cleanupTimeout{})
 }
 
 // retireTimeout bounds a provisioner's Retire.

@@ -70,9 +70,12 @@ type (
 	nudgeTick struct{ gen uint64 }
 	// cleanupTimeout: a finished kernel's cleanup has taken long enough.
 	cleanupTimeout struct{}
-	hbTick         struct{ gen uint64 }
-	pollTick       struct{ gen uint64 }
-	shutdownStage  struct {
+	// forgotten: a finished kernel's record and provisioner are done with
+	// it (see forget).
+	forgotten     struct{}
+	hbTick        struct{ gen uint64 }
+	pollTick      struct{ gen uint64 }
+	shutdownStage struct {
 		gen   uint64
 		stage int
 	}
