@@ -10,6 +10,9 @@ LDFLAGS   := -X main.version=$(VERSION)
 APT_PACKAGES := python3-ipykernel python3-jupyter-client python3-jupyter-server python3-notebook chromium openssh-server openssh-client python3-pycryptodome haproxy
 # JupyterHub 3.0 (with Debian's configurable-http-proxy) for the identity tests.
 APT_PACKAGES += jupyterhub
+# Python's Kubernetes client, Jinja2 and PyYAML for the argv launch of
+# Kubernetes kernels (actors/proxy/kubernetes/testdata/launch_kubernetes.py).
+APT_PACKAGES += python3-kubernetes python3-jinja2 python3-yaml
 # The npm project of the JavaScript clients (@jupyterlab/services,
 # puppeteer-core) the end-to-end tests drive with Node.
 CLIENTS := http/testdata/clients

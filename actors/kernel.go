@@ -102,6 +102,9 @@ type kernelActor struct {
 	appends        uint64 // messages logged, to trim the log now and then
 	lost           uint64 // messages reconnecting clients missed, for the log
 	left           bool   // out of the registry (see leave)
+	// forgetting: the kernel has ended and is being forgotten off the
+	// actor (see forget); it leaves the registry once that is done.
+	forgetting bool
 	// farewells counts connected clients still reading the last messages
 	// of a finished kernel; the actor stops when it reaches 0.
 	farewells     int
@@ -160,7 +163,12 @@ func (k *kernelActor) Receive(ctx actor.Context) {
 			k.onPersisted(ctx)
 		}
 	case *cleanedUp:
-		if k.phase == phaseTerminating && m.r == k.last {
+		if k.phase == phaseTerminating && m.r == k.last && !k.forgetting {
+			k.leave(ctx)
+		}
+	case *forgotten:
+		k.forgetting = false
+		if k.phase == phaseTerminating {
 			k.leave(ctx)
 		}
 	case *cleanupTimeout:

@@ -91,12 +91,19 @@ func (k *kernelActor) poll() {
 	k.run.poll(next)
 }
 
-// releaseRun ends the current launch, if any (see runner.release); with
-// none, forget runs at once (off the actor: it may do I/O).
+// releaseRun ends the current launch, if any (see runner.release), whose
+// cleanup then runs forget; with none, forget runs off the actor (it may do
+// I/O) once the last launch is cleaned up, and reports *forgotten.
 func (k *kernelActor) releaseRun(keep bool, forget func()) {
 	if k.run == nil {
 		if forget != nil {
-			go forget()
+			k.forgetting = true
+			last, self, sys := k.last, k.self, k.sys
+			go func() {
+				<-last.cleanedCh()
+				forget()
+				sys.Root.Send(self, &forgotten{})
+			}()
 		}
 		return
 	}

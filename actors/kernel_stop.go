@@ -1,11 +1,13 @@
 package actors
 
 import (
+	"context"
 	"fmt"
 	"syscall"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/kernelgate/kernelgate/actors/proxy"
 	"github.com/kernelgate/kernelgate/zmq"
 )
 
@@ -156,16 +158,7 @@ func (k *kernelActor) die(ctx actor.Context, err error) {
 // finish answers everyone still waiting, ends the launch, then (see leave)
 // leaves the registry.
 func (k *kernelActor) finish(ctx actor.Context, err error) {
-	var forget func()
-	if s := k.cfg.Store; s != nil && !k.kept && !k.pooled && !k.follower {
-		id, log := k.h.id, k.log
-		forget = func() {
-			if err := s.Delete(id); err != nil {
-				log.Warn().Err(err).Msg("cannot delete the kernel's record")
-			}
-		}
-	}
-	k.releaseRun(k.kept, forget)
+	k.releaseRun(k.kept, k.forget())
 	k.answerStart(fmt.Errorf("%w: kernel %s stopped", ErrKernelUnavailable, k.h.id))
 	k.answerRestarts(fmt.Errorf("%w: kernel %s stopped", ErrKernelUnavailable, k.h.id))
 	k.gen++ // anything still in flight is stale now
@@ -187,14 +180,54 @@ func (k *kernelActor) finish(ctx actor.Context, err error) {
 		k.log.Info().Msg("kernel shut down")
 	}
 	k.closeReason = reason
-	// Its last launch is cleaned up before the kernel is said to be gone
-	// (a DELETE answered means no process and no files left), unless the
-	// cleanup hangs: then after ShutdownWait.
-	select {
-	case <-k.last.cleanedCh():
-		k.leave(ctx)
-	default:
-		k.schedule(k.cfg.ShutdownWait, &cleanupTimeout{})
+	// Its last launch is cleaned up, and the kernel forgotten, before it is
+	// said to be gone (a DELETE answered means no process, no files and no
+	// record left, and its provisioner told), unless that hangs: then after
+	// ShutdownWait.
+	if !k.forgetting {
+		select {
+		case <-k.last.cleanedCh():
+			k.leave(ctx)
+			return
+		default:
+		}
+	}
+	k.schedule(k.cfg.ShutdownWait, &cleanupTimeout{})
+}
+
+// retireTimeout bounds a provisioner's Retire.
+const retireTimeout = 30 * time.Second
+
+// forget returns what is done, off the actor and after the last launch's
+// cleanup, for a kernel that ends for good: its record deleted and its
+// provisioner told (proxy.Retirer). A kernel kept for the next gateway
+// process (or by another replica) is not forgotten.
+func (k *kernelActor) forget() func() {
+	if k.kept || k.follower { // a follower's kernel is its owner's to forget
+		return nil
+	}
+	s := k.cfg.Store
+	if k.pooled {
+		s = nil // never recorded
+	}
+	r, _ := k.prov.(proxy.Retirer)
+	if s == nil && r == nil {
+		return nil
+	}
+	id, log := k.h.id, k.log
+	return func() {
+		if s != nil {
+			if err := s.Delete(id); err != nil {
+				log.Warn().Err(err).Msg("cannot delete the kernel's record")
+			}
+		}
+		if r != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), retireTimeout)
+			defer cancel()
+			if err := r.Retire(ctx, id); err != nil {
+				log.Warn().Err(err).Msg("the process proxy could not release what it held for the kernel")
+			}
+		}
 	}
 }
 

@@ -76,7 +76,10 @@ type (
 	// cleanupTimeout: a finished kernel's cleanup has taken long enough.
 	cleanupTimeout struct{}
 	// persisted: the launch's record is written (queued after its save).
-	persisted     struct{ gen uint64 }
+	persisted struct{ gen uint64 }
+	// forgotten: a finished kernel's record and provisioner are done with
+	// it (see forget).
+	forgotten     struct{}
 	hbTick        struct{ gen uint64 }
 	pollTick      struct{ gen uint64 }
 	shutdownStage struct {

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/kernelgate/kernelgate/actors/admission"
+	"github.com/kernelgate/kernelgate/actors/proxy"
 	"github.com/rs/zerolog"
 )
 
@@ -28,6 +30,11 @@ type Gateway struct {
 	draining  atomic.Bool
 	drained   atomic.Bool // Drain: no new kernels, the running ones stay
 	replica   *replica    // nil outside a replica group
+
+	// sweeps are the provisioners' Sweep calls, cancelled and waited for
+	// by Close.
+	sweeps     sync.WaitGroup
+	stopSweeps context.CancelFunc
 }
 
 // Accepting reports whether the gateway takes new kernels (false once Close
@@ -76,6 +83,7 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Replication != nil {
 		g.startReplica()
 	}
+	g.sweep()
 	return g, nil
 }
 
@@ -109,6 +117,42 @@ func (g *Gateway) recoverAll() {
 		}()
 	}
 	wg.Wait()
+}
+
+// sweep hands each provisioner that can clear what an earlier gateway
+// process left (proxy.Sweeper) the ids of the kernels taken back; the
+// sweeps run in the background, so a resource manager that does not answer
+// holds up nothing.
+func (g *Gateway) sweep() {
+	ctx, cancel := context.WithCancel(context.Background())
+	g.stopSweeps = cancel
+	var recovered []string
+	for _, m := range g.Kernels() {
+		recovered = append(recovered, m.ID)
+	}
+	if g.cfg.Replication != nil {
+		// In a group, what this replica launched may be another's now.
+		recs, err := g.cfg.Replication.Group.Load()
+		if err != nil {
+			g.cfg.Logger.Warn().Err(err).Msg("cannot read the group's records; nothing left by an earlier process is cleared")
+			cancel()
+			return
+		}
+		for _, r := range recs {
+			recovered = append(recovered, r.ID)
+		}
+	}
+	for _, p := range g.cfg.Proxies.Provisioners() {
+		s, ok := p.(proxy.Sweeper)
+		if !ok {
+			continue
+		}
+		g.sweeps.Go(func() {
+			if err := s.Sweep(ctx, recovered); err != nil {
+				g.cfg.Logger.Warn().Err(err).Msg("clearing what an earlier gateway process left")
+			}
+		})
+	}
 }
 
 // request sends msg to pid and waits up to timeout for the answer.
@@ -320,6 +364,8 @@ func (g *Gateway) Close(timeout time.Duration) error {
 		if g.replica != nil {
 			g.replica.close()
 		}
+		g.stopSweeps()
+		g.sweeps.Wait()
 		g.sys.Shutdown()
 	})
 	return g.closeErr

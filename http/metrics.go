@@ -33,6 +33,7 @@ func newMetrics(gw *actors.Gateway, srv *Server) *metrics {
 	}
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.requests, m.latency, gatewayCollector{gw: gw, srv: srv})
+	m.reg.MustRegister(srv.cfg.Collectors...)
 	return m
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/kernelgate/kernelgate/internal/lograte"
 	"github.com/kernelgate/kernelgate/internal/netlisten"
 	"github.com/kernelgate/kernelgate/kernelspecs"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 )
@@ -81,7 +82,10 @@ type Config struct {
 	Replicas func() []Replica
 	// Version is reported by GET /api.
 	Version string
-	Logger  zerolog.Logger
+	// Collectors are served on /metrics beside the gateway's own (a
+	// process proxy's, say).
+	Collectors []prometheus.Collector
+	Logger     zerolog.Logger
 }
 
 // Server serves the gateway's HTTP API.

@@ -1,14 +1,22 @@
-// Package launcher is `kernelgate launch`: the program a remote host runs
-// to start one kernel for a gateway. It speaks Enterprise Gateway's
-// launcher protocol (see actors/proxy/remote), so it and EG's Python
-// launcher are interchangeable: it picks the kernel's ports and a comm port
-// in the port range, writes the connection file (0600), starts the kernel
-// in a process group of its own, sends the encrypted connection info to the
-// gateway's response address, serves the comm port (signals for the
-// kernel's group, shutdown), and exits with the kernel, removing its file.
+// Package launcher is `kernelgate launch`: the program a remote host or a
+// kernel pod runs to start one kernel for a gateway. It speaks Enterprise
+// Gateway's launcher protocol (see actors/proxy/remote), so it and EG's
+// Python launcher are interchangeable: it picks the kernel's ports and a
+// comm port in the port range, writes the connection file (0600), starts
+// the kernel in a process group of its own, sends the encrypted connection
+// info to the gateway's response address, serves the comm port (signals for
+// the kernel's group, shutdown), and exits with the kernel, removing its
+// file.
+//
+// As a container's entrypoint it needs no arguments: like EG's
+// bootstrap-kernel.sh it takes KERNEL_ID, RESPONSE_ADDRESS, PUBLIC_KEY and
+// PORT_RANGE from the environment the gateway gives a kernel pod, and the
+// kernel's command from KERNEL_LANGUAGE; it binds the pod's address from
+// POD_IP (the downward API's status.podIP) when that is set.
 package launcher
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -50,7 +58,7 @@ type Options struct {
 // --RemoteProcessProxy.* forms too, then `--` and the kernel's argv) and
 // runs the launch; it returns the exit status.
 func Main(args []string, stderr io.Writer) int {
-	o, err := parse(args, stderr)
+	o, err := parse(args, os.Getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
@@ -66,41 +74,49 @@ func Main(args []string, stderr io.Writer) int {
 	return code
 }
 
-func parse(args []string, stderr io.Writer) (Options, error) {
+// parse reads a command line; what it lacks comes from the environment
+// (getenv) a kernel pod gets: KERNEL_ID, RESPONSE_ADDRESS, PUBLIC_KEY,
+// PORT_RANGE, POD_IP, and KERNEL_LANGUAGE for the kernel's command.
+func parse(args []string, getenv func(string) string, stderr io.Writer) (Options, error) {
 	o := Options{Stderr: stderr, ShutdownGrace: 10 * time.Second}
 	fs := flag.NewFlagSet("kernelgate launch", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: kernelgate launch --kernel-id ID --response-address IP:PORT --public-key KEY [--port-range L..U] [--ip IP] -- KERNEL ARGV (with {connection_file})")
+		fmt.Fprintln(stderr, "Usage: kernelgate launch --kernel-id ID --response-address IP:PORT --public-key KEY [--port-range L..U] [--ip IP] [-- KERNEL ARGV (with {connection_file})]")
+		fmt.Fprintln(stderr, "Each flag defaults to its variable of a kernel pod's environment (KERNEL_ID, RESPONSE_ADDRESS, PUBLIC_KEY, PORT_RANGE, POD_IP); without a kernel argv, KERNEL_LANGUAGE picks one.")
 		fs.PrintDefaults()
 	}
-	portRange := "0..0"
+	portRange := cmp.Or(getenv("PORT_RANGE"), "0..0")
 	for _, name := range []string{"kernel-id", "RemoteProcessProxy.kernel-id"} {
-		fs.StringVar(&o.KernelID, name, "", "the kernel's id (required)")
+		fs.StringVar(&o.KernelID, name, getenv("KERNEL_ID"), "the kernel's id (required)")
 	}
 	for _, name := range []string{"response-address", "RemoteProcessProxy.response-address"} {
-		fs.StringVar(&o.ResponseAddress, name, "", "the gateway's response address, ip:port")
+		fs.StringVar(&o.ResponseAddress, name, getenv("RESPONSE_ADDRESS"), "the gateway's response address, ip:port")
 	}
 	for _, name := range []string{"public-key", "RemoteProcessProxy.public-key"} {
-		fs.StringVar(&o.PublicKey, name, "", "the gateway's public key, base64 DER (required)")
+		fs.StringVar(&o.PublicKey, name, getenv("PUBLIC_KEY"), "the gateway's public key, base64 DER (required)")
 	}
 	for _, name := range []string{"port-range", "RemoteProcessProxy.port-range"} {
 		fs.StringVar(&portRange, name, portRange, "ports for the kernel and the comm port, L..U (0..0: any)")
 	}
-	fs.StringVar(&o.IP, "ip", "", "address to listen on (default: the one this host was reached at over SSH, else 0.0.0.0)")
+	fs.StringVar(&o.IP, "ip", getenv("POD_IP"), "address to listen on (default: the one this host was reached at over SSH, else 0.0.0.0)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
 	o.Argv = fs.Args()
 	if o.KernelID == "" || o.PublicKey == "" {
-		return o, errors.New("--kernel-id and --public-key are required")
+		return o, errors.New("--kernel-id and --public-key (or KERNEL_ID and PUBLIC_KEY) are required")
 	}
 	if len(o.Argv) == 0 {
-		return o, errors.New("no kernel command after --")
+		argv, ok := kernelArgv[strings.ToLower(getenv("KERNEL_LANGUAGE"))]
+		if !ok {
+			return o, fmt.Errorf("no kernel command after --, and none known for KERNEL_LANGUAGE %q", getenv("KERNEL_LANGUAGE"))
+		}
+		o.Argv = argv
 	}
 	minSize := ports.MinRangeSize
 	for _, env := range []string{"MIN_PORT_RANGE_SIZE", "EG_MIN_PORT_RANGE_SIZE"} {
-		if n, err := strconv.Atoi(os.Getenv(env)); err == nil {
+		if n, err := strconv.Atoi(getenv(env)); err == nil {
 			minSize = n
 			break
 		}
@@ -108,6 +124,12 @@ func parse(args []string, stderr io.Writer) (Options, error) {
 	var err error
 	o.PortRange, err = ports.ParseRange(portRange, minSize)
 	return o, err
+}
+
+// kernelArgv is the kernel's command by KERNEL_LANGUAGE when the command
+// line gives none, as EG's bootstrap-kernel.sh picks a launcher.
+var kernelArgv = map[string][]string{
+	"python": {"python3", "-m", "ipykernel_launcher", "-f", "{connection_file}"},
 }
 
 // Run launches the kernel and returns its exit status once it has ended.

@@ -92,10 +92,31 @@ type Provisioner interface {
 	Launch(ctx context.Context, req LaunchRequest) (Kernel, error)
 }
 
+// Retirer is a Provisioner that holds something for a kernel across its
+// launches (a namespace it created for the kernel's pods): the kernel actor
+// calls Retire once the kernel has ended for good (shut down, culled, or
+// dead after its restarts), off the actor and after the last launch's
+// Cleanup. It is not called for a restart, nor for a kernel left running
+// for the next gateway process.
+type Retirer interface {
+	Retire(ctx context.Context, kernelID string) error
+}
+
+// Sweeper is a Provisioner that can find what it launched for an earlier
+// gateway process: the gateway calls Sweep once at start, in the
+// background, after it has taken back the recorded kernels, with their ids.
+// Whatever else of its own Sweep finds, and did not launch itself since,
+// nobody will ever claim (the earlier process crashed, or kept no records),
+// so it ends it.
+type Sweeper interface {
+	Sweep(ctx context.Context, recovered []string) error
+}
+
 // Registry maps process-proxy class names to provisioners. EG's Python class
 // names are accepted as aliases of ours.
 type Registry struct {
 	byName   map[string]Provisioner
+	all      []Provisioner
 	fallback Provisioner
 }
 
@@ -107,9 +128,16 @@ func NewRegistry(fallback Provisioner) *Registry {
 
 // Register makes p available under each name.
 func (r *Registry) Register(p Provisioner, names ...string) {
+	r.all = append(r.all, p)
 	for _, n := range names {
 		r.byName[strings.ToLower(n)] = p
 	}
+}
+
+// Provisioners returns the fallback, then each provisioner as it was
+// registered (once per Register call).
+func (r *Registry) Provisioners() []Provisioner {
+	return append([]Provisioner{r.fallback}, r.all...)
 }
 
 // For returns the provisioner a kernelspec asks for.
@@ -160,6 +188,18 @@ func waitExit(k Kernel, d time.Duration) bool {
 			p.Poll()
 		}
 	}
+}
+
+// IsHostVariable reports whether a variable of a kernel's environment
+// describes the gateway's own machine (its search path, home, user, shell,
+// working and temporary directories): a kernel that runs elsewhere, on
+// another host or in a pod, must not get it.
+func IsHostVariable(name string) bool {
+	switch name {
+	case "PATH", "HOME", "USER", "LOGNAME", "SHELL", "PWD", "TMPDIR", "LS_COLORS":
+		return true
+	}
+	return false
 }
 
 // Unavailable is a provisioner that cannot be used (its configuration is

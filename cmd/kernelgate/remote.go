@@ -71,14 +71,19 @@ func remoteSettings(s *settings, c *remoteConfig) {
 	s.String(&c.LogDir, "kernel-log-dir", "/tmp", "directory on a remote host for its kernels' output (copied into the gateway's log when a kernel ends)", "EG_KERNEL_LOG_DIR")
 }
 
-// remoteProxies registers the remote provisioners; the returned function
-// releases what they hold. A distributed proxy that cannot be set up (no SSH
-// key, no known_hosts) fails only the launches that ask for it.
-func remoteProxies(c remoteConfig, reg *proxy.Registry, log zerolog.Logger) (closeAll func()) {
-	listener := remote.NewListener(remote.ListenerConfig{
+// responseListener is the launchers' response listener, shared by the
+// remote provisioners; it starts with the first remote kernel.
+func responseListener(c remoteConfig, log zerolog.Logger) *remote.Listener {
+	return remote.NewListener(remote.ListenerConfig{
 		IP: c.ResponseIP, Port: c.ResponsePort, PortRetries: c.ResponsePortRetries, AddrAny: c.ResponseAddrAny,
 		ProhibitedIPs: c.ProhibitedIPs, KeyBits: c.KeyBits, Logger: log.With().Str("component", "response-listener").Logger(),
 	})
+}
+
+// sshProxy registers the distributed (SSH) provisioner; the returned
+// function releases what it holds. One that cannot be set up (no SSH key,
+// no known_hosts) fails only the launches that ask for it.
+func sshProxy(c remoteConfig, listener *remote.Listener, reg *proxy.Registry, log zerolog.Logger) (closeAll func()) {
 	p, err := ssh.New(ssh.Config{
 		Hosts: c.Hosts, LoadBalancing: c.LoadBalancing, User: c.User, Port: c.SSHPort, KeyFiles: c.KeyFiles,
 		Password: c.Password, KnownHosts: c.KnownHosts, InsecureHostKeys: c.InsecureHostKeys,
@@ -89,11 +94,8 @@ func remoteProxies(c remoteConfig, reg *proxy.Registry, log zerolog.Logger) (clo
 	if err != nil {
 		log.Debug().Err(err).Msg("the distributed (SSH) process proxy is unavailable")
 		reg.Register(proxy.Unavailable{Err: err}, ssh.ClassNames...)
-		return listener.Close
+		return func() {}
 	}
 	reg.Register(p, ssh.ClassNames...)
-	return func() {
-		p.Close()
-		listener.Close()
-	}
+	return p.Close
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"strings"
 	"time"
 
@@ -16,16 +15,13 @@ import (
 // replicationConfig is the settings of a replica group.
 type replicationConfig struct {
 	Mode          string
-	InstanceID    string
 	URL           string
 	Token         string
 	LeaseDuration time.Duration
 }
 
 func replicationSettings(s *settings, c *replicationConfig) {
-	host, _ := os.Hostname()
 	s.String(&c.Mode, "availability-mode", "", "standalone or replication (a group of replicas sharing EG_PERSISTENCE_ROOT, any of which serves any kernel); empty = replication when --kernel-session-persistence is on, as in EG, and a mode turns persistence on", "EG_AVAILABILITY_MODE")
-	s.String(&c.InstanceID, "instance-id", host, "this gateway's name in its group (kernel leases, members, the labels of the kernels it launches)", "KERNELGATE_INSTANCE_ID")
 	s.String(&c.URL, "replica-url", "", "where the other replicas reach this one (http[s]://host:port[/base]); empty = the address it listens on", "KERNELGATE_REPLICA_URL")
 	s.String(&c.Token, "replica-token", "", "secret the replicas of a group share for their internal endpoints (forwarded actions, session handovers); empty = the auth token", "KERNELGATE_REPLICA_TOKEN")
 	s.Seconds(&c.LeaseDuration, "lease-duration", 15*time.Second, "seconds a kernel's owner may go silent before another replica takes the kernel over", "KERNELGATE_LEASE_DURATION")
@@ -56,7 +52,7 @@ func (c *serveConfig) replication(group store.Group, listen net.Addr) (*actors.R
 	if token == "" {
 		token = c.AuthToken
 	}
-	if r.InstanceID == "" {
+	if c.InstanceID == "" {
 		return nil, "", errors.New("replication: no --instance-id")
 	}
 	url := r.URL
@@ -67,7 +63,7 @@ func (c *serveConfig) replication(group store.Group, listen net.Addr) (*actors.R
 		}
 		url = scheme + "://" + listen.String() + strings.TrimRight(c.BaseURL, "/")
 	}
-	return &actors.Replication{ID: r.InstanceID, URL: url, Group: group, LeaseDuration: r.LeaseDuration,
+	return &actors.Replication{ID: c.InstanceID, URL: url, Group: group, LeaseDuration: r.LeaseDuration,
 		Peers: kghttp.NewReplicaClient(token)}, token, nil
 }
 

@@ -98,7 +98,11 @@ type serveConfig struct {
 	LogLevel           string
 	LogFormat          string
 
+	// InstanceID names this gateway: in its replica group, and on the
+	// Kubernetes objects it makes.
+	InstanceID  string
 	Remote      remoteConfig
+	Kubernetes  kubernetesConfig
 	Replication replicationConfig
 	Security    securityConfig
 }
@@ -192,8 +196,11 @@ func serveSettings(c *serveConfig, stderr io.Writer) *settings {
 	s.String(&c.PersistenceRoot, "persistence-root", defaultDataDir(), "directory whose kernel_sessions/ holds the records (0700; they include the kernels' keys)", "EG_PERSISTENCE_ROOT")
 	s.Bool(&c.KeepKernels, "keep-kernels-on-stop", false, "on SIGTERM/SIGINT leave recorded kernels running for the next gateway process instead of shutting them down (needs --kernel-session-persistence)", "KERNELGATE_KEEP_KERNELS_ON_STOP")
 	s.Seconds(&c.StopTimeout, "stop-timeout", 30*time.Second, "seconds to shut kernels down when the gateway stops", "KERNELGATE_STOP_TIMEOUT")
+	host, _ := os.Hostname()
+	s.String(&c.InstanceID, "instance-id", host, "this gateway's name: in its replica group (kernel leases, members) and on the Kubernetes pods and namespaces it makes (label kernelgate.io/instance), of which it deletes at start those no kernel claims; keep it stable across restarts and unique among gateways", "KERNELGATE_INSTANCE_ID")
 	remoteSettings(s, &c.Remote)
 	replicationSettings(s, &c.Replication)
+	kubernetesSettings(s, &c.Kubernetes)
 	s.String(&c.LogLevel, "log-level", "info", "debug, info, warn or error", "KERNELGATE_LOG_LEVEL")
 	s.String(&c.LogFormat, "log-format", "json", "json or console", "KERNELGATE_LOG_FORMAT")
 	return s
@@ -300,8 +307,15 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 	localProxy := &local.Provisioner{Ports: allocator, RuntimeDir: c.RuntimeDir, Detached: c.Persistence, Impersonate: sec.impersonate}
 	proxies := proxy.NewRegistry(localProxy)
 	proxies.Register(localProxy, local.ClassNames...)
-	closeRemote := remoteProxies(c.Remote, proxies, log)
-	defer closeRemote()
+	listener := responseListener(c.Remote, log)
+	defer listener.Close()
+	closeSSH := sshProxy(c.Remote, listener, proxies, log)
+	defer closeSSH()
+	collectors, closeK8s, err := kubernetesProxy(c.Kubernetes, c.InstanceID, c.Security.ProhibitedUIDs, c.Security.ProhibitedGIDs, c.Remote, listener, proxies, log)
+	if err != nil {
+		return err
+	}
+	defer closeK8s()
 	gw, err := actors.New(actors.Config{
 		MaxKernels: c.MaxKernels, MaxKernelsPerUser: c.MaxKernelsPerUser, Access: access,
 		ClientEnvs: c.ClientEnvs, InheritedEnvs: c.InheritedEnvs, BaseEnvs: c.BaseEnvs,
@@ -325,7 +339,7 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 		ListKernels: c.ListKernels, MaxBodySize: c.MaxBodySize, Access: access, Version: version, Logger: log,
 		MetricsAuth: c.MetricsAuth, Dashboard: c.Dashboard, UserIsolation: c.UserIsolation, UserHeader: c.UserHeader,
 		Identity: identityOrNil(sec.identity), AdminUsers: c.Security.AdminUsers, TLS: sec.tls,
-		MaxConns: c.MaxConns, MaxConnsPerIP: c.MaxConnsPerIP, ReplicaToken: replicaToken,
+		MaxConns: c.MaxConns, MaxConnsPerIP: c.MaxConnsPerIP, ReplicaToken: replicaToken, Collectors: collectors,
 		Websocket: kghttp.WebsocketConfig{PingInterval: c.WSPingInterval, PongTimeout: c.WSPongTimeout, ReadLimit: int64(c.WSReadLimit)},
 	}, gw, specs)
 

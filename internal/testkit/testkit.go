@@ -191,6 +191,8 @@ func PortRange(pkg string) (low, high int) {
 		return 30000, 31999
 	case "ports":
 		return 32000, 32500
+	case "kubernetes":
+		return 32501, 32767
 	}
 	panic("testkit: no port range for package " + pkg) // a test setup error
 }

@@ -83,7 +83,7 @@ func (k *Kernel) Signal(sig syscall.Signal) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, ErrRefused):
-		k.gone(fmt.Errorf("the launcher's comm port %s refuses connections: the kernel has ended", k.comm))
+		k.End(fmt.Errorf("the launcher's comm port %s refuses connections: the kernel has ended", k.comm))
 		return os.ErrProcessDone
 	case sig != 0 && k.opts.Fallback != nil:
 		return k.opts.Fallback(sig)
@@ -97,7 +97,7 @@ func (k *Kernel) Poll() error { return k.Signal(0) }
 // Cleanup tells the launcher to stop, if it still listens, then clears the
 // host.
 func (k *Kernel) Cleanup() error {
-	k.gone(errors.New("the kernel was stopped"))
+	k.End(errors.New("the kernel was stopped"))
 	SendComm(context.Background(), k.comm, ShutdownRequest, k.opts.CommTimeout)
 	if k.opts.Cleanup != nil {
 		return k.opts.Cleanup()
@@ -105,7 +105,10 @@ func (k *Kernel) Cleanup() error {
 	return nil
 }
 
-func (k *Kernel) gone(err error) {
+// End marks the kernel gone, with err as how it ended: for a provisioner
+// that learns of the end another way (a resource manager's status) than by
+// a refused comm port. Only the first call counts.
+func (k *Kernel) End(err error) {
 	k.once.Do(func() {
 		k.exitErr = err
 		close(k.exited)

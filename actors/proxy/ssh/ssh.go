@@ -124,11 +124,8 @@ func (p *Provisioner) Launch(ctx context.Context, req proxy.LaunchRequest) (prox
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", proxy.ErrLaunch, err)
 	}
-	portRange := p.cfg.PortRange
-	if s, ok := req.Spec.ProcessProxy.Config["port_range"].(string); ok && s != "" {
-		portRange = s
-	}
-	if _, err := ports.ParseRange(portRange, p.cfg.MinPortRangeSize); err != nil {
+	portRange, err := remote.PortRange(req.Spec, p.cfg.PortRange, p.cfg.MinPortRangeSize)
+	if err != nil {
 		return nil, fmt.Errorf("%w: %w", proxy.ErrLaunch, err)
 	}
 	w, err := p.cfg.Listener.Register(req.KernelID)
@@ -136,10 +133,8 @@ func (p *Provisioner) Launch(ctx context.Context, req proxy.LaunchRequest) (prox
 		return nil, fmt.Errorf("%w: %w", proxy.ErrLaunch, err)
 	}
 	defer w.Close()
-	argv := formatArgv(req.Spec.Argv, map[string]string{
-		"{kernel_id}": req.KernelID, "{response_address}": p.cfg.Listener.Address(),
-		"{public_key}": p.cfg.Listener.PublicKey(), "{port_range}": portRange, "{resource_dir}": req.Spec.Dir,
-	})
+	argv := remote.LaunchArgs{KernelID: req.KernelID, ResponseAddress: p.cfg.Listener.Address(),
+		PublicKey: p.cfg.Listener.PublicKey(), PortRange: portRange, ResourceDir: req.Spec.Dir}.Argv(req.Spec.Argv)
 	info := processInfo{LogFile: path.Join(p.cfg.LogDir, "kernel-"+req.KernelID+".log")}
 	cmd := launchCommand(req.Env, argv, info.LogFile)
 	var errs []error
@@ -285,24 +280,6 @@ func resolve(ctx context.Context, host string) (string, error) {
 	return ips[0].String(), nil
 }
 
-// formatArgv fills EG's placeholders; {connection_file} is left for the
-// launcher, which writes the file on the kernel's host.
-func formatArgv(argv []string, values map[string]string) []string {
-	out := make([]string, len(argv))
-	for i, a := range argv {
-		for k, v := range values {
-			a = strings.ReplaceAll(a, k, v)
-		}
-		out[i] = a
-	}
-	return out
-}
-
-// hostSpecific are gateway variables that describe the gateway's machine
-// and must not be exported on the kernel's host.
-var hostSpecific = map[string]bool{"PATH": true, "HOME": true, "USER": true, "LOGNAME": true, "SHELL": true,
-	"PWD": true, "TMPDIR": true, "LS_COLORS": true, "EG_REMOTE_PWD": true}
-
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // launchCommand is the shell command that starts a launcher detached from
@@ -311,7 +288,7 @@ var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 func launchCommand(env map[string]string, argv []string, logFile string) string {
 	names := make([]string, 0, len(env))
 	for k := range env {
-		if envName.MatchString(k) && !hostSpecific[k] {
+		if envName.MatchString(k) && !proxy.IsHostVariable(k) && k != "EG_REMOTE_PWD" {
 			names = append(names, k)
 		}
 	}
