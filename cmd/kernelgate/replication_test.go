@@ -1,10 +1,13 @@
 package main
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kernelgate/kernelgate/internal/jupytertest"
 	"github.com/kernelgate/kernelgate/internal/testkit"
 )
 
@@ -381,4 +385,41 @@ func TestCullingWithTwoReplicasCullsOnce(t *testing.T) {
 		culled += metric(t, r.url, "kernelgate_kernels_culled_total")
 	}
 	testkit.Equal(t, culled, 1.0)
+}
+
+// TestJupyterServerSessionSurvivesAReplicaKill: Jupyter Server in gateway
+// mode, pointed at the balancer, runs a notebook session; the replica that
+// carries its kernel's websocket is SIGKILLed. Jupyter Server reconnects
+// through the balancer, the kernel keeps its state, and the notebook's own
+// websocket (to Jupyter Server) stays open and runs code again.
+func TestJupyterServerSessionSurvivesAReplicaKill(t *testing.T) {
+	g := startGroup(t, 2)
+	js := jupytertest.Start(t, jupytertest.Server, g.lb, "", nil)
+	code, body, err := post(js+"/api/sessions?token="+jupytertest.Token, `{"path":"ha.ipynb","type":"notebook","name":"ha","kernel":{"name":"python3"}}`)
+	testkit.NoError(t, err)
+	testkit.True(t, code == http.StatusCreated, "session: %d %s", code, body)
+	var sess struct{ Kernel struct{ ID string } }
+	testkit.NoError(t, json.Unmarshal([]byte(body), &sess))
+	id := sess.Kernel.ID
+	nb := dialChannels(t, js, id, "notebook", url.Values{"session_id": {"notebook"}, "token": {jupytertest.Token}})
+	testkit.Equal(t, nb.runRetrying("x = 42; print('set')", time.Minute), "set\n")
+
+	// The replica Jupyter Server's websocket reached dies.
+	var carrier *gatewayProcess
+	testkit.Eventually(t, 10*time.Second, func() error {
+		for _, r := range g.replicas {
+			if _, body, err := get(r.url + "/api/kernels/" + id); err == nil && strings.Contains(body, `"connections":1`) {
+				carrier = r
+				return nil
+			}
+		}
+		return errors.New("no replica carries the notebook's websocket")
+	})
+	testkit.NoError(t, carrier.cmd.Process.Kill())
+	<-carrier.exited
+
+	testkit.Equal(t, nb.runRetrying("print(x)", 2*time.Minute), "42\n")
+	code, _, err = get(js + "/api/kernels/" + id + "?token=" + jupytertest.Token)
+	testkit.NoError(t, err)
+	testkit.Equal(t, code, http.StatusOK)
 }
