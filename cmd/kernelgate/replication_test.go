@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kernelgate/kernelgate/bench"
 	"github.com/kernelgate/kernelgate/internal/jupytertest"
 	"github.com/kernelgate/kernelgate/internal/testkit"
 )
@@ -422,4 +424,33 @@ func TestJupyterServerSessionSurvivesAReplicaKill(t *testing.T) {
 	code, _, err = get(js + "/api/kernels/" + id + "?token=" + jupytertest.Token)
 	testkit.NoError(t, err)
 	testkit.Equal(t, code, http.StatusOK)
+}
+
+// TestFailoverScenario runs `kernelgate bench`'s failover on a group: the
+// replica carrying two clients dies mid-stream; the streaming client gets
+// the rest of its cell (its reply rebuilt by the replica it moved to), the
+// idle one runs code again.
+func TestFailoverScenario(t *testing.T) {
+	g := startGroup(t, 2)
+	var replicas []bench.Replica
+	for _, r := range g.replicas {
+		replicas = append(replicas, bench.Replica{URL: r.url, PID: r.cmd.Process.Pid})
+	}
+	o := bench.DefaultOptions()
+	o.URL, o.Scenarios, o.Replicas, o.OpTimeout, o.FailFast = g.lb, []string{"failover"}, replicas, time.Minute, true
+	rep, err := bench.Run(context.Background(), o)
+	testkit.NoError(t, err)
+	res := rep.Results[0]
+	testkit.Equal(t, res.Errors, 0)
+	testkit.True(t, res.Counts["reconnects"] >= 1, "the streaming client never reconnected: %v", res.Counts)
+	testkit.True(t, res.Latency["recover"].P50 > 0, "no recovery time")
+	rebuilt := 0.0
+	for _, r := range g.replicas {
+		select {
+		case <-r.exited:
+		default: // the survivor
+			rebuilt += metric(t, r.url, "kernelgate_replies_rebuilt_total")
+		}
+	}
+	testkit.True(t, rebuilt >= 1, "no reply was rebuilt for the streaming client's cell")
 }
