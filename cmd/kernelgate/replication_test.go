@@ -165,17 +165,24 @@ func del(url string) (int, error) {
 // (its variables persist from one to the next), and interrupt, restart and
 // shutdown work from any replica.
 func TestEveryReplicaServesEveryKernel(t *testing.T) {
-	g := startGroup(t, 2)
+	for _, n := range []int{2, 3} {
+		t.Run(fmt.Sprint(n, " replicas"), func(t *testing.T) { everyReplicaServesEveryKernel(t, n) })
+	}
+}
+
+func everyReplicaServesEveryKernel(t *testing.T, n int) {
+	g := startGroup(t, n)
 	id := start(t, g.lb)
 	for _, r := range g.replicas {
 		code, body, err := get(r.url + "/api/kernels/" + id)
 		testkit.NoError(t, err)
 		testkit.True(t, code == http.StatusOK, "%s does not know kernel %s: %d %s", r, id, code, body)
 	}
-	r1, r2 := g.replicas[0], g.replicas[1]
-	dialKernel(t, r1.url, id, "a", "").run("x = 1")
-	dialKernel(t, r2.url, id, "b", "").run("x += 1")
-	testkit.Equal(t, dialKernel(t, r1.url, id, "c", "").run("print(x)"), "2\n")
+	// Each replica's websocket in turn drives the kernel: x counts them.
+	dialKernel(t, g.replicas[0].url, id, "first", "").run("x = 0")
+	for i, r := range g.replicas {
+		testkit.Equal(t, dialKernel(t, r.url, id, fmt.Sprint("s", i), "").run("x += 1; print(x)"), fmt.Sprintln(i+1))
+	}
 	for _, r := range g.replicas {
 		code, _, err := get(r.url + "/api/kernels")
 		testkit.NoError(t, err)
@@ -186,12 +193,14 @@ func TestEveryReplicaServesEveryKernel(t *testing.T) {
 		testkit.NoError(t, err)
 		testkit.True(t, code == http.StatusNoContent, "interrupt through %s: %d %s", r, code, body)
 	}
-	code, body, err := post(r2.url+"/api/kernels/"+id+"/restart", "")
+	last := g.replicas[n-1]
+	code, body, err := post(last.url+"/api/kernels/"+id+"/restart", "")
 	testkit.NoError(t, err)
-	testkit.True(t, code == http.StatusOK, "restart through r2: %d %s", code, body)
-	testkit.Equal(t, dialKernel(t, r1.url, id, "d", "").run("print('x' in dir())"), "False\n")
-	testkit.Equal(t, dialKernel(t, r2.url, id, "e", "").run("print('x' in dir())"), "False\n")
-	code, err = del(r2.url + "/api/kernels/" + id)
+	testkit.True(t, code == http.StatusOK, "restart through %s: %d %s", last, code, body)
+	for i, r := range g.replicas {
+		testkit.Equal(t, dialKernel(t, r.url, id, fmt.Sprint("after", i), "").run("print('x' in dir())"), "False\n")
+	}
+	code, err = del(last.url + "/api/kernels/" + id)
 	testkit.NoError(t, err)
 	testkit.Equal(t, code, http.StatusNoContent)
 	for _, r := range g.replicas {
