@@ -44,6 +44,17 @@ type Options struct {
 	ChurnDuration            time.Duration
 	ChurnConcurrency         int
 	FloodDuration            time.Duration // flood: how long the other kernel floods
+	// scale: kernels to reach, in waves of ScaleWave concurrent starts,
+	// measured at each of ScaleCheckpoints below it and at ScaleKernels:
+	// idle over ScaleIdle, ScaleListCount listings, round trips on
+	// ScaleRTTKernels random kernels, a burst of ScaleBurst starts.
+	ScaleKernels     int
+	ScaleWave        int
+	ScaleCheckpoints []int
+	ScaleIdle        time.Duration
+	ScaleListCount   int
+	ScaleRTTKernels  int
+	ScaleBurst       int
 	// Replicas are the replica group behind URL, for failover.
 	Replicas []Replica
 	// OpTimeout bounds every single operation (a start, a cell).
@@ -63,8 +74,10 @@ type Options struct {
 // them; the others (a replica group's failover) come after.
 var Scenarios = []string{"start", "rtt", "stream", "fanout", "flood", "users", "churn"}
 
-// order is the order of every scenario.
-var order = append(slices.Clone(Scenarios), "failover")
+// order is the order of every scenario: the standard suite's, then those
+// run only when asked for (a replica group's failover; scale, which holds
+// thousands of kernels).
+var order = append(slices.Clone(Scenarios), "failover", "scale")
 
 // DefaultOptions is the standard suite.
 func DefaultOptions() Options {
@@ -80,6 +93,8 @@ func DefaultOptions() Options {
 		ChurnDuration: 20 * time.Second, ChurnConcurrency: 4,
 		FloodDuration: 20 * time.Second,
 		OpTimeout:     2 * time.Minute,
+		ScaleKernels:  10000, ScaleWave: 50, ScaleCheckpoints: []int{1000, 5000},
+		ScaleIdle: 30 * time.Second, ScaleListCount: 20, ScaleRTTKernels: 200, ScaleBurst: 1000,
 	}
 }
 
@@ -113,6 +128,8 @@ type Result struct {
 	// Cost is the gateway's CPU and memory for the messages forwarded.
 	Cost      *Cost       `json:"gateway_cost,omitempty"`
 	Resources []Resources `json:"resources,omitempty"`
+	// Scale is the scale scenario's figures.
+	Scale *ScaleResult `json:"scale,omitempty"`
 
 	mu sync.Mutex
 }
@@ -151,6 +168,7 @@ type runner struct {
 	backend  Backend
 	language string
 	start    time.Time
+	host     string
 	progress Progress
 }
 
@@ -187,7 +205,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if !opts.Direct {
 		rep.Protocol = opts.Protocol
 	}
-	r := &runner{opts: opts, backend: backend, language: language, start: rep.Started, progress: opts.Progress}
+	r := &runner{opts: opts, backend: backend, language: language, start: rep.Started, host: rep.Host, progress: opts.Progress}
 	if r.progress == nil {
 		r.progress = silent{}
 	}
@@ -224,12 +242,24 @@ func withDefaults(o Options) Options {
 	}
 	for _, p := range []struct{ v, def *int }{{&o.Starts, &d.Starts}, {&o.ConcurrentStarts, &d.ConcurrentStarts},
 		{&o.RTTCount, &d.RTTCount}, {&o.StreamCount, &d.StreamCount}, {&o.StreamSize, &d.StreamSize},
-		{&o.Fanout, &d.Fanout}, {&o.Users, &d.Users}, {&o.ChurnConcurrency, &d.ChurnConcurrency}} {
+		{&o.Fanout, &d.Fanout}, {&o.Users, &d.Users}, {&o.ChurnConcurrency, &d.ChurnConcurrency},
+		{&o.ScaleKernels, &d.ScaleKernels}, {&o.ScaleWave, &d.ScaleWave}, {&o.ScaleListCount, &d.ScaleListCount},
+		{&o.ScaleRTTKernels, &d.ScaleRTTKernels}} {
 		positiveOr(p.v, *p.def)
 	}
 	for _, p := range []struct{ v, def *time.Duration }{{&o.UserInterval, &d.UserInterval}, {&o.UserDuration, &d.UserDuration},
-		{&o.ChurnDuration, &d.ChurnDuration}, {&o.FloodDuration, &d.FloodDuration}, {&o.OpTimeout, &d.OpTimeout}} {
+		{&o.ChurnDuration, &d.ChurnDuration}, {&o.FloodDuration, &d.FloodDuration}, {&o.OpTimeout, &d.OpTimeout},
+		{&o.ScaleIdle, &d.ScaleIdle}} {
 		positiveOr(p.v, *p.def)
+	}
+	if o.ScaleCheckpoints == nil {
+		o.ScaleCheckpoints = d.ScaleCheckpoints
+	}
+	switch {
+	case o.ScaleBurst == 0:
+		o.ScaleBurst = d.ScaleBurst
+	case o.ScaleBurst < 0: // none
+		o.ScaleBurst = 0
 	}
 	return o
 }

@@ -63,8 +63,28 @@ func WriteText(w io.Writer, rep *Report) error {
 		for _, e := range res.ErrorSamples {
 			fmt.Fprintf(w, "%s: error: %s\n", res.Scenario, e)
 		}
+		if res.Scale != nil {
+			writeScaleText(w, res.Scale)
+		}
 	}
 	return nil
+}
+
+// writeScaleText prints the scale scenario's figures, a row per checkpoint.
+func writeScaleText(w io.Writer, s *ScaleResult) {
+	fmt.Fprintf(w, "\nscale: %d kernels asked for, %d failed starts\n", s.Target, s.StartErrors)
+	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "kernels\tramp s\tRSS MiB\tKiB/kernel\tgoroutines\tfds\tidle cores\tlist p50\tlist p99\trtt p50\trtt p99\tburst ok\tburst s\tburst p99\t")
+	for _, c := range s.Checkpoints {
+		perKernel := 0.0
+		if c.KernelsLive > 0 && c.RSSBytes > 0 {
+			perKernel = float64(c.RSSBytes) / 1024 / float64(c.KernelsLive)
+		}
+		fmt.Fprintf(tw, "%d\t%.1f\t%.0f\t%.0f\t%d\t%d\t%.3f\t%.1f\t%.1f\t%.2f\t%.2f\t%d/%d\t%.1f\t%.0f\t\n", c.KernelsLive, c.StartSeconds,
+			mib(c.RSSBytes), perKernel, c.Goroutines, c.FDs, c.IdleCPUCores, c.ListP50, c.ListP99, c.RTTP50, c.RTTP99,
+			c.BurstOK, c.BurstN, c.BurstSeconds, c.BurstP99)
+	}
+	tw.Flush()
 }
 
 // WriteJSON writes the reports as a JSON array.
@@ -159,6 +179,7 @@ type chartSpec struct {
 	Kind    string   `json:"kind"` // bars, dist, lines or resources
 	X       []any    `json:"x"`
 	XLabels []string `json:"x_labels,omitempty"`
+	XUnit   string   `json:"x_unit,omitempty"` // lines and resources: default s
 	YUnit   string   `json:"y_unit,omitempty"`
 	Series  []series `json:"series"`
 }
@@ -200,6 +221,9 @@ func (b *chartBuilder) report(rep *Report) reportView {
 					Series: []series{{Label: "p50", Values: p50}, {Label: "p95", Values: p95}}},
 					fmt.Sprintf("%s %s: p50 and p95 latency per second of the run", res.Scenario, name)))
 			}
+		}
+		if res.Scale != nil {
+			rv.Charts = append(rv.Charts, b.scaleCharts(res)...)
 		}
 		if rs := res.Resources; len(rs) > 0 {
 			t, rss, gor, fds := make([]any, len(rs)), make([]any, len(rs)), make([]any, len(rs)), make([]any, len(rs))
@@ -404,3 +428,62 @@ td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}h2{margin-to
 <script>{{.Script}}</script>
 </body></html>
 `))
+
+// scaleCharts are the scale scenario's curves against the kernels live:
+// the gateway's resources as sampled through the run, then each
+// checkpoint's idle CPU and latencies.
+func (b *chartBuilder) scaleCharts(res *Result) []chartRef {
+	var refs []chartRef
+	var rs []Resources
+	for _, r := range res.Resources {
+		if r.Kernels > 0 {
+			rs = append(rs, r)
+		}
+	}
+	if len(rs) > 0 {
+		x, rss, gor, fds := make([]any, len(rs)), make([]any, len(rs)), make([]any, len(rs)), make([]any, len(rs))
+		for i, r := range rs {
+			x[i], rss[i], gor[i], fds[i] = r.Kernels, mib(r.RSSBytes), r.Goroutines, r.FDs
+		}
+		refs = append(refs, b.add(chartSpec{Kind: "resources", X: x, XUnit: "kernels", Series: []series{
+			{Label: "RSS MiB", Scale: "mib", Values: rss}, {Label: "goroutines", Scale: "n", Values: gor}, {Label: "open fds", Scale: "n", Values: fds},
+		}}, "scale: the gateway's resident memory (left axis), goroutines and open fds (right axis) against the kernels live, sampled every 2 s through the run (bursts included)"))
+	}
+	cps := res.Scale.Checkpoints
+	if len(cps) == 0 {
+		return refs
+	}
+	x := make([]any, len(cps))
+	col := func(f func(ScaleFigures) float64) []any {
+		out := make([]any, len(cps))
+		for i, c := range cps {
+			out[i] = f(c)
+		}
+		return out
+	}
+	for i, c := range cps {
+		x[i] = c.KernelsLive
+	}
+	refs = append(refs,
+		b.add(chartSpec{Kind: "lines", X: x, XUnit: "kernels", YUnit: "cores", Series: []series{
+			{Label: "idle CPU", Values: col(func(c ScaleFigures) float64 { return c.IdleCPUCores })},
+			{Label: "target 0.3", Values: col(func(ScaleFigures) float64 { return 0.3 })},
+		}}, "scale: the gateway's CPU with every kernel idle and attached, in cores"),
+		b.add(chartSpec{Kind: "lines", X: x, XUnit: "kernels", YUnit: "KiB", Series: []series{
+			{Label: "RSS per kernel", Values: col(func(c ScaleFigures) float64 { return float64(c.RSSBytes) / 1024 / float64(max(c.KernelsLive, 1)) })},
+			{Label: "target 150", Values: col(func(ScaleFigures) float64 { return 150 })},
+		}}, "scale: the gateway's resident memory per live kernel, KiB"),
+		b.add(chartSpec{Kind: "lines", X: x, XUnit: "kernels", YUnit: "ms", Series: []series{
+			{Label: "list p50", Values: col(func(c ScaleFigures) float64 { return c.ListP50 })},
+			{Label: "list p99", Values: col(func(c ScaleFigures) float64 { return c.ListP99 })},
+			{Label: "rtt p50", Values: col(func(c ScaleFigures) float64 { return c.RTTP50 })},
+			{Label: "rtt p99", Values: col(func(c ScaleFigures) float64 { return c.RTTP99 })},
+		}}, "scale: GET /api/kernels and round trips on random kernels, ms"),
+		b.add(chartSpec{Kind: "lines", X: x, XUnit: "kernels", YUnit: "s", Series: []series{
+			{Label: "burst: all answered", Values: col(func(c ScaleFigures) float64 { return c.BurstSeconds })},
+			{Label: "burst p99", Values: col(func(c ScaleFigures) float64 { return c.BurstP99 / 1000 })},
+			{Label: "burst p50", Values: col(func(c ScaleFigures) float64 { return c.BurstP50 / 1000 })},
+		}}, "scale: the burst of concurrent starts: seconds until all were answered, and their p50 and p99"),
+	)
+	return refs
+}

@@ -3,8 +3,9 @@
 // with its id. Kinds:
 //   bars       one bar per target (x_labels), a series each: a compared metric
 //   dist       latency histograms on a log scale, one stepped line per series
-//   lines      figures over the seconds of a run
-//   resources  the gateway's RSS (left axis) and goroutines and fds (right)
+//   lines      figures over the seconds of a run (or x_unit: kernels)
+//   resources  the gateway's RSS (left axis) and goroutines and fds (right),
+//              over the seconds of a run (or x_unit)
 'use strict';
 
 (() => {
@@ -15,6 +16,9 @@
   const fmt = (v) => (v == null ? '—' : v >= 100 ? Math.round(v).toLocaleString() : +v.toPrecision(3));
   // Axis ticks: short, so that a large figure fits the axis.
   const tick = (v) => (v == null ? '' : v >= 1e6 ? `${+(v / 1e6).toPrecision(3)}M` : v >= 1e4 ? `${+(v / 1e3).toPrecision(3)}k` : +v.toPrecision(3));
+  // The x axis of lines and resources: seconds, unless the chart says.
+  const xAxis = (c) => ({ label: c.x_unit && c.x_unit !== 's' ? c.x_unit : undefined, values: (u, vals) => vals.map((v) => (c.x_unit && c.x_unit !== 's' ? tick(v) : `${v} s`)) });
+  const xName = (c) => c.x_unit || 's';
 
   const kinds = {
     bars(c) {
@@ -45,19 +49,19 @@
     lines(c) {
       return {
         scales: { x: { time: false }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
-        axes: [{ values: (u, vals) => vals.map((v) => `${v} s`) }, { size: 56, label: c.y_unit, values: (u, vals) => vals.map(tick) }],
-        series: [{ label: 's' }, ...c.series.map((s, i) => ({ label: s.label, stroke: palette[i], width: 1.5 }))],
+        axes: [xAxis(c), { size: 56, label: c.y_unit, values: (u, vals) => vals.map(tick) }],
+        series: [{ label: xName(c) }, ...c.series.map((s, i) => ({ label: s.label, stroke: palette[i], width: 1.5 }))],
       };
     },
     resources(c) {
       return {
         scales: { x: { time: false }, mib: { range: (u, min, max) => [0, max * 1.1 || 1] }, n: { range: (u, min, max) => [0, max * 1.1 || 1] } },
         axes: [
-          { values: (u, vals) => vals.map((v) => `${v} s`) },
+          xAxis(c),
           { scale: 'mib', size: 56, label: 'MiB', values: (u, vals) => vals.map(tick) },
           { scale: 'n', side: 1, size: 56, grid: { show: false }, values: (u, vals) => vals.map(tick) },
         ],
-        series: [{ label: 's' }, ...c.series.map((s, i) => ({ label: s.label, scale: s.scale, stroke: palette[i], width: 1.5 }))],
+        series: [{ label: xName(c) }, ...c.series.map((s, i) => ({ label: s.label, scale: s.scale, stroke: palette[i], width: 1.5 }))],
       };
     },
   };

@@ -23,6 +23,8 @@ type Resources struct {
 	RSSBytes   int64   `json:"rss_bytes"`
 	FDs        int     `json:"fds"`
 	Goroutines int     `json:"goroutines"`
+	// Kernels is how many kernels the run had live then (scale), or 0.
+	Kernels int `json:"kernels,omitempty"`
 }
 
 // Sampler reads the gateway's resource use.
@@ -143,4 +145,23 @@ func sampleEvery(ctx context.Context, s Sampler, start time.Time, interval time.
 		case <-t.C:
 		}
 	}
+}
+
+// Both reads /proc for what it can tell (CPU, RSS, fds: exact, and cheap
+// for the gateway) and fills the rest (goroutines) from a metrics
+// endpoint, when one is set.
+type Both struct {
+	Proc    ProcSampler
+	Metrics Sampler
+}
+
+func (b Both) Sample(ctx context.Context) (Resources, error) {
+	r, err := b.Proc.Sample(ctx)
+	if err != nil || b.Metrics == nil {
+		return r, err
+	}
+	if m, err := b.Metrics.Sample(ctx); err == nil {
+		r.Goroutines = m.Goroutines
+	}
+	return r, nil
 }

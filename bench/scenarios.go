@@ -21,6 +21,8 @@ var scenarios = map[string]scenario{
 	"churn":  runChurn,
 	// Not in the standard suite: it needs a replica group (Options.Replicas).
 	"failover": runFailover,
+	// Not in the standard suite: thousands of kernels (make scale).
+	"scale": runScale,
 }
 
 // opCtx bounds one operation.

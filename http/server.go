@@ -75,6 +75,10 @@ type Config struct {
 	// Dashboard serves the operator dashboard at <base>dashboard/, behind
 	// the token (see dashboard.go).
 	Dashboard bool
+	// Pprof serves Go's profiles (heap, CPU, goroutines, …) at
+	// <base>debug/pprof/, behind the token, to callers who see every
+	// kernel. Off by default.
+	Pprof bool
 	// Replicas, when set, lists the replicas of this gateway's group for
 	// the dashboard, which calls it once a second while a page is open (it
 	// must not block). HOOK for replication (actors.Replication), which
@@ -340,6 +344,8 @@ func (s *Server) match(segs []string) (route, bool) {
 		return route{name: "session", handler: s.session, params: segs[2:]}, true
 	case n >= 1 && segs[0] == "dashboard" && s.dash != nil:
 		return s.dash.match(segs[1:])
+	case n >= 2 && segs[0] == "debug" && segs[1] == "pprof" && s.cfg.Pprof:
+		return route{name: "pprof", handler: s.pprofHandler, params: segs[2:]}, true
 	}
 	return route{}, false
 }

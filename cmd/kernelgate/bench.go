@@ -26,6 +26,7 @@ type benchConfig struct {
 	metricsURL string
 	quiet      bool
 	replicas   []string
+	scaleJSON  string
 }
 
 func benchSettings(c *benchConfig, stderr io.Writer) *settings {
@@ -38,7 +39,7 @@ func benchSettings(c *benchConfig, stderr io.Writer) *settings {
 	s.String(&o.Protocol, "protocol", d.Protocol, "websocket framing to ask for: v1 or legacy", "KERNELGATE_BENCH_PROTOCOL")
 	s.Bool(&o.Direct, "direct", false, "measure the limit: launch the local kernelspec and read it over ZMQ, no gateway", "KERNELGATE_BENCH_DIRECT")
 	s.String(&o.Label, "label", "", "name of this run in reports and comparisons", "KERNELGATE_BENCH_LABEL")
-	s.List(&o.Scenarios, "scenarios", d.Scenarios, "scenarios to run: start, rtt, stream, fanout, flood, users, churn; and failover (needs --replicas)", "KERNELGATE_BENCH_SCENARIOS")
+	s.List(&o.Scenarios, "scenarios", d.Scenarios, "scenarios to run: start, rtt, stream, fanout, flood, users, churn; and failover (needs --replicas), scale (thousands of kernels: --kernels)", "KERNELGATE_BENCH_SCENARIOS")
 	s.Int(&o.Starts, "starts", d.Starts, "start: sequential starts", "KERNELGATE_BENCH_STARTS")
 	s.Int(&o.ConcurrentStarts, "concurrent-starts", d.ConcurrentStarts, "start: concurrent starts", "KERNELGATE_BENCH_CONCURRENT_STARTS")
 	s.Int(&o.RTTCount, "rtt-count", d.RTTCount, "rtt: round trips", "KERNELGATE_BENCH_RTT_COUNT")
@@ -53,6 +54,14 @@ func benchSettings(c *benchConfig, stderr io.Writer) *settings {
 	s.Seconds(&o.FloodDuration, "flood-duration", d.FloodDuration, "flood: seconds of round trips alone, then as long while another kernel floods", "KERNELGATE_BENCH_FLOOD_DURATION")
 	s.List(&c.replicas, "replicas", nil, "failover: the replicas behind --url, as URL=PID (comma list); the bench kills one", "KERNELGATE_BENCH_REPLICAS")
 	s.Int(&o.ChurnConcurrency, "churn-concurrency", d.ChurnConcurrency, "churn: workers", "KERNELGATE_BENCH_CHURN_CONCURRENCY")
+	s.Int(&o.ScaleKernels, "kernels", d.ScaleKernels, "scale: kernels to reach, each with a websocket", "KERNELGATE_BENCH_KERNELS")
+	s.Int(&o.ScaleWave, "scale-wave", d.ScaleWave, "scale: concurrent starts while ramping up", "KERNELGATE_BENCH_SCALE_WAVE")
+	s.Ints(&o.ScaleCheckpoints, "scale-checkpoints", d.ScaleCheckpoints, "scale: kernel counts below --kernels to measure at too (comma list)", "KERNELGATE_BENCH_SCALE_CHECKPOINTS")
+	s.Seconds(&o.ScaleIdle, "scale-idle", d.ScaleIdle, "scale: seconds of idle (every kernel attached) over which the gateway's CPU is measured", "KERNELGATE_BENCH_SCALE_IDLE")
+	s.Int(&o.ScaleListCount, "scale-list-count", d.ScaleListCount, "scale: GET /api/kernels per checkpoint", "KERNELGATE_BENCH_SCALE_LIST_COUNT")
+	s.Int(&o.ScaleRTTKernels, "scale-rtt-kernels", d.ScaleRTTKernels, "scale: round trips per checkpoint, each on a random kernel", "KERNELGATE_BENCH_SCALE_RTT_KERNELS")
+	s.Int(&o.ScaleBurst, "scale-burst", d.ScaleBurst, "scale: concurrent starts of the burst at each checkpoint (deleted after); negative = none", "KERNELGATE_BENCH_SCALE_BURST")
+	s.String(&c.scaleJSON, "scale-json", "", "scale: write its figures (at --kernels and per checkpoint) as JSON to this file", "KERNELGATE_BENCH_SCALE_JSON")
 	s.Seconds(&o.OpTimeout, "op-timeout", d.OpTimeout, "seconds one operation (a start, a cell) may take", "KERNELGATE_BENCH_OP_TIMEOUT")
 	s.Bool(&o.FailFast, "fail-fast", false, "end the run at the first error (by default errors are counted)", "KERNELGATE_BENCH_FAIL_FAST")
 	s.Int(&c.pid, "pid", 0, "the gateway's process id, to sample its CPU, RSS and fds from /proc", "KERNELGATE_BENCH_PID")
@@ -85,7 +94,15 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	}
 	switch {
 	case c.pid > 0:
-		o.Sampler = bench.ProcSampler{PID: c.pid}
+		// /proc for CPU, RSS and fds; the goroutines from the gateway's
+		// metrics when it has them.
+		metrics := bench.Sampler(nil)
+		if c.metricsURL != "" {
+			metrics = bench.MetricsSampler{URL: c.metricsURL, Token: o.Token, Client: &http.Client{Timeout: 5 * time.Second}}
+		} else if !o.Direct {
+			metrics = bench.MetricsSamplerFor(ctx, o.URL, o.Token)
+		}
+		o.Sampler = bench.Both{Proc: bench.ProcSampler{PID: c.pid}, Metrics: metrics}
 	case c.metricsURL != "":
 		o.Sampler = bench.MetricsSampler{URL: c.metricsURL, Token: o.Token, Client: &http.Client{Timeout: 5 * time.Second}}
 	case !o.Direct:
@@ -120,7 +137,15 @@ func writeReports(c benchConfig, rep *bench.Report) error {
 		}
 		return errors.Join(f(out, rep), out.Close())
 	}
-	return errors.Join(write(c.jsonFile, bench.WriteJSON), write(c.htmlFile, bench.WriteHTML))
+	err := errors.Join(write(c.jsonFile, bench.WriteJSON), write(c.htmlFile, bench.WriteHTML))
+	if c.scaleJSON != "" {
+		for _, res := range rep.Results {
+			if res.Scale != nil {
+				err = errors.Join(err, write(c.scaleJSON, func(w io.Writer, _ ...*bench.Report) error { return bench.WriteScaleJSON(w, res.Scale) }))
+			}
+		}
+	}
+	return err
 }
 
 // runBenchCompare prints the comparison table of JSON reports, the first

@@ -4,28 +4,60 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os/signal"
 	"syscall"
 
+	"github.com/kernelgate/kernelgate/bench/farm"
 	"github.com/kernelgate/kernelgate/bench/synthkernel"
 )
 
-func runBenchKernel(args []string, _, stderr io.Writer) int {
+func runBenchKernel(args []string, stdout, stderr io.Writer) int {
 	s := newSettings("bench-kernel", stderr)
-	var connFile string
+	var connFile, farmAddr, firstIP string
+	var maxKernels int
 	s.String(&connFile, "f", "", "the kernel's connection file", "KERNELGATE_CONNECTION_FILE")
+	s.String(&farmAddr, "farm", "", "run a kernel farm instead: many synthetic kernels in this process, launched by gateways asking at this host:port (process proxy \"farm\")", "KERNELGATE_FARM")
+	s.String(&firstIP, "farm-first-ip", "127.64.0.1", "farm: the first kernel address; each kernel gets a loopback address of its own from there", "KERNELGATE_FARM_FIRST_IP")
+	s.Int(&maxKernels, "farm-max-kernels", 100000, "farm: most kernels alive at once", "KERNELGATE_FARM_MAX_KERNELS")
 	if code, ok := s.load(args); !ok {
 		return code
 	}
+	if farmAddr != "" {
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+		defer stop()
+		return runFarm(ctx, farm.Options{Addr: farmAddr, FirstIP: net.ParseIP(firstIP), MaxKernels: maxKernels, Log: stderr}, stdout, stderr)
+	}
 	if connFile == "" {
-		fmt.Fprintln(stderr, "kernelgate bench-kernel: -f <connection file> is required")
+		fmt.Fprintln(stderr, "kernelgate bench-kernel: -f <connection file> (or --farm host:port) is required")
 		return 2
 	}
+	// SIGINT interrupts the kernel (synthkernel.Run), as it does a kernel process.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	if err := synthkernel.Run(ctx, connFile); err != nil {
 		fmt.Fprintln(stderr, "kernelgate bench-kernel:", err)
 		return 1
 	}
+	return 0
+}
+
+// runFarm serves a kernel farm until ctx ends.
+func runFarm(ctx context.Context, o farm.Options, stdout, stderr io.Writer) int {
+	if o.FirstIP == nil {
+		fmt.Fprintln(stderr, "kernelgate bench-kernel: --farm-first-ip is not an IP address")
+		return 2
+	}
+	if _, err := raiseFileLimit(); err != nil {
+		fmt.Fprintln(stderr, "kernelgate bench-kernel:", err)
+	}
+	f, err := farm.Start(o)
+	if err != nil {
+		fmt.Fprintln(stderr, "kernelgate bench-kernel:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "kernelgate farm is available at %s\n", f.Addr())
+	<-ctx.Done()
+	f.Close()
 	return 0
 }

@@ -25,7 +25,7 @@ func commands() []command {
 	return []command{
 		{"serve", "run the gateway", runServe},
 		{"bench", "load-test a gateway (or 'bench compare' saved reports)", runBench},
-		{"bench-kernel", "run the synthetic benchmark kernel (-f <connection file>)", runBenchKernel},
+		{"bench-kernel", "run the synthetic benchmark kernel (-f <connection file>), or a farm of them (--farm host:port)", runBenchKernel},
 		{"launch", "start one kernel on this host for a remote gateway (EG's launcher protocol)", runLaunch},
 		{"version", "print the version and exit", runVersion},
 	}

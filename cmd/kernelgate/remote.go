@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/kernelgate/kernelgate/actors/proxy"
+	"github.com/kernelgate/kernelgate/actors/proxy/farm"
 	"github.com/kernelgate/kernelgate/actors/proxy/ports"
 	"github.com/kernelgate/kernelgate/actors/proxy/remote"
 	"github.com/kernelgate/kernelgate/actors/proxy/ssh"
@@ -97,5 +98,19 @@ func sshProxy(c remoteConfig, listener *remote.Listener, reg *proxy.Registry, lo
 		return func() {}
 	}
 	reg.Register(p, ssh.ClassNames...)
+	return p.Close
+}
+
+// farmProxy registers the kernel farm's provisioner (kernels hosted by
+// `kernelgate bench-kernel --farm`, for scale runs); it opens nothing
+// before a kernelspec asks for it.
+func farmProxy(c remoteConfig, listener *remote.Listener, reg *proxy.Registry, log zerolog.Logger) (closeAll func()) {
+	p, err := farm.New(farm.Config{Listener: listener, CommTimeout: c.SocketTimeout, PortRange: c.PortRange,
+		MinPortRangeSize: c.MinPortRangeSize, Logger: log.With().Str("component", "farm").Logger()})
+	if err != nil {
+		reg.Register(proxy.Unavailable{Err: err}, farm.ClassNames...)
+		return func() {}
+	}
+	reg.Register(p, farm.ClassNames...)
 	return p.Close
 }

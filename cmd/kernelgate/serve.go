@@ -68,6 +68,7 @@ type serveConfig struct {
 	KeepKernels       bool
 	MetricsAuth       bool
 	Dashboard         bool
+	Pprof             bool
 	UserIsolation     bool
 	UserHeader        string
 
@@ -192,6 +193,7 @@ func serveSettings(c *serveConfig, stderr io.Writer) *settings {
 	s.Seconds(&c.RateLimitWindow, "rate-limit-window", 3*time.Second, "seconds over which the iopub rates are averaged", "KERNELGATE_RATE_LIMIT_WINDOW")
 	s.Bool(&c.MetricsAuth, "metrics-auth", false, "require the token on /metrics (open by default, like /healthz)", "KERNELGATE_METRICS_AUTH")
 	s.Bool(&c.Dashboard, "dashboard", true, "serve the operator dashboard at <base-url>dashboard/, behind the token", "KERNELGATE_DASHBOARD")
+	s.Bool(&c.Pprof, "pprof", false, "serve Go's profiles (heap, CPU, goroutines) at <base-url>debug/pprof/, behind the token, for admins (go tool pprof)", "KERNELGATE_PPROF")
 	s.Bool(&c.Persistence, "kernel-session-persistence", false, "record every kernel so that a restarted gateway takes back the ones still running (local kernels then outlive the gateway process)", "EG_KERNEL_SESSION_PERSISTENCE")
 	s.String(&c.PersistenceRoot, "persistence-root", defaultDataDir(), "directory whose kernel_sessions/ holds the records (0700; they include the kernels' keys)", "EG_PERSISTENCE_ROOT")
 	s.Bool(&c.KeepKernels, "keep-kernels-on-stop", false, "on SIGTERM/SIGINT leave recorded kernels running for the next gateway process instead of shutting them down (needs --kernel-session-persistence)", "KERNELGATE_KEEP_KERNELS_ON_STOP")
@@ -311,6 +313,8 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 	defer listener.Close()
 	closeSSH := sshProxy(c.Remote, listener, proxies, log)
 	defer closeSSH()
+	closeFarm := farmProxy(c.Remote, listener, proxies, log)
+	defer closeFarm()
 	collectors, closeK8s, err := kubernetesProxy(c.Kubernetes, c.InstanceID, c.Security.ProhibitedUIDs, c.Security.ProhibitedGIDs, c.Remote, listener, proxies, log)
 	if err != nil {
 		return err
@@ -337,7 +341,7 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 		BaseURL: c.BaseURL, AuthToken: c.AuthToken, AllowOrigin: c.AllowOrigin, AllowCredentials: c.AllowCredentials,
 		AllowHeaders: c.AllowHeaders, AllowMethods: c.AllowMethods, ExposeHeaders: c.ExposeHeaders, MaxAge: c.MaxAge,
 		ListKernels: c.ListKernels, MaxBodySize: c.MaxBodySize, Access: access, Version: version, Logger: log,
-		MetricsAuth: c.MetricsAuth, Dashboard: c.Dashboard, UserIsolation: c.UserIsolation, UserHeader: c.UserHeader,
+		MetricsAuth: c.MetricsAuth, Dashboard: c.Dashboard, Pprof: c.Pprof, UserIsolation: c.UserIsolation, UserHeader: c.UserHeader,
 		Identity: identityOrNil(sec.identity), AdminUsers: c.Security.AdminUsers, TLS: sec.tls,
 		MaxConns: c.MaxConns, MaxConnsPerIP: c.MaxConnsPerIP, ReplicaToken: replicaToken, Collectors: collectors,
 		Websocket: kghttp.WebsocketConfig{PingInterval: c.WSPingInterval, PongTimeout: c.WSPongTimeout, ReadLimit: int64(c.WSReadLimit)},
