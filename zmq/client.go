@@ -5,14 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log"
+	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/go-zeromq/zmq4"
 	"github.com/google/uuid"
 )
 
@@ -41,8 +39,9 @@ type Options struct {
 	// Limits bound what the kernel can make us allocate or wait for.
 	// Default: DefaultLimits.
 	Limits Limits
-	// SendTimeout bounds one send; zmq4 writes synchronously, so a kernel
-	// that stops reading would otherwise block the sender. Default 10 s.
+	// SendTimeout bounds one send; a kernel that stops reading would
+	// otherwise block the sender. A send that times out fails its socket.
+	// Default 10 s.
 	SendTimeout time.Duration
 	// Deliver, when set, receives every message on the socket reader
 	// goroutines. It must not block. When nil, messages go to the channel
@@ -54,17 +53,15 @@ type Options struct {
 	// on a socket reader goroutine; it must not block. Heartbeat then
 	// cannot be used.
 	Echo func(seq uint64)
-	// Logger receives zmq4's own log output. Default: discarded.
-	Logger *log.Logger
 }
 
-// Client holds one kernel's five channels. Send is safe for concurrent use,
+// Client holds one kernel's five channels: a ZMTP connection each (see
+// peer), with one reader goroutine each. Send is safe for concurrent use,
 // although a single owner keeps message order well defined.
 type Client struct {
-	signer  *Signer
-	opts    Options
-	sockets [5]zmq4.Socket
-	cancel  context.CancelFunc
+	signer *Signer
+	opts   Options
+	peers  [5]*peer
 
 	inbox   chan Received
 	dropped atomic.Uint64
@@ -79,7 +76,7 @@ type Client struct {
 }
 
 // Connect dials all five channels of the kernel described by ci. It returns
-// when every socket has completed its handshake, or with an error when ctx
+// when every channel has completed its handshake, or with an error when ctx
 // ends first; kernels that are still starting are retried until then.
 func Connect(ctx context.Context, ci ConnectionInfo, opts Options) (*Client, error) {
 	if err := ci.Validate(); err != nil {
@@ -101,71 +98,63 @@ func Connect(ctx context.Context, ci ConnectionInfo, opts Options) (*Client, err
 	if opts.InboxSize <= 0 {
 		opts.InboxSize = 4096
 	}
-	if opts.Logger == nil {
-		opts.Logger = log.New(io.Discard, "", 0)
-	}
-	sctx, cancel := context.WithCancel(withLimits(context.Background(), opts.Limits))
-	c := &Client{signer: signer, opts: opts, cancel: cancel, hbReply: make(chan []byte, 1)}
+	c := &Client{signer: signer, opts: opts, hbReply: make(chan []byte, 1)}
 	if opts.Deliver == nil {
 		c.inbox = make(chan Received, opts.InboxSize)
 	}
-
-	common := []zmq4.Option{
-		zmq4.WithLogger(opts.Logger),
-		zmq4.WithTimeout(opts.SendTimeout),
-		zmq4.WithDialerRetry(50 * time.Millisecond),
-		zmq4.WithDialerMaxRetries(-1),
-		zmq4.WithDialerTimeout(opts.Limits.Handshake),
+	dctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type dialed struct {
+		ch  Channel
+		p   *peer
+		err error
 	}
-	id := zmq4.WithID(zmq4.SocketIdentity(opts.Identity))
-	c.sockets[Shell] = zmq4.NewDealer(sctx, append(common, id)...)
-	c.sockets[Control] = zmq4.NewDealer(sctx, append(common, id)...)
-	c.sockets[Stdin] = zmq4.NewDealer(sctx, append(common, id)...)
-	c.sockets[IOPub] = zmq4.NewSub(sctx, common...)
-	c.sockets[Heartbeat] = zmq4.NewDealer(sctx, common...)
-	// Subscribing before Dial makes zmq4 send the subscription as part of
-	// connecting, so nothing published after the handshake is missed.
-	if err := c.sockets[IOPub].SetOption(zmq4.OptionSubscribe, ""); err != nil {
-		c.abort()
-		return nil, fmt.Errorf("zmq: subscribe: %w", err)
-	}
-
-	dialed := make(chan error, len(c.sockets))
-	for ch, s := range c.sockets {
+	results := make(chan dialed, len(c.peers))
+	id := []byte(opts.Identity)
+	for ch := range c.peers {
+		typ, ident := typeDealer, id
+		switch Channel(ch) {
+		case IOPub:
+			typ, ident = typeSub, nil
+		case Heartbeat:
+			ident = nil
+		}
+		addr := net.JoinHostPort(ci.IP, strconv.Itoa(ci.Port(Channel(ch))))
 		go func() {
-			if err := s.Dial(ci.endpoint(Channel(ch))); err != nil {
-				dialed <- fmt.Errorf("zmq: dial %s: %w", Channel(ch), err)
-				return
+			p, err := dialPeer(dctx, addr, typ, ident, opts.Limits)
+			if err != nil {
+				err = fmt.Errorf("zmq: dial %s: %w", Channel(ch), err)
 			}
-			dialed <- nil
+			results <- dialed{Channel(ch), p, err}
 		}()
 	}
-	for range c.sockets {
-		select {
-		case err = <-dialed:
-		case <-ctx.Done():
-			err = fmt.Errorf("zmq: connect to kernel: %w", ctx.Err())
+	var errs []error
+	for range c.peers {
+		r := <-results
+		if r.err != nil {
+			cancel() // the other dials end at once
+			errs = append(errs, r.err)
+			continue
 		}
-		if err != nil {
-			c.abort()
-			// Dials still in flight return once the socket context is gone.
-			return nil, err
-		}
+		c.peers[r.ch] = r.p
 	}
-	for ch, s := range c.sockets {
+	if len(errs) > 0 {
+		for _, p := range c.peers {
+			if p != nil {
+				p.br.close()
+				p.close()
+			}
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("zmq: connect to kernel: %w", ctx.Err())
+		}
+		return nil, errs[0]
+	}
+	for ch, p := range c.peers {
 		c.readers.Add(1)
-		go c.read(Channel(ch), s)
+		go c.read(Channel(ch), p)
 	}
 	return c, nil
-}
-
-// abort tears down sockets before readers were started.
-func (c *Client) abort() {
-	c.closing.Store(true)
-	c.cancel()
-	for _, s := range c.sockets {
-		s.Close()
-	}
 }
 
 // Identity returns the routing identity of shell, control and stdin.
@@ -186,43 +175,31 @@ func (c *Client) Send(ch Channel, m *Message) error {
 	if ch > Stdin {
 		return fmt.Errorf("zmq: cannot send on %s", ch)
 	}
-	if err := c.sockets[ch].SendMulti(zmq4.NewMsgFrom(c.signer.Serialize(m)...)); err != nil {
+	if err := c.peers[ch].send(c.signer.Serialize(m), c.opts.SendTimeout); err != nil {
 		return fmt.Errorf("%w: send on %s: %w", ErrSocket, ch, err)
 	}
 	return nil
 }
 
-// read is one socket's reader. It keeps calling Recv until the socket fails
-// or closes: zmq4's per-connection goroutine blocks while its queue is full,
-// so a reader that stopped early would leak it.
-func (c *Client) read(ch Channel, s zmq4.Socket) {
+// read is one channel's reader: it hands over each message as it
+// completes, until the connection fails or closes.
+func (c *Client) read(ch Channel, p *peer) {
 	defer c.readers.Done()
+	defer p.br.close()
 	for {
-		zm, err := s.Recv()
+		frames, err := p.readMessage()
 		if err != nil {
-			if c.closing.Load() {
-				drain(s)
-				return
+			if !c.closing.Load() {
+				c.deliver(Received{Channel: ch, Err: fmt.Errorf("%w: %s: %w", ErrSocket, ch, err)})
 			}
-			c.deliver(Received{Channel: ch, Err: fmt.Errorf("%w: %s: %w", ErrSocket, ch, err)})
 			return
 		}
 		if ch == Heartbeat {
-			c.heartbeatIn(zm.Frames)
+			c.heartbeatIn(frames)
 			continue
 		}
-		m, err := c.signer.Parse(zm.Frames)
+		m, err := c.signer.Parse(frames)
 		c.deliver(Received{Channel: ch, Msg: m, Err: err})
-	}
-}
-
-// drain empties a closed socket's queue so that zmq4's connection goroutine,
-// if it was blocked handing over a message, can see the close and exit.
-// Recv on a closed socket picks at random between its queue and the closed
-// context, so a bounded number of calls suffices.
-func drain(s zmq4.Socket) {
-	for range 64 {
-		s.Recv()
 	}
 }
 
@@ -258,10 +235,20 @@ func (c *Client) heartbeatIn(frames [][]byte) {
 // Ping sends one heartbeat ping carrying seq; its echo comes back to
 // Options.Echo (or to Heartbeat).
 func (c *Client) Ping(seq uint64) error {
-	ping := []byte("ping-" + strconv.FormatUint(seq, 10))
+	return c.PingWithin(seq, c.opts.SendTimeout)
+}
+
+// PingWithin is Ping with its own bound on the write: a caller that pings
+// many kernels in turn must not wait long on one that stopped reading.
+func (c *Client) PingWithin(seq uint64, timeout time.Duration) error {
+	if c.closing.Load() {
+		return ErrClosed
+	}
+	var b [24]byte
+	ping := strconv.AppendUint(append(b[:0], "ping-"...), seq, 10)
 	// The empty first frame makes the ping valid for a REP heartbeat too;
 	// ipykernel's ROUTER echo device returns the frames unchanged.
-	if err := c.sockets[Heartbeat].SendMulti(zmq4.NewMsgFrom([]byte{}, ping)); err != nil {
+	if err := c.peers[Heartbeat].send([][]byte{{}, ping}, timeout); err != nil {
 		return fmt.Errorf("%w: heartbeat: %w", ErrSocket, err)
 	}
 	return nil
@@ -288,13 +275,12 @@ func (c *Client) Heartbeat(ctx context.Context) error {
 	}
 }
 
-// Close closes every socket and waits for the readers to exit.
+// Close closes every connection and waits for the readers to exit.
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
 		c.closing.Store(true)
-		c.cancel()
-		for _, s := range c.sockets {
-			s.Close()
+		for _, p := range c.peers {
+			p.close()
 		}
 		c.readers.Wait()
 	})

@@ -190,11 +190,12 @@ func (f *framer) scan(b []byte, sized func(uint64) error, done func(flags byte))
 //     command (READY) has arrived;
 //   - read through a buffer, and write each whole message with one syscall
 //     (zmq4 hands its frames to net.Buffers, which loses writev on any
-//     wrapped conn; buffering until the last frame restores one write);
+//     wrapped conn; buffering until the last frame restores one write),
+//     holding the read buffer only while it has bytes (see lazyReader);
 //   - refuse reads after Close, even from buffered bytes.
 type guardedConn struct {
 	net.Conn
-	br     *bufio.Reader
+	br     *lazyReader
 	bw     *bufio.Writer
 	limits Limits
 	closed atomic.Bool
@@ -210,7 +211,7 @@ type guardedConn struct {
 func newGuardedConn(ctx context.Context, c net.Conn, l Limits) *guardedConn {
 	g := &guardedConn{
 		Conn:   c,
-		br:     bufio.NewReaderSize(c, max(l.ReadBuffer, 4096)),
+		br:     newLazyReader(c, max(l.ReadBuffer, 4096)),
 		bw:     bufio.NewWriterSize(c, 64<<10),
 		limits: l,
 		in:     newFramer(),
