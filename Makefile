@@ -77,6 +77,12 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzRender$$' -fuzztime $(FUZZTIME) ./actors/proxy/kubernetes/podtemplate
 	$(GO) test -run '^$$' -fuzz '^FuzzYAMLSafeRoundTrip$$' -fuzztime $(FUZZTIME) ./actors/proxy/kubernetes/podtemplate
 
+# docs regenerates docs/configuration.md from the settings in cmd/kernelgate
+# (TestConfigurationDocIsGenerated fails when they differ).
+.PHONY: docs
+docs:
+	$(GO) run ./cmd/kernelgate serve --help-markdown > docs/configuration.md.tmp && mv docs/configuration.md.tmp docs/configuration.md
+
 # k8s-tools builds the Kubernetes programs internal/k8stest runs (pinned in
 # the separate module tools/k8s) into tools/bin: about 9 minutes on 2 cores
 # the first time, nothing while they are newer than tools/k8s/go.sum.
