@@ -330,4 +330,3 @@ func launchInImage(t *testing.T, root string, cfg imageConfig) {
 		t.Fatal("kernelgate launch did not end after the shutdown")
 	}
 }
-
