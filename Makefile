@@ -102,7 +102,7 @@ $(DEX): tools/dex/go.mod tools/dex/go.sum
 	cd tools/dex && CGO_ENABLED=0 $(GO) build -trimpath -o ../bin/dex github.com/dexidp/dex/cmd/dex
 test: dex-tools
 test: export KERNELGATE_REQUIRE_IDENTITY := 1
-test: export KERNELGATE_REQUIRE_IMAGES := 1
+test: export KERNELGATE_REQUIRE_DEPLOY := 1
 
 # apt_install installs the Debian packages of $(1) that are missing; silent
 # when all are there.

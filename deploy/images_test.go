@@ -21,9 +21,10 @@ import (
 	"github.com/kernelgate/kernelgate/zmq"
 )
 
-// requireImagesEnv makes a machine without podman or buildah fail the image
-// test instead of skipping it (`make test` installs them and sets it).
-const requireImagesEnv = "KERNELGATE_REQUIRE_IMAGES"
+// requireDeployEnv makes a machine without podman or buildah, or without
+// systemd-analyze, fail the tests that need them instead of skipping them
+// (`make test` installs them and sets it).
+const requireDeployEnv = "KERNELGATE_REQUIRE_DEPLOY"
 
 // imageTool is podman, else buildah; the test skips (or fails under
 // KERNELGATE_REQUIRE_IMAGES=1) without either, or when not root (the
@@ -33,12 +34,12 @@ func imageTool(t *testing.T) string {
 	for _, tool := range []string{"podman", "buildah"} {
 		if _, err := exec.LookPath(tool); err == nil {
 			if os.Getuid() != 0 {
-				skipOrFail(t, requireImagesEnv, "the image test mounts images and runs their files under chroot: it needs root")
+				skipOrFail(t, requireDeployEnv, "the image test mounts images and runs their files under chroot: it needs root")
 			}
 			return tool
 		}
 	}
-	skipOrFail(t, requireImagesEnv, "neither podman nor buildah is installed: `make images` (or `make test`) installs podman")
+	skipOrFail(t, requireDeployEnv, "neither podman nor buildah is installed: `make images` (or `make test`) installs podman")
 	return ""
 }
 
