@@ -38,7 +38,9 @@ type buildError struct {
 	out []byte
 }
 
-func (e *buildError) Error() string { return "go build ./cmd/kernelgate: " + e.err.Error() + "\n" + string(e.out) }
+func (e *buildError) Error() string {
+	return "go build ./cmd/kernelgate: " + e.err.Error() + "\n" + string(e.out)
+}
 
 func kernelgateBinary(t *testing.T) string {
 	t.Helper()
