@@ -258,6 +258,7 @@ func checkDeployment(t *testing.T, file string, d *appsv1.Deployment, objs []*un
 		testkit.Equal(t, env["EG_KERNEL_CLUSTER_ROLE"].Value, "kernel-controller")
 		testkit.Equal(t, len(find(objs, "ConfigMap")), 1)
 		testkit.Equal(t, len(find(objs, "ServiceMonitor")), 0)
+		checkRBACMatchesDocs(t, objs)
 	case "replication-values.yaml":
 		testkit.Equal(t, *d.Spec.Replicas, int32(3))
 		testkit.Equal(t, env["EG_AVAILABILITY_MODE"].Value, "replication")
@@ -511,4 +512,58 @@ func getJSON(ctx context.Context, url, token string, into any) error {
 		err = fmt.Errorf("GET %s: %d", url, status)
 	}
 	return err
+}
+
+// checkRBACMatchesDocs compares the gateway's ClusterRole with the RBAC
+// table of docs/kubernetes.md, row by row: the chart grants what the docs
+// say the Kubernetes proxy uses, no verb more or less.
+func checkRBACMatchesDocs(t *testing.T, objs []*unstructured.Unstructured) {
+	granted := map[string][]string{}
+	for _, o := range find(objs, "ClusterRole") {
+		if o.GetLabels()["app.kubernetes.io/component"] != "gateway" {
+			continue
+		}
+		for _, r := range as[rbacv1.ClusterRole](t, o).Rules {
+			for _, res := range r.Resources {
+				granted[res] = append(granted[res], r.Verbs...)
+			}
+		}
+	}
+	doc, err := os.ReadFile("../docs/kubernetes.md")
+	testkit.NoError(t, err)
+	section := string(doc)[strings.Index(string(doc), "### RBAC"):]
+	documented := map[string][]string{}
+	for _, line := range strings.Split(section, "\n") {
+		cells := strings.Split(line, "|")
+		if len(cells) < 4 || !strings.HasPrefix(strings.TrimSpace(cells[1]), "`") {
+			continue
+		}
+		resources := backticked(cells[1])
+		if len(resources) != 1 { // the optional row of objects templates make
+			continue
+		}
+		verbs := backticked(cells[2])
+		if strings.Contains(cells[2], "only") { // "`bind`, on `EG_KERNEL_CLUSTER_ROLE` only"
+			verbs = verbs[:1]
+		}
+		documented[resources[0]] = verbs
+	}
+	testkit.True(t, len(documented) >= 5, "RBAC rows read from docs/kubernetes.md: %v", documented)
+	for res := range granted {
+		slices.Sort(granted[res])
+	}
+	for res := range documented {
+		slices.Sort(documented[res])
+	}
+	testkit.Equal(t, granted, documented)
+}
+
+func backticked(s string) []string {
+	var out []string
+	for i, part := range strings.Split(s, "`") {
+		if i%2 == 1 {
+			out = append(out, part)
+		}
+	}
+	return out
 }
