@@ -53,8 +53,20 @@ build() { # build <containerfile> <context> <tag> [build-args…]
 	local file=$1 ctx=$2 tag=$3; shift 3
 	local args=(--build-arg "VERSION=$VERSION" --build-arg "SOURCE=$SOURCE" --build-arg "REVISION=$REVISION"
 		--build-arg "CREATED=$CREATED" --format oci -f "$file" -t "$tag" "$@")
-	if [ "$TOOL" = podman ]; then podman build --pull=never -q "${args[@]}" "$ctx" >/dev/null
+	local previous
+	previous=$(image_id "$tag")
+	if [ "$TOOL" = podman ]; then podman build --pull=never --layers=false -q "${args[@]}" "$ctx" >/dev/null
 	else buildah build --pull-never -q "${args[@]}" "$ctx" >/dev/null; fi
+	# The image the tag named before is left untagged: remove it (unless a
+	# container or another tag still uses it), or rebuilds pile up.
+	if [ -n "$previous" ] && [ "$previous" != "$(image_id "$tag")" ]; then
+		$TOOL rmi "$previous" >/dev/null 2>&1 || true
+	fi
+}
+
+image_id() {
+	if [ "$TOOL" = podman ]; then podman image inspect --format '{{.Id}}' "$1" 2>/dev/null || true
+	else buildah inspect --type image --format '{{.FromImageID}}' "$1" 2>/dev/null || true; fi
 }
 
 # The kernel image's base: a Debian root file system with ipykernel.
