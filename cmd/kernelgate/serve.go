@@ -306,7 +306,7 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 		files := store.FileStore{Dir: filepath.Join(c.PersistenceRoot, "kernel_sessions")}
 		records = files
 		if replicated {
-			if replication, replicaToken, err = c.replication(files, ln.Addr()); err != nil {
+			if replication, replicaToken, err = c.replication(files, ln.Addr(), sec.peerTLS); err != nil {
 				return err
 			}
 		}
