@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -122,6 +124,8 @@ type replica struct {
 
 	mu        sync.Mutex
 	handovers map[string]map[string]Handover // kernel → session → place, of kernels left running at stop
+
+	view atomic.Pointer[[]MemberView] // the group at the last sync (see GroupMembers)
 }
 
 func (g *Gateway) startReplica() {
@@ -202,15 +206,20 @@ func (r *replica) syncRecords() error {
 	live := recs[:0]
 	now := time.Now()
 	here := r.g.snapshot.Load().byID
+	owners := map[string]int{}
 	for _, rec := range recs {
 		if rec.Pending {
 			continue
 		}
 		live = append(live, rec)
 		if h, ok := here[rec.ID]; ok && !h.follower.Load() {
+			owners[r.cfg.ID]++
 			continue // owned here
 		}
 		l, lerr := r.cfg.Group.Holder(rec.ID)
+		if lerr == nil && now.Before(l.Expires) {
+			owners[l.Holder]++
+		}
 		if lerr != nil || l.Holder != "" && l.Holder != r.cfg.ID && now.Before(l.Expires) {
 			continue // another replica's
 		}
@@ -222,7 +231,48 @@ func (r *replica) syncRecords() error {
 		}
 	}
 	r.g.sys.Root.Send(r.g.pid, &groupSync{recs: live})
+	r.see(owners)
 	return err
+}
+
+// MemberView is a replica of the group as this one saw it at its last
+// sync.
+type MemberView struct {
+	ID   string
+	URL  string
+	Self bool
+	// Live: it beat within a lease.
+	Live bool
+	// Kernels it owns.
+	Kernels int
+}
+
+// see publishes the group's members with the kernels each owns.
+func (r *replica) see(owners map[string]int) {
+	members, err := r.cfg.Group.Members(24 * time.Hour)
+	if err != nil {
+		return // the last view stands
+	}
+	view := make([]MemberView, 0, len(members))
+	for _, m := range members {
+		view = append(view, MemberView{ID: m.ID, URL: m.URL, Self: m.ID == r.cfg.ID,
+			Live: time.Since(m.Beat) <= r.cfg.LeaseDuration, Kernels: owners[m.ID]})
+	}
+	slices.SortFunc(view, func(a, b MemberView) int { return strings.Compare(a.ID, b.ID) })
+	r.view.Store(&view)
+}
+
+// GroupMembers is the replica group as this replica saw it at its last sync
+// (a second ago at most); nil outside a group. It never waits on the
+// group's store.
+func (g *Gateway) GroupMembers() []MemberView {
+	if g.replica == nil {
+		return nil
+	}
+	if v := g.replica.view.Load(); v != nil {
+		return *v
+	}
+	return []MemberView{}
 }
 
 // close ends the replica's loop and gives up its leases, so that the others

@@ -12,17 +12,27 @@ import (
 	"github.com/kernelgate/kernelgate/bench/synthkernel"
 )
 
-func runBenchKernel(args []string, stdout, stderr io.Writer) int {
+// benchKernelConfig is what `kernelgate bench-kernel` takes.
+type benchKernelConfig struct {
+	connFile, farmAddr, firstIP string
+	maxKernels                  int
+}
+
+func benchKernelSettings(c *benchKernelConfig, stderr io.Writer) *settings {
 	s := newSettings("bench-kernel", stderr)
-	var connFile, farmAddr, firstIP string
-	var maxKernels int
-	s.String(&connFile, "f", "", "the kernel's connection file", "KERNELGATE_CONNECTION_FILE")
-	s.String(&farmAddr, "farm", "", "run a kernel farm instead: many synthetic kernels in this process, launched by gateways asking at this host:port (process proxy \"farm\")", "KERNELGATE_FARM")
-	s.String(&firstIP, "farm-first-ip", "127.64.0.1", "farm: the first kernel address; each kernel gets a loopback address of its own from there", "KERNELGATE_FARM_FIRST_IP")
-	s.Int(&maxKernels, "farm-max-kernels", 100000, "farm: most kernels alive at once", "KERNELGATE_FARM_MAX_KERNELS")
-	if code, ok := s.load(args); !ok {
+	s.String(&c.connFile, "f", "", "the kernel's connection file", "KERNELGATE_CONNECTION_FILE")
+	s.String(&c.farmAddr, "farm", "", "run a kernel farm instead: many synthetic kernels in this process, launched by gateways asking at this host:port (process proxy \"farm\")", "KERNELGATE_FARM")
+	s.String(&c.firstIP, "farm-first-ip", "127.64.0.1", "farm: the first kernel address; each kernel gets a loopback address of its own from there", "KERNELGATE_FARM_FIRST_IP")
+	s.Int(&c.maxKernels, "farm-max-kernels", 100000, "farm: most kernels alive at once", "KERNELGATE_FARM_MAX_KERNELS")
+	return s
+}
+
+func runBenchKernel(args []string, stdout, stderr io.Writer) int {
+	var c benchKernelConfig
+	if code, ok := benchKernelSettings(&c, stderr).load(args); !ok {
 		return code
 	}
+	connFile, farmAddr, firstIP, maxKernels := c.connFile, c.farmAddr, c.firstIP, c.maxKernels
 	if farmAddr != "" {
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 		defer stop()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/kernelgate/kernelgate/bench"
 	"github.com/kernelgate/kernelgate/internal/jupytertest"
+	"github.com/kernelgate/kernelgate/internal/testcerts"
 	"github.com/kernelgate/kernelgate/internal/testkit"
 )
 
@@ -37,10 +39,18 @@ const replicaLease = 3 * time.Second
 // startGroup starts n replicas and the balancer in front of them.
 func startGroup(t *testing.T, n int, extra ...string) *group {
 	t.Helper()
+	g := &group{t: t, replicas: startReplicas(t, n, extra...)}
+	g.lb = startBalancer(t, g.replicas)
+	return g
+}
+
+// startReplicas starts n replicas of a group on a shared persistence root.
+func startReplicas(t *testing.T, n int, extra ...string) []*gatewayProcess {
+	t.Helper()
 	root := t.TempDir()
 	low, high := testkit.PortRange("cmd")
 	width := (high - low + 1) / n
-	g := &group{t: t}
+	var replicas []*gatewayProcess
 	for i := range n {
 		args := append([]string{"--availability-mode", "replication", "--persistence-root", root,
 			"--instance-id", fmt.Sprint("r", i+1), "--replica-token", "group-secret",
@@ -48,10 +58,9 @@ func startGroup(t *testing.T, n int, extra ...string) *group {
 			// Each replica its own ports: allocators of other processes do
 			// not know each other's choices.
 			"--local-port-range", fmt.Sprintf("%d..%d", low+i*width, low+(i+1)*width-1)}, extra...)
-		g.replicas = append(g.replicas, startGateway(t, 0, args...))
+		replicas = append(replicas, startGateway(t, 0, args...))
 	}
-	g.lb = startBalancer(t, g.replicas)
-	return g
+	return replicas
 }
 
 // startBalancer runs HAProxy in front of the gateways, checking /readyz.
@@ -462,4 +471,42 @@ func TestFailoverScenario(t *testing.T) {
 		}
 	}
 	testkit.True(t, rebuilt >= 1, "no reply was rebuilt for the streaming client's cell")
+}
+
+// TestReplicasOverMutualTLS: replicas that serve mutual TLS call each other
+// with their own certificate: an action forwarded to a kernel's owner works.
+func TestReplicasOverMutualTLS(t *testing.T) {
+	ca := testcerts.NewCA(t, "group")
+	cert, key := ca.Peer(t, "replica")
+	r := startReplicas(t, 2, "--certfile", cert, "--keyfile", key, "--client-ca", ca.CertFile)
+	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		RootCAs: ca.Pool(), Certificates: []tls.Certificate{ca.ClientCert(t, "user")}}}}
+	call := func(method, url string, want int) string {
+		t.Helper()
+		req, err := http.NewRequest(method, url, strings.NewReader(`{"name":"python3"}`))
+		testkit.NoError(t, err)
+		resp, err := client.Do(req)
+		testkit.NoError(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		testkit.True(t, resp.StatusCode == want, "%s %s: %d %s", method, url, resp.StatusCode, b)
+		return string(b)
+	}
+	body := call("POST", r[0].url+"/api/kernels", http.StatusCreated)
+	id := body[strings.Index(body, `"id":"`)+6:][:36]
+	testkit.Eventually(t, 10*time.Second, func() error {
+		req, _ := http.NewRequest("GET", r[1].url+"/api/kernels/"+id, nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("the second replica answers %d", resp.StatusCode)
+		}
+		return nil
+	})
+	call("POST", r[1].url+"/api/kernels/"+id+"/restart", http.StatusOK)
+	call("DELETE", r[1].url+"/api/kernels/"+id, http.StatusNoContent)
+	call("GET", r[0].url+"/api/kernels/"+id, http.StatusNotFound)
 }
