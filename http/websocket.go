@@ -50,12 +50,13 @@ func (s *Server) channels(ctx *fasthttp.RequestCtx, p []string) error {
 	upgrader := websocket.FastHTTPUpgrader{
 		Subprotocols:    []string{framing.SubprotocolV1},
 		CheckOrigin:     func(*fasthttp.RequestCtx) bool { return true }, // dispatch checked it
-		ReadBufferSize:  16 << 10,
+		// Clients send little; a larger message is read past the buffer.
+		ReadBufferSize:  4 << 10,
 		WriteBufferSize: 16 << 10,
 		WriteBufferPool: &s.wsWriteBuffers,
 	}
 	log := s.cfg.Logger.With().Str("kernel_id", kernelID).Str("session", sessionID).Logger()
-	err := upgrader.Upgrade(ctx, func(c *websocket.Conn) {
+	err := s.upgrade(ctx, upgrader, func(c *websocket.Conn) {
 		conn := &wsConn{c: c, f: framing.For(c.Subprotocol())}
 		if !s.track(conn) {
 			conn.Close(1001, "gateway shutting down")
