@@ -48,8 +48,8 @@ func (s *Server) channels(ctx *fasthttp.RequestCtx, p []string) error {
 	// gets exactly what followed (see actors.Gateway.Attach).
 	lastMsgID := string(ctx.QueryArgs().Peek("last_msg_id"))
 	upgrader := websocket.FastHTTPUpgrader{
-		Subprotocols:    []string{framing.SubprotocolV1},
-		CheckOrigin:     func(*fasthttp.RequestCtx) bool { return true }, // dispatch checked it
+		Subprotocols: []string{framing.SubprotocolV1},
+		CheckOrigin:  func(*fasthttp.RequestCtx) bool { return true }, // dispatch checked it
 		// Clients send little; a larger message is read past the buffer.
 		ReadBufferSize:  4 << 10,
 		WriteBufferSize: 16 << 10,
