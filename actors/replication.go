@@ -69,6 +69,10 @@ type Handover struct {
 	After string `json:"after,omitempty"`
 	// Lost is set when the replica no longer kept where the client stood.
 	Lost bool `json:"lost,omitempty"`
+	// Merged maps the msg_id of each merged message the session was sent
+	// last (see coalescer) to that of the last message it stands for: a
+	// client whose last message is one of them goes on after that one.
+	Merged map[string]string `json:"merged,omitempty"`
 	// Routed are the messages for this session alone (replies to its
 	// requests) from after After on, which no other replica has: the
 	// kernel sent them to the leaving replica's channels.
