@@ -64,7 +64,11 @@ type Client struct {
 	signer  *Signer
 	opts    Options
 	sockets [5]zmq4.Socket
-	cancel  context.CancelFunc
+	// peers are the connections of the sockets we send on, written to
+	// directly (see Peers): one send is then one buffered write, without
+	// the goroutine and context zmq4 makes for each.
+	peers  [5]Peers
+	cancel context.CancelFunc
 
 	inbox   chan Received
 	dropped atomic.Uint64
@@ -118,11 +122,12 @@ func Connect(ctx context.Context, ci ConnectionInfo, opts Options) (*Client, err
 		zmq4.WithDialerTimeout(opts.Limits.Handshake),
 	}
 	id := zmq4.WithID(zmq4.SocketIdentity(opts.Identity))
-	c.sockets[Shell] = zmq4.NewDealer(sctx, append(common, id)...)
-	c.sockets[Control] = zmq4.NewDealer(sctx, append(common, id)...)
-	c.sockets[Stdin] = zmq4.NewDealer(sctx, append(common, id)...)
+	ctx4 := func(ch Channel) context.Context { return WithPeers(sctx, &c.peers[ch]) }
+	c.sockets[Shell] = zmq4.NewDealer(ctx4(Shell), append(common, id)...)
+	c.sockets[Control] = zmq4.NewDealer(ctx4(Control), append(common, id)...)
+	c.sockets[Stdin] = zmq4.NewDealer(ctx4(Stdin), append(common, id)...)
 	c.sockets[IOPub] = zmq4.NewSub(sctx, common...)
-	c.sockets[Heartbeat] = zmq4.NewDealer(sctx, common...)
+	c.sockets[Heartbeat] = zmq4.NewDealer(ctx4(Heartbeat), common...)
 	// Subscribing before Dial makes zmq4 send the subscription as part of
 	// connecting, so nothing published after the handshake is missed.
 	if err := c.sockets[IOPub].SetOption(zmq4.OptionSubscribe, ""); err != nil {
@@ -186,7 +191,7 @@ func (c *Client) Send(ch Channel, m *Message) error {
 	if ch > Stdin {
 		return fmt.Errorf("zmq: cannot send on %s", ch)
 	}
-	if err := c.sockets[ch].SendMulti(zmq4.NewMsgFrom(c.signer.Serialize(m)...)); err != nil {
+	if err := c.peers[ch].Send(c.signer.Serialize(m), true, c.opts.SendTimeout); err != nil {
 		return fmt.Errorf("%w: send on %s: %w", ErrSocket, ch, err)
 	}
 	return nil
@@ -261,7 +266,7 @@ func (c *Client) Ping(seq uint64) error {
 	ping := []byte("ping-" + strconv.FormatUint(seq, 10))
 	// The empty first frame makes the ping valid for a REP heartbeat too;
 	// ipykernel's ROUTER echo device returns the frames unchanged.
-	if err := c.sockets[Heartbeat].SendMulti(zmq4.NewMsgFrom([]byte{}, ping)); err != nil {
+	if err := c.peers[Heartbeat].Send([][]byte{{}, ping}, true, c.opts.SendTimeout); err != nil {
 		return fmt.Errorf("%w: heartbeat: %w", ErrSocket, err)
 	}
 	return nil
