@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -670,5 +671,62 @@ func TestReconnectDependsOnHowTheConnectionEnded(t *testing.T) {
 			second.waitFor("stream", `"22\n"`)
 			testkit.Equal(t, second.texts()[0], tt.wantFirst)
 		})
+	}
+}
+
+// A client behind its kernel gets its backlog merged (every line, once, in
+// order, in fewer messages, no 1013 for a small message bound); coming back
+// with ?last_msg_id= a merged message's id, it gets what followed the last
+// line that message held: no loss, no duplicate.
+func TestMergedBacklogAndResumeAfterAMergedMessage(t *testing.T) {
+	f := newFakeGateway(t, func(c *Config) { c.WebsocketQueue = 16 })
+	m := f.start()
+	first := newSocket(t)
+	stalled := make(chan struct{})
+	first.mu.Lock()
+	first.stalled = stalled
+	first.mu.Unlock()
+	a := f.attach(m.ID, "s", "", first)
+	execute(t, a, "s", lines(1, 300))
+	f.waitState(m.ID, StateBusy)
+	f.waitState(m.ID, StateIdle)
+	first.mu.Lock()
+	first.stalled = nil
+	first.mu.Unlock()
+	close(stalled)
+	first.waitFor("stream", `"300\n"`)
+	got := first.texts()
+	testkit.Equal(t, len(got), 300)
+	for i, l := range got {
+		testkit.Equal(t, l, strconv.Itoa(i+1))
+	}
+	testkit.True(t, f.m.MessagesMerged.Load() > 0, "nothing merged")
+	testkit.Equal(t, f.m.SlowConsumers.Load(), uint64(0))
+
+	// The merged message that holds line 150, and the last line it holds.
+	var last string
+	upTo := 0
+	first.mu.Lock()
+	for _, msg := range first.msgs {
+		var c struct{ Text string }
+		json.Unmarshal(msg.Content, &c)
+		ls := strings.Split(strings.TrimSuffix(c.Text, "\n"), "\n")
+		if msg.MsgType() == "stream" && len(ls) > 1 && slices.Contains(ls, "150") {
+			last = msg.Head().MsgID
+			upTo, _ = strconv.Atoi(ls[len(ls)-1])
+		}
+	}
+	first.mu.Unlock()
+	testkit.True(t, last != "", "line 150 was not in a merged message")
+	a.Close(EndBroken)
+
+	back := newSocket(t)
+	b := f.attach(m.ID, "s", last, back)
+	execute(t, b, "s", "echo end")
+	back.waitFor("stream", `"end\n"`)
+	got = back.texts()
+	testkit.Equal(t, len(got), 300-upTo+1)
+	for i, l := range got[:len(got)-1] {
+		testkit.Equal(t, l, strconv.Itoa(upTo+1+i))
 	}
 }

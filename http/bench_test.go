@@ -4,16 +4,21 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/kernelgate/kernelgate/actors"
+	"github.com/kernelgate/kernelgate/http/framing"
 	"github.com/kernelgate/kernelgate/internal/testkit"
 	"github.com/kernelgate/kernelgate/zmq"
 )
@@ -254,3 +259,44 @@ func reportPercentiles(b *testing.B, what string, d []time.Duration) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// BenchmarkWSConnFlush is a websocket's share of forwarding a 64-byte
+// stream message: encoding it in its framing straight into the batch and
+// writing the batch (64 messages, one write) to a loopback TCP connection
+// whose peer discards. allocs/op is 0.
+func BenchmarkWSConnFlush(b *testing.B) {
+	for _, codec := range []framing.Codec{framing.V1{}, framing.Legacy{}} {
+		b.Run(fmt.Sprintf("%T", codec)[len("framing."):], func(b *testing.B) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			testkit.NoError(b, err)
+			defer ln.Close()
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				io.Copy(io.Discard, c)
+				c.Close()
+			}()
+			nc, err := net.Dial("tcp", ln.Addr().String())
+			testkit.NoError(b, err)
+			w := &wsConn{nc: nc, f: codec, wmu: make(chan struct{}, 1)}
+			m, err := zmq.NewMessage("stream", "k", "u", []byte(`{"msg_id":"p"}`), map[string]string{"name": "stdout", "text": strings.Repeat("x", 63) + "\n"})
+			testkit.NoError(b, err)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				w.Queue(zmq.IOPub, m)
+				if i%64 == 63 {
+					testkit.NoError(b, w.Flush())
+				}
+			}
+			testkit.NoError(b, w.Flush())
+			b.StopTimer()
+			nc.Close()
+			<-done
+		})
+	}
+}
