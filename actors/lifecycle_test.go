@@ -688,8 +688,22 @@ func TestMergedBacklogAndResumeAfterAMergedMessage(t *testing.T) {
 	first.mu.Unlock()
 	a := f.attach(m.ID, "s", "", first)
 	execute(t, a, "s", lines(1, 300))
-	f.waitState(m.ID, StateBusy)
-	f.waitState(m.ID, StateIdle)
+	// Its 300 lines are in the log while the client reads nothing.
+	testkit.Eventually(t, 10*time.Second, func() error {
+		last := make(chan bool, 1)
+		f.inspect(m.ID, func(k *kernelActor) {
+			cur, _ := k.output.at(1)
+			found := false
+			for e, ok := k.output.next(&cur); ok; e, ok = k.output.next(&cur) {
+				found = found || strings.Contains(string(e.m.Content), `"300\n"`)
+			}
+			last <- found
+		})
+		if !<-last {
+			return errors.New("the cell is still running")
+		}
+		return nil
+	})
 	first.mu.Lock()
 	first.stalled = nil
 	first.mu.Unlock()

@@ -24,9 +24,10 @@ type outLog struct {
 
 	// Owned by the writer.
 	cur      *logChunk
-	last     tally  // of the newest entry
-	low      uint64 // oldest entry kept
-	bytes    int64  // bytes of the entries from low to head
+	last     tally     // of the newest entry
+	low      uint64    // oldest entry kept
+	lowc     *logChunk // the chunk of low
+	bytes    int64     // bytes of the entries from low to head
 	maxCount int
 	maxBytes int64
 	// keep is the oldest entry some session still needed when last asked
@@ -92,6 +93,7 @@ type sessionNum uint32
 func newOutLog(maxCount int, maxBytes int64) *outLog {
 	l := &outLog{maxCount: maxCount, maxBytes: maxBytes, low: 1, pin: math.MaxUint64}
 	l.cur = &logChunk{base: 1}
+	l.lowc = l.cur
 	l.tail.Store(l.cur)
 	l.head.Store(1)
 	return l
@@ -128,11 +130,10 @@ func (l *outLog) append(ch zmq.Channel, m *zmq.Message, to sessionNum) (lost uin
 func (l *outLog) bound() (lost uint64) {
 	head := l.head.Load()
 	for l.low < head && l.low < l.pin && (int(head-l.low) > l.maxCount || l.bytes > l.maxBytes) {
-		l.bytes -= int64(l.entryAt(l.low).size)
 		if l.low >= l.keep {
 			lost++
 		}
-		l.low++
+		l.drop()
 	}
 	l.release()
 	return lost
@@ -145,10 +146,18 @@ func (l *outLog) trim(keep, pin uint64) {
 	keep = min(keep, l.head.Load())
 	l.keep, l.pin = keep, pin
 	for l.low < keep {
-		l.bytes -= int64(l.entryAt(l.low).size)
-		l.low++
+		l.drop()
 	}
 	l.release()
+}
+
+// drop lets the oldest kept entry go.
+func (l *outLog) drop() {
+	if l.low-l.lowc.base == logChunkSize {
+		l.lowc = l.lowc.next.Load()
+	}
+	l.bytes -= int64(l.lowc.entries[l.low-l.lowc.base].size)
+	l.low++
 }
 
 // release lets go of the chunks wholly below low.
@@ -156,15 +165,6 @@ func (l *outLog) release() {
 	for t := l.tail.Load(); t != l.cur && t.base+logChunkSize <= l.low; t = l.tail.Load() {
 		l.tail.Store(t.next.Load())
 	}
-}
-
-// entryAt is the writer's view of a kept entry.
-func (l *outLog) entryAt(seq uint64) *logEntry {
-	c := l.tail.Load()
-	for seq >= c.base+logChunkSize {
-		c = c.next.Load()
-	}
-	return &c.entries[seq-c.base]
 }
 
 // oldest returns the seq of the oldest entry a reader can still find from
