@@ -70,6 +70,8 @@ var (
 		{prometheus.NewDesc("kernelgate_messages_to_clients_total", "Kernel messages written to websockets.", nil, nil), func(m *actors.Metrics) uint64 { return m.MessagesToClients.Load() }},
 		{prometheus.NewDesc("kernelgate_messages_to_kernels_total", "Client messages sent to kernels.", nil, nil), func(m *actors.Metrics) uint64 { return m.MessagesToKernels.Load() }},
 		{prometheus.NewDesc("kernelgate_slow_consumers_total", "Websockets disconnected for falling behind.", nil, nil), func(m *actors.Metrics) uint64 { return m.SlowConsumers.Load() }},
+		{prometheus.NewDesc("kernelgate_messages_merged_total", "Kernel messages merged into others for websockets that fell behind (streams joined, display updates superseded).", nil, nil), func(m *actors.Metrics) uint64 { return m.MessagesMerged.Load() }},
+		{prometheus.NewDesc("kernelgate_merge_bytes_saved_total", "Bytes those merges kept off the websockets.", nil, nil), func(m *actors.Metrics) uint64 { return m.MergeBytesSaved.Load() }},
 		{prometheus.NewDesc("kernelgate_session_buffer_dropped_total", "Messages dropped from full session buffers.", nil, nil), func(m *actors.Metrics) uint64 { return m.BufferDropped.Load() }},
 		{prometheus.NewDesc("kernelgate_bad_kernel_messages_total", "Kernel messages dropped for a bad signature or framing.", nil, nil), func(m *actors.Metrics) uint64 { return m.BadKernelMessages.Load() }},
 		{prometheus.NewDesc("kernelgate_kernel_queue_dropped_total", "Client messages dropped for a kernel that stopped reading.", nil, nil), func(m *actors.Metrics) uint64 { return m.KernelQueueDropped.Load() }},
