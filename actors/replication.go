@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -125,6 +128,8 @@ type replica struct {
 
 	mu        sync.Mutex
 	handovers map[string]map[string]Handover // kernel → session → place, of kernels left running at stop
+
+	view atomic.Pointer[[]MemberView] // the group at the last sync (see GroupMembers)
 }
 
 func (g *Gateway) startReplica() {
@@ -205,15 +210,20 @@ func (r *replica) syncRecords() error {
 	live := recs[:0]
 	now := time.Now()
 	here := r.g.snapshot.Load().byID
+	owners := map[string]int{}
 	for _, rec := range recs {
 		if rec.Pending {
 			continue
 		}
 		live = append(live, rec)
 		if h, ok := here[rec.ID]; ok && !h.follower.Load() {
+			owners[r.cfg.ID]++
 			continue // owned here
 		}
 		l, lerr := r.cfg.Group.Holder(rec.ID)
+		if lerr == nil && now.Before(l.Expires) {
+			owners[l.Holder]++
+		}
 		if lerr != nil || l.Holder != "" && l.Holder != r.cfg.ID && now.Before(l.Expires) {
 			continue // another replica's
 		}
@@ -225,7 +235,48 @@ func (r *replica) syncRecords() error {
 		}
 	}
 	r.g.sys.Root.Send(r.g.pid, &groupSync{recs: live})
+	r.see(owners)
 	return err
+}
+
+// MemberView is a replica of the group as this one saw it at its last
+// sync.
+type MemberView struct {
+	ID   string
+	URL  string
+	Self bool
+	// Live: it beat within a lease.
+	Live bool
+	// Kernels it owns.
+	Kernels int
+}
+
+// see publishes the group's members with the kernels each owns.
+func (r *replica) see(owners map[string]int) {
+	members, err := r.cfg.Group.Members(24 * time.Hour)
+	if err != nil {
+		return // the last view stands
+	}
+	view := make([]MemberView, 0, len(members))
+	for _, m := range members {
+		view = append(view, MemberView{ID: m.ID, URL: m.URL, Self: m.ID == r.cfg.ID,
+			Live: time.Since(m.Beat) <= r.cfg.LeaseDuration, Kernels: owners[m.ID]})
+	}
+	slices.SortFunc(view, func(a, b MemberView) int { return strings.Compare(a.ID, b.ID) })
+	r.view.Store(&view)
+}
+
+// GroupMembers is the replica group as this replica saw it at its last sync
+// (a second ago at most); nil outside a group. It never waits on the
+// group's store.
+func (g *Gateway) GroupMembers() []MemberView {
+	if g.replica == nil {
+		return nil
+	}
+	if v := g.replica.view.Load(); v != nil {
+		return *v
+	}
+	return []MemberView{}
 }
 
 // close ends the replica's loop and gives up its leases, so that the others
@@ -377,17 +428,19 @@ func (r *replica) act(id, action string, timeout time.Duration) (Model, error) {
 }
 
 // handoverFrom asks the other live replicas where a session that is new
-// here stood; a session that a dead replica held is reported as lost.
-func (r *replica) handoverFrom(kernelID, sessionID string) (Handover, bool) {
+// here stood. A session that a replica gone (or not answering) held by its
+// last beat is reported lost; one nobody knows is not Known.
+func (r *replica) handoverFrom(kernelID, sessionID string) Handover {
 	members, err := r.cfg.Group.Members(24 * time.Hour)
 	if err != nil {
-		return Handover{}, false
+		return Handover{}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), handoverWait+2*time.Second)
 	defer cancel()
 	type answer struct {
-		h   Handover
-		err error
+		h    Handover
+		err  error
+		held bool
 	}
 	answers := make(chan answer, len(members))
 	asked, lost := 0, false
@@ -395,31 +448,27 @@ func (r *replica) handoverFrom(kernelID, sessionID string) (Handover, bool) {
 		if m.ID == r.cfg.ID {
 			continue
 		}
+		held := slices.Contains(m.Sessions[kernelID], sessionID)
 		if time.Since(m.Beat) > r.cfg.LeaseDuration {
-			// A replica gone: if it held the session, the client's place
-			// went with it.
-			if ids, ok := m.Sessions[kernelID]; ok {
-				for _, s := range ids {
-					lost = lost || s == sessionID
-				}
-			}
+			lost = lost || held // its place went with the replica
 			continue
 		}
 		asked++
 		go func() {
 			h, err := r.cfg.Peers.Handover(ctx, m.URL, kernelID, sessionID)
-			answers <- answer{h, err}
+			answers <- answer{h, err, held}
 		}()
 	}
 	for range asked {
-		if a := <-answers; a.err == nil && a.h.Known {
-			return a.h, true
+		a := <-answers
+		switch {
+		case a.err == nil && a.h.Known:
+			return a.h
+		case errors.Is(a.err, ErrOwnerGone): // it died a moment ago
+			lost = lost || a.held
 		}
 	}
-	if lost {
-		return Handover{Known: true, Lost: true}, true
-	}
-	return Handover{}, false
+	return Handover{Known: lost, Lost: lost}
 }
 
 // keepHandover remembers where the sessions of a kernel left running at

@@ -73,6 +73,8 @@ var (
 		{prometheus.NewDesc("kernelgate_messages_merged_total", "Kernel messages merged into others for websockets that fell behind (streams joined, display updates superseded).", nil, nil), func(m *actors.Metrics) uint64 { return m.MessagesMerged.Load() }},
 		{prometheus.NewDesc("kernelgate_merge_bytes_saved_total", "Bytes those merges kept off the websockets.", nil, nil), func(m *actors.Metrics) uint64 { return m.MergeBytesSaved.Load() }},
 		{prometheus.NewDesc("kernelgate_session_buffer_dropped_total", "Messages dropped from full session buffers.", nil, nil), func(m *actors.Metrics) uint64 { return m.BufferDropped.Load() }},
+		{prometheus.NewDesc("kernelgate_session_gaps_total", "Sessions that moved to this replica from one that died, output of whose last moments may be missing.", nil, nil), func(m *actors.Metrics) uint64 { return m.SessionGaps.Load() }},
+		{prometheus.NewDesc("kernelgate_replies_rebuilt_total", "Execute replies rebuilt from the kernel's broadcast for clients whose replica died mid-request.", nil, nil), func(m *actors.Metrics) uint64 { return m.RepliesRebuilt.Load() }},
 		{prometheus.NewDesc("kernelgate_bad_kernel_messages_total", "Kernel messages dropped for a bad signature or framing.", nil, nil), func(m *actors.Metrics) uint64 { return m.BadKernelMessages.Load() }},
 		{prometheus.NewDesc("kernelgate_kernel_queue_dropped_total", "Client messages dropped for a kernel that stopped reading.", nil, nil), func(m *actors.Metrics) uint64 { return m.KernelQueueDropped.Load() }},
 	}

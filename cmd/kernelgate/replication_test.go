@@ -1,10 +1,15 @@
 package main
 
 import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +20,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kernelgate/kernelgate/bench"
+	"github.com/kernelgate/kernelgate/internal/jupytertest"
+	"github.com/kernelgate/kernelgate/internal/testcerts"
 	"github.com/kernelgate/kernelgate/internal/testkit"
 )
 
@@ -31,10 +39,18 @@ const replicaLease = 3 * time.Second
 // startGroup starts n replicas and the balancer in front of them.
 func startGroup(t *testing.T, n int, extra ...string) *group {
 	t.Helper()
+	g := &group{t: t, replicas: startReplicas(t, n, extra...)}
+	g.lb = startBalancer(t, g.replicas)
+	return g
+}
+
+// startReplicas starts n replicas of a group on a shared persistence root.
+func startReplicas(t *testing.T, n int, extra ...string) []*gatewayProcess {
+	t.Helper()
 	root := t.TempDir()
 	low, high := testkit.PortRange("cmd")
 	width := (high - low + 1) / n
-	g := &group{t: t}
+	var replicas []*gatewayProcess
 	for i := range n {
 		args := append([]string{"--availability-mode", "replication", "--persistence-root", root,
 			"--instance-id", fmt.Sprint("r", i+1), "--replica-token", "group-secret",
@@ -42,10 +58,9 @@ func startGroup(t *testing.T, n int, extra ...string) *group {
 			// Each replica its own ports: allocators of other processes do
 			// not know each other's choices.
 			"--local-port-range", fmt.Sprintf("%d..%d", low+i*width, low+(i+1)*width-1)}, extra...)
-		g.replicas = append(g.replicas, startGateway(t, 0, args...))
+		replicas = append(replicas, startGateway(t, 0, args...))
 	}
-	g.lb = startBalancer(t, g.replicas)
-	return g
+	return replicas
 }
 
 // startBalancer runs HAProxy in front of the gateways, checking /readyz.
@@ -159,17 +174,24 @@ func del(url string) (int, error) {
 // (its variables persist from one to the next), and interrupt, restart and
 // shutdown work from any replica.
 func TestEveryReplicaServesEveryKernel(t *testing.T) {
-	g := startGroup(t, 2)
+	for _, n := range []int{2, 3} {
+		t.Run(fmt.Sprint(n, " replicas"), func(t *testing.T) { everyReplicaServesEveryKernel(t, n) })
+	}
+}
+
+func everyReplicaServesEveryKernel(t *testing.T, n int) {
+	g := startGroup(t, n)
 	id := start(t, g.lb)
 	for _, r := range g.replicas {
 		code, body, err := get(r.url + "/api/kernels/" + id)
 		testkit.NoError(t, err)
 		testkit.True(t, code == http.StatusOK, "%s does not know kernel %s: %d %s", r, id, code, body)
 	}
-	r1, r2 := g.replicas[0], g.replicas[1]
-	dialKernel(t, r1.url, id, "a", "").run("x = 1")
-	dialKernel(t, r2.url, id, "b", "").run("x += 1")
-	testkit.Equal(t, dialKernel(t, r1.url, id, "c", "").run("print(x)"), "2\n")
+	// Each replica's websocket in turn drives the kernel: x counts them.
+	dialKernel(t, g.replicas[0].url, id, "first", "").run("x = 0")
+	for i, r := range g.replicas {
+		testkit.Equal(t, dialKernel(t, r.url, id, fmt.Sprint("s", i), "").run("x += 1; print(x)"), fmt.Sprintln(i+1))
+	}
 	for _, r := range g.replicas {
 		code, _, err := get(r.url + "/api/kernels")
 		testkit.NoError(t, err)
@@ -180,12 +202,14 @@ func TestEveryReplicaServesEveryKernel(t *testing.T) {
 		testkit.NoError(t, err)
 		testkit.True(t, code == http.StatusNoContent, "interrupt through %s: %d %s", r, code, body)
 	}
-	code, body, err := post(r2.url+"/api/kernels/"+id+"/restart", "")
+	last := g.replicas[n-1]
+	code, body, err := post(last.url+"/api/kernels/"+id+"/restart", "")
 	testkit.NoError(t, err)
-	testkit.True(t, code == http.StatusOK, "restart through r2: %d %s", code, body)
-	testkit.Equal(t, dialKernel(t, r1.url, id, "d", "").run("print('x' in dir())"), "False\n")
-	testkit.Equal(t, dialKernel(t, r2.url, id, "e", "").run("print('x' in dir())"), "False\n")
-	code, err = del(r2.url + "/api/kernels/" + id)
+	testkit.True(t, code == http.StatusOK, "restart through %s: %d %s", last, code, body)
+	for i, r := range g.replicas {
+		testkit.Equal(t, dialKernel(t, r.url, id, fmt.Sprint("after", i), "").run("print('x' in dir())"), "False\n")
+	}
+	code, err = del(last.url + "/api/kernels/" + id)
 	testkit.NoError(t, err)
 	testkit.Equal(t, code, http.StatusNoContent)
 	for _, r := range g.replicas {
@@ -381,4 +405,108 @@ func TestCullingWithTwoReplicasCullsOnce(t *testing.T) {
 		culled += metric(t, r.url, "kernelgate_kernels_culled_total")
 	}
 	testkit.Equal(t, culled, 1.0)
+}
+
+// TestJupyterServerSessionSurvivesAReplicaKill: Jupyter Server in gateway
+// mode, pointed at the balancer, runs a notebook session; the replica that
+// carries its kernel's websocket is SIGKILLed. Jupyter Server reconnects
+// through the balancer, the kernel keeps its state, and the notebook's own
+// websocket (to Jupyter Server) stays open and runs code again.
+func TestJupyterServerSessionSurvivesAReplicaKill(t *testing.T) {
+	g := startGroup(t, 2)
+	js := jupytertest.Start(t, jupytertest.Server, g.lb, "", nil)
+	code, body, err := post(js+"/api/sessions?token="+jupytertest.Token, `{"path":"ha.ipynb","type":"notebook","name":"ha","kernel":{"name":"python3"}}`)
+	testkit.NoError(t, err)
+	testkit.True(t, code == http.StatusCreated, "session: %d %s", code, body)
+	var sess struct{ Kernel struct{ ID string } }
+	testkit.NoError(t, json.Unmarshal([]byte(body), &sess))
+	id := sess.Kernel.ID
+	nb := dialChannels(t, js, id, "notebook", url.Values{"session_id": {"notebook"}, "token": {jupytertest.Token}})
+	testkit.Equal(t, nb.runRetrying("x = 42; print('set')", time.Minute), "set\n")
+
+	// The replica Jupyter Server's websocket reached dies.
+	var carrier *gatewayProcess
+	testkit.Eventually(t, 10*time.Second, func() error {
+		for _, r := range g.replicas {
+			if _, body, err := get(r.url + "/api/kernels/" + id); err == nil && strings.Contains(body, `"connections":1`) {
+				carrier = r
+				return nil
+			}
+		}
+		return errors.New("no replica carries the notebook's websocket")
+	})
+	testkit.NoError(t, carrier.cmd.Process.Kill())
+	<-carrier.exited
+
+	testkit.Equal(t, nb.runRetrying("print(x)", 2*time.Minute), "42\n")
+	code, _, err = get(js + "/api/kernels/" + id + "?token=" + jupytertest.Token)
+	testkit.NoError(t, err)
+	testkit.Equal(t, code, http.StatusOK)
+}
+
+// TestFailoverScenario runs `kernelgate bench`'s failover on a group: the
+// replica carrying two clients dies mid-stream; the streaming client gets
+// the rest of its cell (its reply rebuilt by the replica it moved to), the
+// idle one runs code again.
+func TestFailoverScenario(t *testing.T) {
+	g := startGroup(t, 2)
+	var replicas []bench.Replica
+	for _, r := range g.replicas {
+		replicas = append(replicas, bench.Replica{URL: r.url, PID: r.cmd.Process.Pid})
+	}
+	o := bench.DefaultOptions()
+	o.URL, o.Scenarios, o.Replicas, o.OpTimeout, o.FailFast = g.lb, []string{"failover"}, replicas, time.Minute, true
+	rep, err := bench.Run(context.Background(), o)
+	testkit.NoError(t, err)
+	res := rep.Results[0]
+	testkit.Equal(t, res.Errors, 0)
+	testkit.True(t, res.Counts["reconnects"] >= 1, "the streaming client never reconnected: %v", res.Counts)
+	testkit.True(t, res.Latency["recover"].P50 > 0, "no recovery time")
+	rebuilt := 0.0
+	for _, r := range g.replicas {
+		select {
+		case <-r.exited:
+		default: // the survivor
+			rebuilt += metric(t, r.url, "kernelgate_replies_rebuilt_total")
+		}
+	}
+	testkit.True(t, rebuilt >= 1, "no reply was rebuilt for the streaming client's cell")
+}
+
+// TestReplicasOverMutualTLS: replicas that serve mutual TLS call each other
+// with their own certificate: an action forwarded to a kernel's owner works.
+func TestReplicasOverMutualTLS(t *testing.T) {
+	ca := testcerts.NewCA(t, "group")
+	cert, key := ca.Peer(t, "replica")
+	r := startReplicas(t, 2, "--certfile", cert, "--keyfile", key, "--client-ca", ca.CertFile)
+	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		RootCAs: ca.Pool(), Certificates: []tls.Certificate{ca.ClientCert(t, "user")}}}}
+	call := func(method, url string, want int) string {
+		t.Helper()
+		req, err := http.NewRequest(method, url, strings.NewReader(`{"name":"python3"}`))
+		testkit.NoError(t, err)
+		resp, err := client.Do(req)
+		testkit.NoError(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		testkit.True(t, resp.StatusCode == want, "%s %s: %d %s", method, url, resp.StatusCode, b)
+		return string(b)
+	}
+	body := call("POST", r[0].url+"/api/kernels", http.StatusCreated)
+	id := body[strings.Index(body, `"id":"`)+6:][:36]
+	testkit.Eventually(t, 10*time.Second, func() error {
+		req, _ := http.NewRequest("GET", r[1].url+"/api/kernels/"+id, nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("the second replica answers %d", resp.StatusCode)
+		}
+		return nil
+	})
+	call("POST", r[1].url+"/api/kernels/"+id+"/restart", http.StatusOK)
+	call("DELETE", r[1].url+"/api/kernels/"+id, http.StatusNoContent)
+	call("GET", r[0].url+"/api/kernels/"+id, http.StatusNotFound)
 }

@@ -207,6 +207,13 @@ func serveSettings(c *serveConfig, stderr io.Writer) *settings {
 }
 
 func runServe(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 1 && args[0] == "--help-markdown" {
+		if err := writeConfigurationDoc(stdout); err != nil {
+			fmt.Fprintln(stderr, "kernelgate serve:", err)
+			return 1
+		}
+		return 0
+	}
 	var c serveConfig
 	st := serveSettings(&c, stderr)
 	if code, ok := st.load(args); !ok {
@@ -299,7 +306,7 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 		files := store.FileStore{Dir: filepath.Join(c.PersistenceRoot, "kernel_sessions")}
 		records = files
 		if replicated {
-			if replication, replicaToken, err = c.replication(files, ln.Addr()); err != nil {
+			if replication, replicaToken, err = c.replication(files, ln.Addr(), sec.peerTLS); err != nil {
 				return err
 			}
 		}
