@@ -18,8 +18,9 @@ import (
 	"github.com/kernelgate/kernelgate/internal/testkit"
 )
 
-// group is replicas of one group (a shared persistence root) behind
-// Debian's HAProxy, round-robin, no stickiness, on loopback.
+// group is replicas of one group behind Debian's HAProxy, round-robin, no
+// stickiness, on loopback. They share a store: a persistence root, or a
+// namespace of the test cluster.
 type group struct {
 	t        *testing.T
 	replicas []*gatewayProcess
@@ -28,20 +29,39 @@ type group struct {
 
 const replicaLease = 3 * time.Second
 
-// startGroup starts n replicas and the balancer in front of them.
-func startGroup(t *testing.T, n int, extra ...string) *group {
+// eachStore runs test once with each kernel store.
+func eachStore(t *testing.T, test func(t *testing.T, kernelStore string)) {
+	for _, st := range []string{storeFile, storeKubernetes} {
+		t.Run(st, func(t *testing.T) { test(t, st) })
+	}
+}
+
+// storeArgs are the settings of a group's store.
+func storeArgs(t *testing.T, kernelStore string) []string {
 	t.Helper()
-	root := t.TempDir()
+	if kernelStore == storeFile {
+		return []string{"--persistence-root", t.TempDir()}
+	}
+	c := kube.Cluster(t)
+	return []string{"--kernel-store", kernelStore, "--kubeconfig", c.Kubeconfig, "--namespace", c.Namespace(t)}
+}
+
+// startGroup starts n replicas sharing kernelStore and the balancer in
+// front of them.
+func startGroup(t *testing.T, kernelStore string, n int, extra ...string) *group {
+	t.Helper()
+	shared := storeArgs(t, kernelStore)
 	low, high := testkit.PortRange("cmd")
 	width := (high - low + 1) / n
 	g := &group{t: t}
 	for i := range n {
-		args := append([]string{"--availability-mode", "replication", "--persistence-root", root,
+		args := append([]string{"--availability-mode", "replication",
 			"--instance-id", fmt.Sprint("r", i+1), "--replica-token", "group-secret",
 			"--lease-duration", replicaLease.String(), "--stop-timeout", "20",
 			// Each replica its own ports: allocators of other processes do
 			// not know each other's choices.
-			"--local-port-range", fmt.Sprintf("%d..%d", low+i*width, low+(i+1)*width-1)}, extra...)
+			"--local-port-range", fmt.Sprintf("%d..%d", low+i*width, low+(i+1)*width-1)}, shared...)
+		args = append(args, extra...)
 		g.replicas = append(g.replicas, startGateway(t, 0, args...))
 	}
 	g.lb = startBalancer(t, g.replicas)
@@ -159,44 +179,68 @@ func del(url string) (int, error) {
 // (its variables persist from one to the next), and interrupt, restart and
 // shutdown work from any replica.
 func TestEveryReplicaServesEveryKernel(t *testing.T) {
-	g := startGroup(t, 2)
-	id := start(t, g.lb)
-	for _, r := range g.replicas {
-		code, body, err := get(r.url + "/api/kernels/" + id)
+	eachStore(t, func(t *testing.T, kernelStore string) {
+		g := startGroup(t, kernelStore, 2)
+		id := start(t, g.lb)
+		for _, r := range g.replicas {
+			code, body, err := get(r.url + "/api/kernels/" + id)
+			testkit.NoError(t, err)
+			testkit.True(t, code == http.StatusOK, "%s does not know kernel %s: %d %s", r, id, code, body)
+		}
+		groupView(t, g.replicas, 1, 2)
+		r1, r2 := g.replicas[0], g.replicas[1]
+		dialKernel(t, r1.url, id, "a", "").run("x = 1")
+		dialKernel(t, r2.url, id, "b", "").run("x += 1")
+		testkit.Equal(t, dialKernel(t, r1.url, id, "c", "").run("print(x)"), "2\n")
+		for _, r := range g.replicas {
+			code, _, err := get(r.url + "/api/kernels")
+			testkit.NoError(t, err)
+			testkit.Equal(t, code, http.StatusOK)
+		}
+		for _, r := range g.replicas {
+			code, body, err := post(r.url+"/api/kernels/"+id+"/interrupt", "")
+			testkit.NoError(t, err)
+			testkit.True(t, code == http.StatusNoContent, "interrupt through %s: %d %s", r, code, body)
+		}
+		code, body, err := post(r2.url+"/api/kernels/"+id+"/restart", "")
 		testkit.NoError(t, err)
-		testkit.True(t, code == http.StatusOK, "%s does not know kernel %s: %d %s", r, id, code, body)
-	}
-	r1, r2 := g.replicas[0], g.replicas[1]
-	dialKernel(t, r1.url, id, "a", "").run("x = 1")
-	dialKernel(t, r2.url, id, "b", "").run("x += 1")
-	testkit.Equal(t, dialKernel(t, r1.url, id, "c", "").run("print(x)"), "2\n")
-	for _, r := range g.replicas {
-		code, _, err := get(r.url + "/api/kernels")
+		testkit.True(t, code == http.StatusOK, "restart through r2: %d %s", code, body)
+		testkit.Equal(t, dialKernel(t, r1.url, id, "d", "").run("print('x' in dir())"), "False\n")
+		testkit.Equal(t, dialKernel(t, r2.url, id, "e", "").run("print('x' in dir())"), "False\n")
+		code, err = del(r2.url + "/api/kernels/" + id)
 		testkit.NoError(t, err)
-		testkit.Equal(t, code, http.StatusOK)
-	}
-	for _, r := range g.replicas {
-		code, body, err := post(r.url+"/api/kernels/"+id+"/interrupt", "")
-		testkit.NoError(t, err)
-		testkit.True(t, code == http.StatusNoContent, "interrupt through %s: %d %s", r, code, body)
-	}
-	code, body, err := post(r2.url+"/api/kernels/"+id+"/restart", "")
-	testkit.NoError(t, err)
-	testkit.True(t, code == http.StatusOK, "restart through r2: %d %s", code, body)
-	testkit.Equal(t, dialKernel(t, r1.url, id, "d", "").run("print('x' in dir())"), "False\n")
-	testkit.Equal(t, dialKernel(t, r2.url, id, "e", "").run("print('x' in dir())"), "False\n")
-	code, err = del(r2.url + "/api/kernels/" + id)
-	testkit.NoError(t, err)
-	testkit.Equal(t, code, http.StatusNoContent)
-	for _, r := range g.replicas {
-		testkit.Eventually(t, 10*time.Second, func() error {
-			if code, _, _ := get(r.url + "/api/kernels/" + id); code != http.StatusNotFound {
-				return fmt.Errorf("%s still answers %d for the deleted kernel", r, code)
+		testkit.Equal(t, code, http.StatusNoContent)
+		for _, r := range g.replicas {
+			testkit.Eventually(t, 10*time.Second, func() error {
+				if code, _, _ := get(r.url + "/api/kernels/" + id); code != http.StatusNotFound {
+					return fmt.Errorf("%s still answers %d for the deleted kernel", r, code)
+				}
+				return nil
+			})
+		}
+		testkit.NoKernelProcesses(t, id, 10*time.Second)
+	})
+}
+
+// groupView waits until the replicas' metrics say that they know the
+// group's kernels, own each once between them, and see live members.
+func groupView(t *testing.T, replicas []*gatewayProcess, kernels, members int) {
+	t.Helper()
+	testkit.Eventually(t, 20*time.Second, func() error {
+		owned := 0.0
+		for _, r := range replicas {
+			known := metric(t, r.url, `kernelgate_group_kernels{scope="known"}`)
+			live := metric(t, r.url, "kernelgate_group_replicas")
+			if known != float64(kernels) || live != float64(members) {
+				return fmt.Errorf("%s knows %v kernels and %v replicas, want %d and %d", r, known, live, kernels, members)
 			}
-			return nil
-		})
-	}
-	testkit.NoKernelProcesses(t, id, 10*time.Second)
+			owned += metric(t, r.url, `kernelgate_group_kernels{scope="owned"}`)
+		}
+		if owned != float64(kernels) {
+			return fmt.Errorf("%v kernels owned in all, want %d", owned, kernels)
+		}
+		return nil
+	})
 }
 
 // lines is Python printing 1..n, one line at a time, with a pause so that
@@ -260,7 +304,7 @@ func numbered(t *testing.T, text string, n int) {
 // session id. It gets every line once, in order: after a close, and after a
 // broken connection when it says which message it had last.
 func TestClientMovesToAnotherReplicaMidCell(t *testing.T) {
-	g := startGroup(t, 2)
+	g := startGroup(t, storeFile, 2)
 	r1, r2 := g.replicas[0], g.replicas[1]
 	id := start(t, r1.url)
 	for _, tt := range []struct {
@@ -300,28 +344,31 @@ func TestClientMovesToAnotherReplicaMidCell(t *testing.T) {
 // its kernels (taken over once their lease lapses) and the others' keep
 // their state and answer through the balancer.
 func TestKernelsSurviveAKilledReplica(t *testing.T) {
-	g := startGroup(t, 2)
-	r1, r2 := g.replicas[0], g.replicas[1]
-	k1, k2 := start(t, r1.url), start(t, r2.url)
-	dialKernel(t, r1.url, k1, "s1", "").run("x = 'one'")
-	dialKernel(t, r2.url, k2, "s2", "").run("x = 'two'")
-	testkit.NoError(t, r1.cmd.Process.Kill())
-	<-r1.exited
-	for _, k := range []struct{ id, want string }{{k1, "one\n"}, {k2, "two\n"}} {
-		testkit.Equal(t, dialKernel(t, g.lb, k.id, "after-"+k.id, "").run("print(x)"), k.want)
-	}
-	// The survivor owns the dead replica's kernel now: it restarts it.
-	code, body, err := post(g.lb+"/api/kernels/"+k1+"/restart", "")
-	testkit.NoError(t, err)
-	testkit.True(t, code == http.StatusOK, "restart of the taken-over kernel: %d %s", code, body)
-	testkit.Equal(t, dialKernel(t, r2.url, k1, "s3", "").run("print('x' in dir())"), "False\n")
+	eachStore(t, func(t *testing.T, kernelStore string) {
+		g := startGroup(t, kernelStore, 2)
+		r1, r2 := g.replicas[0], g.replicas[1]
+		k1, k2 := start(t, r1.url), start(t, r2.url)
+		dialKernel(t, r1.url, k1, "s1", "").run("x = 'one'")
+		dialKernel(t, r2.url, k2, "s2", "").run("x = 'two'")
+		testkit.NoError(t, r1.cmd.Process.Kill())
+		<-r1.exited
+		groupView(t, g.replicas[1:], 2, 1) // the survivor owns both
+		for _, k := range []struct{ id, want string }{{k1, "one\n"}, {k2, "two\n"}} {
+			testkit.Equal(t, dialKernel(t, g.lb, k.id, "after-"+k.id, "").run("print(x)"), k.want)
+		}
+		// The survivor owns the dead replica's kernel now: it restarts it.
+		code, body, err := post(g.lb+"/api/kernels/"+k1+"/restart", "")
+		testkit.NoError(t, err)
+		testkit.True(t, code == http.StatusOK, "restart of the taken-over kernel: %d %s", code, body)
+		testkit.Equal(t, dialKernel(t, r2.url, k1, "s3", "").run("print('x' in dir())"), "False\n")
+	})
 }
 
 // TestStoppedReplicaHandsItsClientsOver: SIGTERM of a replica while a cell
 // streams: its client is sent away (1001), reconnects through the balancer
 // with its session id and gets every line once, in order.
 func TestStoppedReplicaHandsItsClientsOver(t *testing.T) {
-	g := startGroup(t, 2)
+	g := startGroup(t, storeFile, 2)
 	r1 := g.replicas[0]
 	id := start(t, r1.url)
 	w := dialKernel(t, r1.url, id, "rolling", "")
@@ -342,43 +389,47 @@ func TestStoppedReplicaHandsItsClientsOver(t *testing.T) {
 // TestLimitsHoldAcrossReplicas: max kernels is the group's: concurrent
 // starts on both replicas never pass it.
 func TestLimitsHoldAcrossReplicas(t *testing.T) {
-	g := startGroup(t, 2, "--max-kernels", "2")
-	var mu sync.Mutex
-	codes := map[int]int{}
-	var wg sync.WaitGroup
-	for i := range 6 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			code, _, err := post(g.replicas[i%2].url+"/api/kernels", `{"name":"python3"}`)
-			if err != nil {
-				t.Error(err)
-			}
-			mu.Lock()
-			codes[code]++
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	testkit.Equal(t, codes[http.StatusCreated], 2)
-	testkit.Equal(t, codes[http.StatusForbidden], 4)
+	eachStore(t, func(t *testing.T, kernelStore string) {
+		g := startGroup(t, kernelStore, 2, "--max-kernels", "2")
+		var mu sync.Mutex
+		codes := map[int]int{}
+		var wg sync.WaitGroup
+		for i := range 6 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				code, _, err := post(g.replicas[i%2].url+"/api/kernels", `{"name":"python3"}`)
+				if err != nil {
+					t.Error(err)
+				}
+				mu.Lock()
+				codes[code]++
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		testkit.Equal(t, codes[http.StatusCreated], 2)
+		testkit.Equal(t, codes[http.StatusForbidden], 4)
+	})
 }
 
 // TestCullingWithTwoReplicasCullsOnce: only the kernel's owner culls it.
 func TestCullingWithTwoReplicasCullsOnce(t *testing.T) {
-	g := startGroup(t, 2, "--cull-idle-timeout", "2", "--cull-interval", "1")
-	id := start(t, g.lb)
-	for _, r := range g.replicas {
-		testkit.Eventually(t, 30*time.Second, func() error {
-			if code, _, _ := get(r.url + "/api/kernels/" + id); code != http.StatusNotFound {
-				return fmt.Errorf("%s still has the kernel (%d)", r, code)
-			}
-			return nil
-		})
-	}
-	culled := 0.0
-	for _, r := range g.replicas {
-		culled += metric(t, r.url, "kernelgate_kernels_culled_total")
-	}
-	testkit.Equal(t, culled, 1.0)
+	eachStore(t, func(t *testing.T, kernelStore string) {
+		g := startGroup(t, kernelStore, 2, "--cull-idle-timeout", "2", "--cull-interval", "1")
+		id := start(t, g.lb)
+		for _, r := range g.replicas {
+			testkit.Eventually(t, 30*time.Second, func() error {
+				if code, _, _ := get(r.url + "/api/kernels/" + id); code != http.StatusNotFound {
+					return fmt.Errorf("%s still has the kernel (%d)", r, code)
+				}
+				return nil
+			})
+		}
+		culled := 0.0
+		for _, r := range g.replicas {
+			culled += metric(t, r.url, "kernelgate_kernels_culled_total")
+		}
+		testkit.Equal(t, culled, 1.0)
+	})
 }
