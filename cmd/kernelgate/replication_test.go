@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/kernelgate/kernelgate/internal/testkit"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // group is replicas of one group behind Debian's HAProxy, round-robin, no
@@ -25,6 +27,8 @@ type group struct {
 	t        *testing.T
 	replicas []*gatewayProcess
 	lb       string // the balancer's URL
+	// dropRecord deletes a kernel's record behind the replicas' backs.
+	dropRecord func(id string)
 }
 
 const replicaLease = 3 * time.Second
@@ -36,24 +40,32 @@ func eachStore(t *testing.T, test func(t *testing.T, kernelStore string)) {
 	}
 }
 
-// storeArgs are the settings of a group's store.
-func storeArgs(t *testing.T, kernelStore string) []string {
+// storeArgs are the settings of a group's store, and how to delete a
+// kernel's record there.
+func storeArgs(t *testing.T, kernelStore string) ([]string, func(id string)) {
 	t.Helper()
 	if kernelStore == storeFile {
-		return []string{"--persistence-root", t.TempDir()}
+		root := t.TempDir()
+		return []string{"--persistence-root", root}, func(id string) {
+			testkit.NoError(t, os.Remove(filepath.Join(root, "kernel_sessions", id+".json")))
+		}
 	}
 	c := kube.Cluster(t)
-	return []string{"--kernel-store", kernelStore, "--kubeconfig", c.Kubeconfig, "--namespace", c.Namespace(t)}
+	ns := c.Namespace(t)
+	return []string{"--kernel-store", kernelStore, "--kubeconfig", c.Kubeconfig, "--namespace", ns}, func(id string) {
+		err := c.Client.CoreV1().Secrets(ns).Delete(context.Background(), "kernelgate-kernel-"+id, metav1.DeleteOptions{})
+		testkit.NoError(t, err)
+	}
 }
 
 // startGroup starts n replicas sharing kernelStore and the balancer in
 // front of them.
 func startGroup(t *testing.T, kernelStore string, n int, extra ...string) *group {
 	t.Helper()
-	shared := storeArgs(t, kernelStore)
+	shared, drop := storeArgs(t, kernelStore)
 	low, high := testkit.PortRange("cmd")
 	width := (high - low + 1) / n
-	g := &group{t: t}
+	g := &group{t: t, dropRecord: drop}
 	for i := range n {
 		args := append([]string{"--availability-mode", "replication",
 			"--instance-id", fmt.Sprint("r", i+1), "--replica-token", "group-secret",
@@ -410,6 +422,38 @@ func TestLimitsHoldAcrossReplicas(t *testing.T) {
 		wg.Wait()
 		testkit.Equal(t, codes[http.StatusCreated], 2)
 		testkit.Equal(t, codes[http.StatusForbidden], 4)
+	})
+}
+
+// TestRecordMissingWhileLeaseHeld: a kernel whose record disappears while
+// its owner holds its lease (the Kubernetes store's garbage collector
+// deletes the record with the kernel's old pod on a restart) stays served
+// by every replica, and its owner records it again with its next launch.
+func TestRecordMissingWhileLeaseHeld(t *testing.T) {
+	eachStore(t, func(t *testing.T, kernelStore string) {
+		g := startGroup(t, kernelStore, 2)
+		r1, r2 := g.replicas[0], g.replicas[1]
+		id := start(t, r1.url)
+		dialKernel(t, r2.url, id, "a", "").run("x = 1")
+		g.dropRecord(id)
+		// Once r2 follows a kernel started after the drop, it has read the
+		// group without the record.
+		later := start(t, r1.url)
+		testkit.Eventually(t, 10*time.Second, func() error {
+			if code, _, _ := get(r2.url + "/api/kernels/" + later); code != http.StatusOK {
+				return fmt.Errorf("r2 answers %d for the later kernel", code)
+			}
+			return nil
+		})
+		code, body, err := get(r2.url + "/api/kernels/" + id)
+		testkit.NoError(t, err)
+		testkit.True(t, code == http.StatusOK, "r2 let the kernel go with its record: %d %s", code, body)
+		testkit.Equal(t, dialKernel(t, r2.url, id, "b", "").run("print(x)"), "1\n")
+		code, body, err = post(r2.url+"/api/kernels/"+id+"/restart", "")
+		testkit.NoError(t, err)
+		testkit.True(t, code == http.StatusOK, "restart through r2: %d %s", code, body)
+		testkit.Equal(t, dialKernel(t, r2.url, id, "c", "").run("print('x' in dir())"), "False\n")
+		groupView(t, g.replicas, 2, 2)
 	})
 }
 
