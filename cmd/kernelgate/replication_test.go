@@ -477,3 +477,54 @@ func TestCullingWithTwoReplicasCullsOnce(t *testing.T) {
 		testkit.Equal(t, culled, 1.0)
 	})
 }
+
+// TestGroupRidesOutAHungAPIServer: with the Kubernetes store's API server
+// stopped (SIGSTOP) for longer than a lease, a group's kernels keep
+// running and serving every replica, a start fails at the admission lock's
+// wait instead of hanging, and a replica stops within its stop timeout;
+// once the server is back, the survivor owns the kernel, which kept its
+// state, and starts work again.
+func TestGroupRidesOutAHungAPIServer(t *testing.T) {
+	g := startGroup(t, storeKubernetes, 2, "--kernel-store-timeout", "1")
+	r1, r2 := g.replicas[0], g.replicas[1]
+	id := start(t, g.lb)
+	w1, w2 := dialKernel(t, r1.url, id, "one", ""), dialKernel(t, r2.url, id, "two", "")
+	w1.run("x = 1")
+	c := kube.Cluster(t)
+	testkit.NoError(t, c.PauseAPIServer())
+	paused := true
+	resume := func() {
+		if paused {
+			paused = false
+			testkit.NoError(t, c.ResumeAPIServer())
+		}
+	}
+	t.Cleanup(resume)
+	began := time.Now()
+	testkit.Equal(t, w2.run("x += 1; print(x)"), "2\n")
+	testkit.Equal(t, w1.run("print(x)"), "2\n")
+	for _, r := range g.replicas {
+		code, _, err := get(r.url + "/api/kernels/" + id)
+		testkit.NoError(t, err)
+		testkit.Equal(t, code, http.StatusOK)
+	}
+	code, body, err := post(r1.url+"/api/kernels", `{"name":"python3"}`)
+	testkit.NoError(t, err)
+	testkit.True(t, code == http.StatusServiceUnavailable, "a start while the store hangs: %d %s", code, body)
+	t.Logf("kernels served and a start refused (after %v) while the API server hung", time.Since(began).Round(time.Millisecond))
+	// Past a lease: nobody could renew.
+	testkit.True(t, time.Since(began) > replicaLease, "the hang lasted only %v", time.Since(began))
+	stopping := time.Now()
+	testkit.NoError(t, r2.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case <-r2.exited:
+		t.Logf("a replica stopped in %v while the API server hung", time.Since(stopping).Round(time.Millisecond))
+	case <-time.After(30 * time.Second):
+		t.Fatal("a replica did not stop while the API server hung")
+	}
+	resume()
+	groupView(t, g.replicas[:1], 1, 1)
+	testkit.Equal(t, dialKernel(t, r1.url, id, "three", "").run("print(x)"), "2\n")
+	later := start(t, r1.url)
+	testkit.Equal(t, dialKernel(t, r1.url, later, "four", "").run("print('ok')"), "ok\n")
+}
