@@ -18,7 +18,7 @@ APT_PACKAGES += python3-kubernetes python3-jinja2 python3-yaml
 CLIENTS := http/testdata/clients
 FUZZTIME  ?= 30s
 
-.PHONY: all run build test e2e bench bench-go lint fuzz deps k8s-tools clean
+.PHONY: all run build test e2e bench ha-bench bench-go lint fuzz deps k8s-tools clean
 
 all: build
 
@@ -53,6 +53,11 @@ e2e: deps
 BENCH_OUT ?= bench-results
 bench: deps build
 	bench/run.sh $(BIN) $(BENCH_OUT)
+
+# make ha-bench: a replica group (HA_REPLICAS, default 2) behind HAProxy
+# against one gateway, and the failover after a replica's SIGKILL.
+ha-bench: deps build
+	bench/ha.sh $(BIN) $(BENCH_OUT)/ha
 
 bench-go: deps
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -56,9 +56,8 @@ func (g *Gateway) Attach(kernelID, sessionID string, replayable bool, lastMsgID 
 		// New here, maybe not new to the group: ask the other replicas
 		// where it stood (blocking here, on the connection's goroutine).
 		req.probe = false
-		if place, ok := g.replica.handoverFrom(kernelID, sessionID); ok {
-			req.handover = &place
-		}
+		place := g.replica.handoverFrom(kernelID, sessionID)
+		req.handover = &place
 		if res, err = g.request(h.pid, req, 10*time.Second); err != nil {
 			return nil, err
 		}

@@ -99,9 +99,12 @@ type kernelActor struct {
 	lastSession sessionNum
 	// waitingAnchors counts sessions waiting for a message (see beginFrom).
 	waitingAnchors int
-	appends        uint64 // messages logged, to trim the log now and then
-	lost           uint64 // messages reconnecting clients missed, for the log
-	left           bool   // out of the registry (see leave)
+	// orphans are requests of clients whose replica died, by msg_id, until
+	// their reply is rebuilt (kernel_orphans.go).
+	orphans map[string]*orphan
+	appends uint64 // messages logged, to trim the log now and then
+	lost    uint64 // messages reconnecting clients missed, for the log
+	left    bool   // out of the registry (see leave)
 	// forgetting: the kernel has ended and is being forgotten off the
 	// actor (see forget); it leaves the registry once that is done.
 	forgetting bool

@@ -223,6 +223,7 @@ func (k *kernelActor) handOver(s *session) {
 	}
 	delete(k.sessions, s.id)
 	k.publishSessions()
+	k.forgetOrphans(s)
 }
 
 // onHandoverTimeout serves *handoverTimeout: the connection did not end in
@@ -248,6 +249,9 @@ func (k *kernelActor) publishSessions() {
 func (k *kernelActor) beginFrom(s *session, h *Handover) {
 	anchor := s.lastMsgID
 	if h != nil {
+		// Its requests in flight may have had their replies on a replica
+		// that died (see kernel_orphans.go).
+		s.adopt = !h.Known || h.Lost
 		if h.Lost {
 			k.cfg.Metrics.SessionGaps.Add(1)
 			s.w.prelude = []Routed{{Channel: zmq.IOPub, Msg: gapNotice(k.h.id)}}

@@ -68,6 +68,9 @@ func (k *kernelActor) onMessage(r zmq.Received) {
 		return // the bracket of one of our own probes
 	}
 	k.publish(zmq.IOPub, r.Msg, 0)
+	if len(k.orphans) > 0 {
+		k.watchOrphans(r.Msg)
+	}
 }
 
 // route logs a shell, control or stdin message for the session whose

@@ -30,6 +30,7 @@ type Metrics struct {
 	RunnerRefused      atomic.Uint64 // provisioner calls refused: a kernel's earlier calls hang
 	SessionsEvicted    atomic.Uint64 // detached sessions dropped to keep within the bounds
 	SessionGaps        atomic.Uint64 // sessions that moved replica and could not be told where they stood
+	RepliesRebuilt     atomic.Uint64 // execute replies rebuilt for clients whose replica died (kernel_orphans.go)
 	// DetachedSessions is how many sessions wait for their client to come
 	// back, across kernels (bounded by Config.MaxDetachedSessions).
 	DetachedSessions atomic.Int64

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -423,17 +424,19 @@ func (r *replica) act(id, action string, timeout time.Duration) (Model, error) {
 }
 
 // handoverFrom asks the other live replicas where a session that is new
-// here stood; a session that a dead replica held is reported as lost.
-func (r *replica) handoverFrom(kernelID, sessionID string) (Handover, bool) {
+// here stood. A session that a replica gone (or not answering) held by its
+// last beat is reported lost; one nobody knows is not Known.
+func (r *replica) handoverFrom(kernelID, sessionID string) Handover {
 	members, err := r.cfg.Group.Members(24 * time.Hour)
 	if err != nil {
-		return Handover{}, false
+		return Handover{}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), handoverWait+2*time.Second)
 	defer cancel()
 	type answer struct {
-		h   Handover
-		err error
+		h    Handover
+		err  error
+		held bool
 	}
 	answers := make(chan answer, len(members))
 	asked, lost := 0, false
@@ -441,31 +444,27 @@ func (r *replica) handoverFrom(kernelID, sessionID string) (Handover, bool) {
 		if m.ID == r.cfg.ID {
 			continue
 		}
+		held := slices.Contains(m.Sessions[kernelID], sessionID)
 		if time.Since(m.Beat) > r.cfg.LeaseDuration {
-			// A replica gone: if it held the session, the client's place
-			// went with it.
-			if ids, ok := m.Sessions[kernelID]; ok {
-				for _, s := range ids {
-					lost = lost || s == sessionID
-				}
-			}
+			lost = lost || held // its place went with the replica
 			continue
 		}
 		asked++
 		go func() {
 			h, err := r.cfg.Peers.Handover(ctx, m.URL, kernelID, sessionID)
-			answers <- answer{h, err}
+			answers <- answer{h, err, held}
 		}()
 	}
 	for range asked {
-		if a := <-answers; a.err == nil && a.h.Known {
-			return a.h, true
+		a := <-answers
+		switch {
+		case a.err == nil && a.h.Known:
+			return a.h
+		case errors.Is(a.err, ErrOwnerGone): // it died a moment ago
+			lost = lost || a.held
 		}
 	}
-	if lost {
-		return Handover{Known: true, Lost: true}, true
-	}
-	return Handover{}, false
+	return Handover{Known: lost, Lost: lost}
 }
 
 // keepHandover remembers where the sessions of a kernel left running at

@@ -30,6 +30,9 @@ type session struct {
 	// begins once it has.
 	replaced  *writer
 	lastMsgID string // the last message the client of w says it has
+	// adopt: the session is new here and no live replica knew it; its
+	// writer's begin adopts its requests in flight (kernel_orphans.go).
+	adopt bool
 	// handoverTo are other replicas waiting for the session's place (see
 	// handover): it goes to them once its connection here has ended.
 	handoverTo []*actor.PID
@@ -163,6 +166,10 @@ func (k *kernelActor) begin(s *session, from uint64) {
 			from = seq + 1
 		}
 	}
+	if s.adopt {
+		s.adopt = false
+		k.adoptOrphans(s, from)
+	}
 	if lost := s.w.begin(from); lost > 0 {
 		k.cfg.Metrics.BufferDropped.Add(lost)
 		lostWarning(k.log, &k.lost, lost, s.id)
@@ -292,6 +299,7 @@ func (k *kernelActor) endSession(s *session) {
 	}
 	delete(k.sessions, s.id)
 	k.publishSessions()
+	k.forgetOrphans(s)
 	for key, num := range k.routes {
 		if num == s.num {
 			delete(k.routes, key)

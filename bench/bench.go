@@ -44,6 +44,8 @@ type Options struct {
 	ChurnDuration            time.Duration
 	ChurnConcurrency         int
 	FloodDuration            time.Duration // flood: how long the other kernel floods
+	// Replicas are the replica group behind URL, for failover.
+	Replicas []Replica
 	// OpTimeout bounds every single operation (a start, a cell).
 	OpTimeout time.Duration
 	// FailFast ends the run at the first error; by default errors are
@@ -57,8 +59,12 @@ type Options struct {
 	Progress Progress
 }
 
-// Scenarios lists every scenario in the order a standard run takes them.
+// Scenarios lists the standard suite's scenarios in the order a run takes
+// them; the others (a replica group's failover) come after.
 var Scenarios = []string{"start", "rtt", "stream", "fanout", "flood", "users", "churn"}
+
+// order is the order of every scenario.
+var order = append(slices.Clone(Scenarios), "failover")
 
 // DefaultOptions is the standard suite.
 func DefaultOptions() Options {
@@ -153,7 +159,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	opts = withDefaults(opts)
 	for _, s := range opts.Scenarios {
 		if _, ok := scenarios[s]; !ok {
-			return nil, fmt.Errorf("bench: unknown scenario %q (have %s)", s, strings.Join(Scenarios, ", "))
+			return nil, fmt.Errorf("bench: unknown scenario %q (have %s)", s, strings.Join(order, ", "))
 		}
 	}
 	var backend Backend
@@ -185,7 +191,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if r.progress == nil {
 		r.progress = silent{}
 	}
-	for _, name := range Scenarios { // the standard order, whatever order they were asked in
+	for _, name := range order { // the standard order, whatever order they were asked in
 		if !slices.Contains(opts.Scenarios, name) {
 			continue
 		}

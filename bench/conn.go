@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/kernelgate/kernelgate/zmq"
 )
 
@@ -25,8 +24,9 @@ type Conn interface {
 	KernelInfo(ctx context.Context) error
 	// Streams is how many stream messages this connection has received.
 	Streams() uint64
-	// Reconnects is how often the gateway sent the client away for falling
-	// behind (close 1013) and it came back for the rest, as JupyterLab does.
+	// Reconnects is how often the connection ended in a way a client comes
+	// back from (sent away for falling behind, a gateway going away or
+	// dying) and it came back for the rest, as JupyterLab does.
 	Reconnects() uint64
 	// Done is closed when the connection has ended for good.
 	Done() <-chan struct{}
@@ -59,8 +59,10 @@ type call struct {
 	done        chan struct{}
 }
 
-func newTracker(send func(zmq.Channel, *zmq.Message) error) *tracker {
-	return &tracker{session: uuid.NewString(), send: send, calls: make(map[string]*call), done: make(chan struct{})}
+// newTracker tracks the requests of a client whose messages carry session
+// in their header (for a websocket, its session_id, as JupyterLab does).
+func newTracker(session string, send func(zmq.Channel, *zmq.Message) error) *tracker {
+	return &tracker{session: session, send: send, calls: make(map[string]*call), done: make(chan struct{})}
 }
 
 // observe is called by the connection's reader for every message.

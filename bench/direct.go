@@ -90,7 +90,7 @@ func (d *Direct) Connect(ctx context.Context, id string) (Conn, error) {
 		return nil, err
 	}
 	z := &zmqConn{}
-	z.tracker = newTracker(func(ch zmq.Channel, m *zmq.Message) error { return z.c.Send(ch, m) })
+	z.tracker = newTracker(uuid.NewString(), func(ch zmq.Channel, m *zmq.Message) error { return z.c.Send(ch, m) })
 	c, err := zmq.Connect(ctx, k.ConnectionInfo(), zmq.Options{Deliver: func(r zmq.Received) {
 		if r.Err == nil {
 			z.observe(r.Channel, r.Msg)

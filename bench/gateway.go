@@ -167,7 +167,10 @@ func (g *Gateway) Connect(ctx context.Context, id string) (Conn, error) {
 		u.RawQuery = q.Encode()
 		c, resp, err := d.DialContext(ctx, u.String(), header)
 		if err != nil {
-			if resp != nil {
+			if resp != nil && resp.StatusCode < 500 {
+				return nil, fmt.Errorf("websocket %s: %s: %w: %w", id, resp.Status, errRefused, err)
+			}
+			if resp != nil { // a balancer with no live backend yet, say
 				return nil, fmt.Errorf("websocket %s: %s: %w", id, resp.Status, err)
 			}
 			return nil, fmt.Errorf("websocket %s: %w", id, err)
@@ -180,7 +183,7 @@ func (g *Gateway) Connect(ctx context.Context, id string) (Conn, error) {
 		return nil, err
 	}
 	w.c, w.codec = c, framing.For(c.Subprotocol())
-	w.tracker = newTracker(w.send)
+	w.tracker = newTracker(session, w.send)
 	go w.read()
 	return w, nil
 }
@@ -198,6 +201,10 @@ type wsConn struct {
 	buf    []byte
 	closed bool
 }
+
+// errRefused reports a websocket the gateway refused (4xx): the kernel is
+// gone, say; coming back would not help.
+var errRefused = errors.New("refused")
 
 // maxReconnects bounds the comebacks of one connection.
 const maxReconnects = 100
@@ -221,9 +228,9 @@ func (w *wsConn) conn() *websocket.Conn {
 }
 
 // read decodes every frame into the tracker, reading into one reused
-// buffer (the tracker keeps nothing of a message). A close 1013 (the
-// gateway found this client too slow) is followed by a reconnect with the
-// same session id and the last message read, for exactly what followed.
+// buffer (the tracker keeps nothing of a message). An end a client comes
+// back from (see comesBack) is followed by a reconnect with the same
+// session id and the last message read, for exactly what followed.
 func (w *wsConn) read() {
 	defer close(w.ended)
 	defer w.closeAll()
@@ -236,7 +243,7 @@ func (w *wsConn) read() {
 			_, err = buf.ReadFrom(r)
 		}
 		if err != nil {
-			if !websocket.IsCloseError(err, websocket.CloseTryAgainLater) || w.reconnects.Load() >= maxReconnects {
+			if !comesBack(err) || w.reconnects.Load() >= maxReconnects {
 				return
 			}
 			if c = w.reconnect(); c == nil {
@@ -253,12 +260,43 @@ func (w *wsConn) read() {
 	}
 }
 
+// comesBack reports an end of the connection JupyterLab comes back from
+// with its session: the gateway sent the client away for being slow
+// (1013) or is going away (1001, a replica stopping), or the connection
+// broke under it (no close frame: a proxy or a replica died).
+func comesBack(err error) bool {
+	var ce *websocket.CloseError
+	if errors.As(err, &ce) {
+		return ce.Code == websocket.CloseTryAgainLater || ce.Code == websocket.CloseGoingAway || ce.Code == websocket.CloseAbnormalClosure
+	}
+	return true
+}
+
+// reconnect dials again, for up to 30 s (a balancer takes a moment to
+// notice a dead replica), unless the connection was closed here.
 func (w *wsConn) reconnect() *websocket.Conn {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := w.dial(ctx, w.last)
-	if err != nil {
-		return nil
+	var c *websocket.Conn
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		w.wmu.Lock()
+		closed := w.closed
+		w.wmu.Unlock()
+		if closed {
+			return nil
+		}
+		var err error
+		if c, err = w.dial(ctx, w.last); err == nil {
+			break
+		}
+		if errors.Is(err, errRefused) { // the kernel is gone, say
+			return nil
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil
+		}
 	}
 	w.wmu.Lock()
 	defer w.wmu.Unlock()

@@ -53,6 +53,13 @@ func WriteText(w io.Writer, rep *Report) error {
 			fmt.Fprintf(w, "%s: gateway RSS %.1f → %.1f MiB (max %.1f), goroutines %d → %d, fds %d → %d\n", res.Scenario,
 				mib(first.RSSBytes), mib(last.RSSBytes), mib(peak.RSSBytes), first.Goroutines, last.Goroutines, first.FDs, last.FDs)
 		}
+		if len(res.Counts) > 0 {
+			fmt.Fprintf(w, "%s:", res.Scenario)
+			for _, k := range slices.Sorted(maps.Keys(res.Counts)) {
+				fmt.Fprintf(w, " %s %d", k, res.Counts[k])
+			}
+			fmt.Fprintln(w)
+		}
 		for _, e := range res.ErrorSamples {
 			fmt.Fprintf(w, "%s: error: %s\n", res.Scenario, e)
 		}

@@ -14,21 +14,7 @@ set -euo pipefail
 kg=$(realpath "$1")
 out=$(realpath -m "$2")
 mkdir -p "$out"
-work=$(mktemp -d)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
-
-# Kernelspecs: the synthetic kernel is this binary; python3 is ipykernel's.
-mkdir -p "$work/jupyter/kernels/synthetic"
-printf '{"argv":["%s","bench-kernel","-f","{connection_file}"],"display_name":"Synthetic","language":"synthetic","interrupt_mode":"signal"}\n' \
-	"$kg" >"$work/jupyter/kernels/synthetic/kernel.json"
-export JUPYTER_PATH="$work/jupyter"
-export JUPYTER_RUNTIME_DIR="$work/runtime"
+source "$(dirname "$0")/lib.sh"
 
 if [ "${BENCH_QUICK:-}" = 1 ]; then
 	sizes=(--starts 2 --concurrent-starts 2 --rtt-count 50 --stream-count 10000 --fanout 4
@@ -37,20 +23,6 @@ else
 	sizes=(--starts 10 --concurrent-starts 5 --rtt-count 500 --stream-count 100000 --fanout 8
 		--users 10 --user-duration 20 --churn-duration 20 --flood-duration 10)
 fi
-
-# wait_port HOST:PORT waits (up to a minute) until something accepts there.
-wait_port() {
-	for _ in $(seq 300); do
-		if (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null; then return 0; fi
-		sleep 0.2
-	done
-	echo "bench: nothing listens on $1" >&2
-	return 1
-}
-
-free_port() {
-	/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # suite LABEL ARGS... runs the suite for both kernels into $out/LABEL.json.
 suite() {
@@ -70,12 +42,8 @@ suite() {
 }
 
 : >"$out/kernelgate.txt"
-"$kg" serve --ip 127.0.0.1 --port 0 --port-retries 0 --unauthorized-users "" --log-level warn \
-	--runtime-dir "$work/kg-runtime" >"$work/kg.out" 2>"$out/kernelgate.log" &
-kgpid=$!
-pids+=("$kgpid")
-for _ in $(seq 100); do grep -q "is available at" "$work/kg.out" 2>/dev/null && break; sleep 0.1; done
-kgurl=$(grep 'is available at' "$work/kg.out" | grep -o 'http://[0-9.:]*')
+serve kernelgate
+kgurl=$url kgpid=$pid
 echo "== kernelgate at $kgurl (pid $kgpid)"
 suite kernelgate --url "$kgurl" --pid "$kgpid"
 kill "$kgpid"

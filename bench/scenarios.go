@@ -19,6 +19,8 @@ var scenarios = map[string]scenario{
 	"flood":  runFlood,
 	"users":  runUsers,
 	"churn":  runChurn,
+	// Not in the standard suite: it needs a replica group (Options.Replicas).
+	"failover": runFailover,
 }
 
 // opCtx bounds one operation.

@@ -1,19 +1,15 @@
 package http
 
 import (
-	"bufio"
 	"fmt"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/kernelgate/kernelgate/actors"
+	"github.com/kernelgate/kernelgate/internal/jupytertest"
 	"github.com/kernelgate/kernelgate/internal/testkit"
 )
 
@@ -22,67 +18,21 @@ import (
 // websockets go through Jupyter Server, exactly as JupyterLab's would.
 func jupyterServer(t *testing.T, gw *harness, env ...string) *harness {
 	t.Helper()
-	return gatewayClientApp(t, gw, "jupyter_server", "ServerApp", "--ServerApp.root_dir", env...)
+	return gatewayClientApp(t, gw, jupytertest.Server, env...)
 }
 
 // notebookServer runs Debian's classic Notebook 6 in gateway mode.
 func notebookServer(t *testing.T, gw *harness) *harness {
 	t.Helper()
-	return gatewayClientApp(t, gw, "notebook", "NotebookApp", "--notebook-dir")
+	return gatewayClientApp(t, gw, jupytertest.Notebook)
 }
 
-// gatewayClientApp runs a Jupyter application (the Python module, its app
-// class, its root directory flag) with --gateway-url pointing at gw.
-func gatewayClientApp(t *testing.T, gw *harness, module, app, rootFlag string, env ...string) *harness {
+// gatewayClientApp runs a Jupyter application with --gateway-url pointing
+// at gw.
+func gatewayClientApp(t *testing.T, gw *harness, app jupytertest.App, env ...string) *harness {
 	t.Helper()
-	if out, err := exec.Command(testkit.Python(), "-c", "import "+module).CombinedOutput(); err != nil {
-		t.Fatalf("%s is not installed (make deps): %v %s", module, err, out)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	testkit.NoError(t, err)
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	dir := t.TempDir()
-	cmd := exec.Command(testkit.Python(), "-m", module, "--no-browser", "--allow-root",
-		"--ip=127.0.0.1", fmt.Sprintf("--port=%d", port), "--port-retries=0", "--"+app+".token=jstoken",
-		rootFlag+"="+dir, "--gateway-url="+gw.url, "--GatewayClient.env_whitelist=ALLOWED_EXTRA")
-	cmd.Env = append(os.Environ(), "JUPYTER_CONFIG_DIR="+filepath.Join(dir, "cfg"), "JUPYTER_DATA_DIR="+filepath.Join(dir, "data"),
-		"JUPYTER_RUNTIME_DIR="+filepath.Join(dir, "rt"), "JUPYTER_GATEWAY_AUTH_TOKEN="+gw.token)
-	cmd.Env = append(cmd.Env, env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stderr, err := cmd.StderrPipe()
-	testkit.NoError(t, err)
-	testkit.NoError(t, cmd.Start())
-	logs := make(chan string, 1000)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			select {
-			case logs <- sc.Text():
-			default:
-			}
-		}
-		close(logs)
-	}()
-	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		cmd.Wait()
-		if t.Failed() {
-			for l := range logs {
-				t.Log(module+":", l)
-			}
-		}
-	})
-	js := &harness{t: t, url: fmt.Sprintf("http://127.0.0.1:%d", port), token: "jstoken", client: &http.Client{Timeout: 60 * time.Second}}
-	testkit.Eventually(t, 30*time.Second, func() error {
-		resp, err := js.client.Get(js.url + "/api?token=jstoken")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		return nil
-	})
-	return js
+	url := jupytertest.Start(t, app, gw.url, gw.token, []string{"--GatewayClient.env_whitelist=ALLOWED_EXTRA"}, env...)
+	return &harness{t: t, url: url, token: jupytertest.Token, client: &http.Client{Timeout: 60 * time.Second}}
 }
 
 func TestE2EJupyterServerGatewayMode(t *testing.T) {

@@ -71,6 +71,8 @@ var (
 		{prometheus.NewDesc("kernelgate_messages_to_kernels_total", "Client messages sent to kernels.", nil, nil), func(m *actors.Metrics) uint64 { return m.MessagesToKernels.Load() }},
 		{prometheus.NewDesc("kernelgate_slow_consumers_total", "Websockets disconnected for falling behind.", nil, nil), func(m *actors.Metrics) uint64 { return m.SlowConsumers.Load() }},
 		{prometheus.NewDesc("kernelgate_session_buffer_dropped_total", "Messages dropped from full session buffers.", nil, nil), func(m *actors.Metrics) uint64 { return m.BufferDropped.Load() }},
+		{prometheus.NewDesc("kernelgate_session_gaps_total", "Sessions that moved to this replica from one that died, output of whose last moments may be missing.", nil, nil), func(m *actors.Metrics) uint64 { return m.SessionGaps.Load() }},
+		{prometheus.NewDesc("kernelgate_replies_rebuilt_total", "Execute replies rebuilt from the kernel's broadcast for clients whose replica died mid-request.", nil, nil), func(m *actors.Metrics) uint64 { return m.RepliesRebuilt.Load() }},
 		{prometheus.NewDesc("kernelgate_bad_kernel_messages_total", "Kernel messages dropped for a bad signature or framing.", nil, nil), func(m *actors.Metrics) uint64 { return m.BadKernelMessages.Load() }},
 		{prometheus.NewDesc("kernelgate_kernel_queue_dropped_total", "Client messages dropped for a kernel that stopped reading.", nil, nil), func(m *actors.Metrics) uint64 { return m.KernelQueueDropped.Load() }},
 	}

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -23,6 +25,7 @@ type benchConfig struct {
 	pid        int
 	metricsURL string
 	quiet      bool
+	replicas   []string
 }
 
 func benchSettings(c *benchConfig, stderr io.Writer) *settings {
@@ -35,7 +38,7 @@ func benchSettings(c *benchConfig, stderr io.Writer) *settings {
 	s.String(&o.Protocol, "protocol", d.Protocol, "websocket framing to ask for: v1 or legacy", "KERNELGATE_BENCH_PROTOCOL")
 	s.Bool(&o.Direct, "direct", false, "measure the limit: launch the local kernelspec and read it over ZMQ, no gateway", "KERNELGATE_BENCH_DIRECT")
 	s.String(&o.Label, "label", "", "name of this run in reports and comparisons", "KERNELGATE_BENCH_LABEL")
-	s.List(&o.Scenarios, "scenarios", d.Scenarios, "scenarios to run: start, rtt, stream, fanout, flood, users, churn", "KERNELGATE_BENCH_SCENARIOS")
+	s.List(&o.Scenarios, "scenarios", d.Scenarios, "scenarios to run: start, rtt, stream, fanout, flood, users, churn; and failover (needs --replicas)", "KERNELGATE_BENCH_SCENARIOS")
 	s.Int(&o.Starts, "starts", d.Starts, "start: sequential starts", "KERNELGATE_BENCH_STARTS")
 	s.Int(&o.ConcurrentStarts, "concurrent-starts", d.ConcurrentStarts, "start: concurrent starts", "KERNELGATE_BENCH_CONCURRENT_STARTS")
 	s.Int(&o.RTTCount, "rtt-count", d.RTTCount, "rtt: round trips", "KERNELGATE_BENCH_RTT_COUNT")
@@ -48,6 +51,7 @@ func benchSettings(c *benchConfig, stderr io.Writer) *settings {
 	s.Seconds(&o.UserDuration, "user-duration", d.UserDuration, "users: seconds the users work", "KERNELGATE_BENCH_USER_DURATION")
 	s.Seconds(&o.ChurnDuration, "churn-duration", d.ChurnDuration, "churn: seconds of creating and deleting kernels", "KERNELGATE_BENCH_CHURN_DURATION")
 	s.Seconds(&o.FloodDuration, "flood-duration", d.FloodDuration, "flood: seconds of round trips alone, then as long while another kernel floods", "KERNELGATE_BENCH_FLOOD_DURATION")
+	s.List(&c.replicas, "replicas", nil, "failover: the replicas behind --url, as URL=PID (comma list); the bench kills one", "KERNELGATE_BENCH_REPLICAS")
 	s.Int(&o.ChurnConcurrency, "churn-concurrency", d.ChurnConcurrency, "churn: workers", "KERNELGATE_BENCH_CHURN_CONCURRENCY")
 	s.Seconds(&o.OpTimeout, "op-timeout", d.OpTimeout, "seconds one operation (a start, a cell) may take", "KERNELGATE_BENCH_OP_TIMEOUT")
 	s.Bool(&o.FailFast, "fail-fast", false, "end the run at the first error (by default errors are counted)", "KERNELGATE_BENCH_FAIL_FAST")
@@ -70,6 +74,15 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	o := c.opts
+	for _, r := range c.replicas {
+		u, pid, ok := strings.Cut(r, "=")
+		n, err := strconv.Atoi(pid)
+		if !ok || err != nil || n <= 0 {
+			fmt.Fprintf(stderr, "kernelgate bench: --replicas %q: want URL=PID\n", r)
+			return 2
+		}
+		o.Replicas = append(o.Replicas, bench.Replica{URL: strings.TrimRight(u, "/"), PID: n})
+	}
 	switch {
 	case c.pid > 0:
 		o.Sampler = bench.ProcSampler{PID: c.pid}

@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kernelgate/kernelgate/bench"
+	"github.com/kernelgate/kernelgate/internal/jupytertest"
 	"github.com/kernelgate/kernelgate/internal/testkit"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -192,46 +197,55 @@ func del(url string) (int, error) {
 // shutdown work from any replica.
 func TestEveryReplicaServesEveryKernel(t *testing.T) {
 	eachStore(t, func(t *testing.T, kernelStore string) {
-		g := startGroup(t, kernelStore, 2)
-		id := start(t, g.lb)
-		for _, r := range g.replicas {
-			code, body, err := get(r.url + "/api/kernels/" + id)
-			testkit.NoError(t, err)
-			testkit.True(t, code == http.StatusOK, "%s does not know kernel %s: %d %s", r, id, code, body)
+		for _, n := range []int{2, 3} {
+			t.Run(fmt.Sprint(n, " replicas"), func(t *testing.T) { everyReplicaServesEveryKernel(t, kernelStore, n) })
 		}
-		groupView(t, g.replicas, 1, 2)
-		r1, r2 := g.replicas[0], g.replicas[1]
-		dialKernel(t, r1.url, id, "a", "").run("x = 1")
-		dialKernel(t, r2.url, id, "b", "").run("x += 1")
-		testkit.Equal(t, dialKernel(t, r1.url, id, "c", "").run("print(x)"), "2\n")
-		for _, r := range g.replicas {
-			code, _, err := get(r.url + "/api/kernels")
-			testkit.NoError(t, err)
-			testkit.Equal(t, code, http.StatusOK)
-		}
-		for _, r := range g.replicas {
-			code, body, err := post(r.url+"/api/kernels/"+id+"/interrupt", "")
-			testkit.NoError(t, err)
-			testkit.True(t, code == http.StatusNoContent, "interrupt through %s: %d %s", r, code, body)
-		}
-		code, body, err := post(r2.url+"/api/kernels/"+id+"/restart", "")
-		testkit.NoError(t, err)
-		testkit.True(t, code == http.StatusOK, "restart through r2: %d %s", code, body)
-		testkit.Equal(t, dialKernel(t, r1.url, id, "d", "").run("print('x' in dir())"), "False\n")
-		testkit.Equal(t, dialKernel(t, r2.url, id, "e", "").run("print('x' in dir())"), "False\n")
-		code, err = del(r2.url + "/api/kernels/" + id)
-		testkit.NoError(t, err)
-		testkit.Equal(t, code, http.StatusNoContent)
-		for _, r := range g.replicas {
-			testkit.Eventually(t, 10*time.Second, func() error {
-				if code, _, _ := get(r.url + "/api/kernels/" + id); code != http.StatusNotFound {
-					return fmt.Errorf("%s still answers %d for the deleted kernel", r, code)
-				}
-				return nil
-			})
-		}
-		testkit.NoKernelProcesses(t, id, 10*time.Second)
 	})
+}
+
+func everyReplicaServesEveryKernel(t *testing.T, kernelStore string, n int) {
+	g := startGroup(t, kernelStore, n)
+	id := start(t, g.lb)
+	for _, r := range g.replicas {
+		code, body, err := get(r.url + "/api/kernels/" + id)
+		testkit.NoError(t, err)
+		testkit.True(t, code == http.StatusOK, "%s does not know kernel %s: %d %s", r, id, code, body)
+	}
+	groupView(t, g.replicas, 1, n)
+	// Each replica's websocket in turn drives the kernel: x counts them.
+	dialKernel(t, g.replicas[0].url, id, "first", "").run("x = 0")
+	for i, r := range g.replicas {
+		testkit.Equal(t, dialKernel(t, r.url, id, fmt.Sprint("s", i), "").run("x += 1; print(x)"), fmt.Sprintln(i+1))
+	}
+	for _, r := range g.replicas {
+		code, _, err := get(r.url + "/api/kernels")
+		testkit.NoError(t, err)
+		testkit.Equal(t, code, http.StatusOK)
+	}
+	for _, r := range g.replicas {
+		code, body, err := post(r.url+"/api/kernels/"+id+"/interrupt", "")
+		testkit.NoError(t, err)
+		testkit.True(t, code == http.StatusNoContent, "interrupt through %s: %d %s", r, code, body)
+	}
+	last := g.replicas[n-1]
+	code, body, err := post(last.url+"/api/kernels/"+id+"/restart", "")
+	testkit.NoError(t, err)
+	testkit.True(t, code == http.StatusOK, "restart through %s: %d %s", last, code, body)
+	for i, r := range g.replicas {
+		testkit.Equal(t, dialKernel(t, r.url, id, fmt.Sprint("after", i), "").run("print('x' in dir())"), "False\n")
+	}
+	code, err = del(last.url + "/api/kernels/" + id)
+	testkit.NoError(t, err)
+	testkit.Equal(t, code, http.StatusNoContent)
+	for _, r := range g.replicas {
+		testkit.Eventually(t, 10*time.Second, func() error {
+			if code, _, _ := get(r.url + "/api/kernels/" + id); code != http.StatusNotFound {
+				return fmt.Errorf("%s still answers %d for the deleted kernel", r, code)
+			}
+			return nil
+		})
+	}
+	testkit.NoKernelProcesses(t, id, 10*time.Second)
 }
 
 // groupView waits until the replicas' metrics say that they know the
@@ -425,6 +439,93 @@ func TestLimitsHoldAcrossReplicas(t *testing.T) {
 	})
 }
 
+// TestCullingWithTwoReplicasCullsOnce: only the kernel's owner culls it.
+func TestCullingWithTwoReplicasCullsOnce(t *testing.T) {
+	eachStore(t, func(t *testing.T, kernelStore string) {
+		g := startGroup(t, kernelStore, 2, "--cull-idle-timeout", "2", "--cull-interval", "1")
+		id := start(t, g.lb)
+		for _, r := range g.replicas {
+			testkit.Eventually(t, 30*time.Second, func() error {
+				if code, _, _ := get(r.url + "/api/kernels/" + id); code != http.StatusNotFound {
+					return fmt.Errorf("%s still has the kernel (%d)", r, code)
+				}
+				return nil
+			})
+		}
+		culled := 0.0
+		for _, r := range g.replicas {
+			culled += metric(t, r.url, "kernelgate_kernels_culled_total")
+		}
+		testkit.Equal(t, culled, 1.0)
+	})
+}
+
+// TestJupyterServerSessionSurvivesAReplicaKill: Jupyter Server in gateway
+// mode, pointed at the balancer, runs a notebook session; the replica that
+// carries its kernel's websocket is SIGKILLed. Jupyter Server reconnects
+// through the balancer, the kernel keeps its state, and the notebook's own
+// websocket (to Jupyter Server) stays open and runs code again.
+func TestJupyterServerSessionSurvivesAReplicaKill(t *testing.T) {
+	g := startGroup(t, storeFile, 2)
+	js := jupytertest.Start(t, jupytertest.Server, g.lb, "", nil)
+	code, body, err := post(js+"/api/sessions?token="+jupytertest.Token, `{"path":"ha.ipynb","type":"notebook","name":"ha","kernel":{"name":"python3"}}`)
+	testkit.NoError(t, err)
+	testkit.True(t, code == http.StatusCreated, "session: %d %s", code, body)
+	var sess struct{ Kernel struct{ ID string } }
+	testkit.NoError(t, json.Unmarshal([]byte(body), &sess))
+	id := sess.Kernel.ID
+	nb := dialChannels(t, js, id, "notebook", url.Values{"session_id": {"notebook"}, "token": {jupytertest.Token}})
+	testkit.Equal(t, nb.runRetrying("x = 42; print('set')", time.Minute), "set\n")
+
+	// The replica Jupyter Server's websocket reached dies.
+	var carrier *gatewayProcess
+	testkit.Eventually(t, 10*time.Second, func() error {
+		for _, r := range g.replicas {
+			if _, body, err := get(r.url + "/api/kernels/" + id); err == nil && strings.Contains(body, `"connections":1`) {
+				carrier = r
+				return nil
+			}
+		}
+		return errors.New("no replica carries the notebook's websocket")
+	})
+	testkit.NoError(t, carrier.cmd.Process.Kill())
+	<-carrier.exited
+
+	testkit.Equal(t, nb.runRetrying("print(x)", 2*time.Minute), "42\n")
+	code, _, err = get(js + "/api/kernels/" + id + "?token=" + jupytertest.Token)
+	testkit.NoError(t, err)
+	testkit.Equal(t, code, http.StatusOK)
+}
+
+// TestFailoverScenario runs `kernelgate bench`'s failover on a group: the
+// replica carrying two clients dies mid-stream; the streaming client gets
+// the rest of its cell (its reply rebuilt by the replica it moved to), the
+// idle one runs code again.
+func TestFailoverScenario(t *testing.T) {
+	g := startGroup(t, storeFile, 2)
+	var replicas []bench.Replica
+	for _, r := range g.replicas {
+		replicas = append(replicas, bench.Replica{URL: r.url, PID: r.cmd.Process.Pid})
+	}
+	o := bench.DefaultOptions()
+	o.URL, o.Scenarios, o.Replicas, o.OpTimeout, o.FailFast = g.lb, []string{"failover"}, replicas, time.Minute, true
+	rep, err := bench.Run(context.Background(), o)
+	testkit.NoError(t, err)
+	res := rep.Results[0]
+	testkit.Equal(t, res.Errors, 0)
+	testkit.True(t, res.Counts["reconnects"] >= 1, "the streaming client never reconnected: %v", res.Counts)
+	testkit.True(t, res.Latency["recover"].P50 > 0, "no recovery time")
+	rebuilt := 0.0
+	for _, r := range g.replicas {
+		select {
+		case <-r.exited:
+		default: // the survivor
+			rebuilt += metric(t, r.url, "kernelgate_replies_rebuilt_total")
+		}
+	}
+	testkit.True(t, rebuilt >= 1, "no reply was rebuilt for the streaming client's cell")
+}
+
 // TestRecordMissingWhileLeaseHeld: a kernel whose record disappears while
 // its owner holds its lease (the Kubernetes store's garbage collector
 // deletes the record with the kernel's old pod on a restart) stays served
@@ -454,27 +555,6 @@ func TestRecordMissingWhileLeaseHeld(t *testing.T) {
 		testkit.True(t, code == http.StatusOK, "restart through r2: %d %s", code, body)
 		testkit.Equal(t, dialKernel(t, r2.url, id, "c", "").run("print('x' in dir())"), "False\n")
 		groupView(t, g.replicas, 2, 2)
-	})
-}
-
-// TestCullingWithTwoReplicasCullsOnce: only the kernel's owner culls it.
-func TestCullingWithTwoReplicasCullsOnce(t *testing.T) {
-	eachStore(t, func(t *testing.T, kernelStore string) {
-		g := startGroup(t, kernelStore, 2, "--cull-idle-timeout", "2", "--cull-interval", "1")
-		id := start(t, g.lb)
-		for _, r := range g.replicas {
-			testkit.Eventually(t, 30*time.Second, func() error {
-				if code, _, _ := get(r.url + "/api/kernels/" + id); code != http.StatusNotFound {
-					return fmt.Errorf("%s still has the kernel (%d)", r, code)
-				}
-				return nil
-			})
-		}
-		culled := 0.0
-		for _, r := range g.replicas {
-			culled += metric(t, r.url, "kernelgate_kernels_culled_total")
-		}
-		testkit.Equal(t, culled, 1.0)
 	})
 }
 

@@ -22,6 +22,8 @@ type wsClient struct {
 	session string
 	last    string // msg_id of the last message read
 	err     error  // why reading stopped
+	codec   framing.Codec
+	events  chan event // read by a goroutine, once runRetrying needs it
 }
 
 // dialKernel opens kernel id's websocket at base with session (and, when
@@ -32,6 +34,14 @@ func dialKernel(t *testing.T, base, id, session, lastMsgID string) *wsClient {
 	if lastMsgID != "" {
 		q.Set("last_msg_id", lastMsgID)
 	}
+	return dialChannels(t, base, id, session, q)
+}
+
+// dialChannels opens kernel id's websocket at base with query q, in the
+// framing the server agrees to (Jupyter Server 1.x knows only the legacy
+// JSON one).
+func dialChannels(t *testing.T, base, id, session string, q url.Values) *wsClient {
+	t.Helper()
 	u := "ws" + strings.TrimPrefix(base, "http") + "/api/kernels/" + id + "/channels?" + q.Encode()
 	d := websocket.Dialer{Subprotocols: []string{framing.SubprotocolV1}, HandshakeTimeout: 30 * time.Second}
 	var c *websocket.Conn
@@ -40,7 +50,7 @@ func dialKernel(t *testing.T, base, id, session, lastMsgID string) *wsClient {
 		c, _, err = d.Dial(u, nil)
 		return err
 	})
-	w := &wsClient{t: t, c: c, session: session}
+	w := &wsClient{t: t, c: c, session: session, codec: framing.For(c.Subprotocol())}
 	t.Cleanup(func() { c.Close() })
 	return w
 }
@@ -51,8 +61,12 @@ func (w *wsClient) execute(code string) string {
 	m, err := zmq.NewMessage("execute_request", w.session, "tester", nil, map[string]any{"code": code, "silent": false,
 		"store_history": false, "user_expressions": map[string]any{}, "allow_stdin": false, "stop_on_error": true})
 	testkit.NoError(w.t, err)
-	data, _ := framing.V1{}.Encode(nil, zmq.Shell, m)
-	testkit.NoError(w.t, w.c.WriteMessage(websocket.BinaryMessage, data))
+	data, bin := w.codec.Encode(nil, zmq.Shell, m)
+	typ := websocket.TextMessage
+	if bin {
+		typ = websocket.BinaryMessage
+	}
+	testkit.NoError(w.t, w.c.WriteMessage(typ, data))
 	return m.Head().MsgID
 }
 
@@ -65,12 +79,12 @@ type event struct {
 // next reads one message, or returns the error that ended the connection.
 func (w *wsClient) next(d time.Duration) (event, error) {
 	w.c.SetReadDeadline(time.Now().Add(d))
-	_, data, err := w.c.ReadMessage()
+	typ, data, err := w.c.ReadMessage()
 	if err != nil {
 		w.err = err
 		return event{}, err
 	}
-	ch, m, err := framing.V1{}.Decode(data, false)
+	ch, m, err := w.codec.Decode(data, typ == websocket.TextMessage)
 	if err != nil {
 		return event{}, err
 	}
@@ -105,4 +119,53 @@ func (w *wsClient) run(code string) string {
 		}
 	}
 	return out.String()
+}
+
+// runRetrying runs code and returns its stdout, sending it again every few
+// seconds until an answer comes, as a user runs a cell again: a request
+// sent while a gateway client reconnects upstream is lost with it (Jupyter
+// Server 1.x writes it to the dead connection). The websocket itself must
+// stay open throughout. (A websocket read that times out cannot be
+// resumed: a goroutine reads, for the first call and the later ones.)
+func (w *wsClient) runRetrying(code string, within time.Duration) string {
+	w.t.Helper()
+	if w.events == nil {
+		w.events = make(chan event, 1024)
+		go func() {
+			defer close(w.events)
+			for {
+				ev, err := w.next(time.Hour)
+				if err != nil {
+					return
+				}
+				w.events <- ev
+			}
+		}()
+	}
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		id := w.execute(code)
+		var out strings.Builder
+		again := time.After(5 * time.Second)
+	read:
+		for {
+			select {
+			case ev, ok := <-w.events:
+				if !ok {
+					w.t.Fatalf("the websocket closed: %v", w.err)
+				}
+				switch {
+				case ev.parent != id:
+				case ev.msgType == "stream":
+					out.WriteString(fmt.Sprint(ev.content["text"]))
+				case ev.msgType == "status" && ev.content["execution_state"] == "idle":
+					return out.String()
+				}
+			case <-again:
+				break read
+			}
+		}
+	}
+	w.t.Fatalf("%q never ran within %v", code, within)
+	return ""
 }

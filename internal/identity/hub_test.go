@@ -370,7 +370,9 @@ func TestHubSpray(t *testing.T) {
 		w.Write([]byte(`{"status": 403, "message": "Forbidden"}`))
 	}))
 	defer srv.Close()
-	h := newHub(t, HubConfig{APIURL: srv.URL + "/hub/api", TTL: time.Minute,
+	// TTL: longer than the spray takes on a loaded machine, so the good
+	// token is still cached at the end.
+	h := newHub(t, HubConfig{APIURL: srv.URL + "/hub/api", TTL: time.Hour,
 		MaxEntries: maxEntries, MaxConcurrent: maxConcurrent})
 	defer h.Close()
 	ctx := context.Background()
@@ -440,7 +442,9 @@ func TestHubBounds(t *testing.T) {
 		w.WriteHeader(http.StatusForbidden)
 	}))
 	defer srv.Close()
-	h := newHub(t, HubConfig{APIURL: srv.URL + "/hub/api", TTL: time.Minute, MaxPending: 4, MaxConcurrent: 2})
+	// TTL: longer than the spray takes on a loaded machine, so the good
+	// token is still cached at the end.
+	h := newHub(t, HubConfig{APIURL: srv.URL + "/hub/api", TTL: time.Hour, MaxPending: 4, MaxConcurrent: 2})
 	defer h.Close()
 	var wg sync.WaitGroup
 	for i := range 4 {
