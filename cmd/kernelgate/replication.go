@@ -30,7 +30,7 @@ type replicationConfig struct {
 }
 
 func replicationSettings(s *settings, c *replicationConfig) {
-	s.String(&c.Mode, "availability-mode", "", "standalone or replication (a group of replicas sharing EG_PERSISTENCE_ROOT, any of which serves any kernel); empty = replication when --kernel-session-persistence is on, as in EG, and a mode turns persistence on", "EG_AVAILABILITY_MODE")
+	s.String(&c.Mode, "availability-mode", "", "standalone or replication (a group of replicas sharing a kernel store, EG_PERSISTENCE_ROOT or --kernel-store kubernetes, any of which serves any kernel); empty = replication when --kernel-session-persistence is on, as in EG, and a mode turns persistence on", "EG_AVAILABILITY_MODE")
 	s.String(&c.URL, "replica-url", "", "where the other replicas reach this one (http[s]://host:port[/base]); empty = the address it listens on", "KERNELGATE_REPLICA_URL")
 	s.String(&c.Token, "replica-token", "", "secret the replicas of a group share for their internal endpoints (forwarded actions, session handovers); empty = the auth token", "KERNELGATE_REPLICA_TOKEN")
 	s.Seconds(&c.LeaseDuration, "lease-duration", 15*time.Second, "seconds a kernel's owner may go silent before another replica takes the kernel over", "KERNELGATE_LEASE_DURATION")
