@@ -199,7 +199,7 @@ func (r *replica) beat() error {
 		return err
 	}
 	for _, h := range r.g.snapshot.Load().order {
-		if h.follower.Load() {
+		if h.follower.Load() || h.forgotten.Load() {
 			continue
 		}
 		ok, lerr := r.cfg.Group.Acquire(h.id, r.cfg.ID, r.cfg.LeaseDuration)

@@ -361,6 +361,14 @@ func (s *Store) Acquire(id, holder string, ttl time.Duration) (bool, error) {
 func (s *Store) take(ctx context.Context, name string, lbls map[string]string, holder string, ttl time.Duration) (bool, error) {
 	secs := int32((ttl + time.Second - 1) / time.Second)
 	blank := &coordv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: lbls}}
+	s.mu.Lock()
+	if l, ok := s.seen[name]; ok && ptrValue(l.Spec.HolderIdentity) == holder {
+		// A renewal does not write again a lease deleted since this
+		// replica wrote it: its kernel was deleted (Delete) while the
+		// renewal was on its way.
+		blank = nil
+	}
+	s.mu.Unlock()
 	return s.modify(ctx, name, blank, func(l *coordv1.Lease) bool {
 		now := metav1.NowMicro()
 		was, expires := leaseOf(l)

@@ -205,6 +205,18 @@ func TestRelease(t *testing.T) {
 	testkit.NoError(t, err)
 	testkit.True(t, !ok, "a renewed a lease b holds")
 	testkit.NoError(t, b.Release(uuid.NewString(), "b")) // no lease at all: fine
+
+	// The kernel deleted (its lease with it) while b's renewal was on its
+	// way: the renewal does not write the lease again.
+	testkit.NoError(t, a.Delete(id))
+	ok, err = b.Acquire(id, "b", time.Hour)
+	testkit.NoError(t, err)
+	testkit.True(t, !ok, "a renewal wrote a deleted lease again")
+	_, err = r.client.CoordinationV1().Leases(r.ns).Get(context.Background(), "g-kernel-"+id, metav1.GetOptions{})
+	testkit.True(t, apierrors.IsNotFound(err), "the deleted lease is back: %v", err)
+	ok, err = b.Acquire(id, "b", time.Hour) // a new acquisition, not a renewal
+	testkit.NoError(t, err)
+	testkit.True(t, ok, "a free lease was not taken")
 }
 
 func record(ns, pod string, uid string) store.Record {
@@ -355,13 +367,13 @@ func TestMembers(t *testing.T) {
 
 	// A replica that stopped beating leaves the members.
 	testkit.Eventually(t, 10*time.Second, func() error {
-		if m, err := a.Members(time.Second); err != nil || len(m) > 0 {
+		if m, err := a.Members(2 * time.Second); err != nil || len(m) > 0 {
 			return fmt.Errorf("members %v, %v", m, err)
 		}
 		return nil
 	})
 	testkit.NoError(t, b.Beat(mb))
-	members, err = a.Members(time.Second)
+	members, err = a.Members(2 * time.Second)
 	testkit.NoError(t, err)
 	testkit.Equal(t, len(members), 1)
 	testkit.Equal(t, members[0].ID, "b")
