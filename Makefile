@@ -33,7 +33,7 @@ run: deps build
 
 # KERNELGATE_REQUIRE_K8S=1: the Kubernetes tests fail, not skip, without
 # the programs k8s-tools builds.
-test: deps k8s-tools
+test: deps k8s-tools deploy-deps
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 	KERNELGATE_REQUIRE_K8S=1 $(GO) test -race -count=1 -timeout 15m ./...
@@ -82,6 +82,12 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzRender$$' -fuzztime $(FUZZTIME) ./actors/proxy/kubernetes/podtemplate
 	$(GO) test -run '^$$' -fuzz '^FuzzYAMLSafeRoundTrip$$' -fuzztime $(FUZZTIME) ./actors/proxy/kubernetes/podtemplate
 
+# docs regenerates docs/configuration.md from the settings in cmd/kernelgate
+# (TestConfigurationDocIsGenerated fails when they differ).
+.PHONY: docs
+docs:
+	$(GO) run ./cmd/kernelgate serve --help-markdown > docs/configuration.md.tmp && mv docs/configuration.md.tmp docs/configuration.md
+
 # k8s-tools builds the Kubernetes programs internal/k8stest runs (pinned in
 # the separate module tools/k8s) into tools/bin: about 9 minutes on 2 cores
 # the first time, nothing while they are newer than tools/k8s/go.sum.
@@ -101,20 +107,27 @@ $(DEX): tools/dex/go.mod tools/dex/go.sum
 	cd tools/dex && CGO_ENABLED=0 $(GO) build -trimpath -o ../bin/dex github.com/dexidp/dex/cmd/dex
 test: dex-tools
 test: export KERNELGATE_REQUIRE_IDENTITY := 1
+test: export KERNELGATE_REQUIRE_DEPLOY := 1
 
-# deps installs the Debian packages that are missing; silent when all are there.
-deps:
-	@missing=""; for p in $(APT_PACKAGES); do \
+# apt_install installs the Debian packages of $(1) that are missing; silent
+# when all are there.
+define apt_install
+	@missing=""; for p in $(1); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" != 0 ]; then \
 			echo "kernelgate: missing Debian packages:$$missing" >&2; \
-			echo "kernelgate: run 'sudo make deps' (or apt-get install -y$$missing) and try again" >&2; exit 1; \
+			echo "kernelgate: run 'sudo make $@' (or apt-get install -y$$missing) and try again" >&2; exit 1; \
 		fi; \
 		echo "kernelgate: installing$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+endef
+
+# deps installs the Debian packages that are missing; silent when all are there.
+deps:
+	$(call apt_install,$(APT_PACKAGES))
 	@command -v npm >/dev/null || { \
 		if [ "$$(id -u)" != 0 ]; then echo "kernelgate: Node.js and npm are missing: sudo make deps" >&2; exit 1; fi; \
 		echo "kernelgate: installing nodejs npm"; \
@@ -122,6 +135,32 @@ deps:
 	@if [ ! -f $(CLIENTS)/node_modules/.package-lock.json ] || [ $(CLIENTS)/package-lock.json -nt $(CLIENTS)/node_modules/.package-lock.json ]; then \
 		echo "kernelgate: npm ci in $(CLIENTS)"; cd $(CLIENTS) && npm ci --no-audit --no-fund --loglevel=error; \
 	fi
+
+# Images (deploy/images.sh): podman builds them (buildah works too), and
+# debootstrap makes the kernel image's Debian base; systemd-analyze checks
+# the unit in deploy/systemd. No container registry is used.
+DEPLOY_APT_PACKAGES := podman debootstrap systemd
+.PHONY: deploy-deps images chart-check
+deploy-deps:
+	$(call apt_install,$(DEPLOY_APT_PACKAGES))
+
+# images builds localhost/kernelgate:$(VERSION) and
+# localhost/kernelgate-kernel-py:$(VERSION) (TAG=… to tag otherwise); the
+# first build makes the kernel image's base with debootstrap (about 4
+# minutes, cached in ~/.cache/kernelgate), later ones take seconds.
+images: deploy-deps
+	VERSION=$(VERSION) GO=$(GO) deploy/images.sh
+
+# chart-check lints the Helm chart, renders it with each of
+# deploy/helm/kernelgate/ci/*.yaml, applies every rendered object to a real
+# API server (server-side dry run, internal/k8stest) and installs the chart
+# there for real (TestChart in ./deploy). `make test` runs the same tests.
+chart-check: k8s-tools
+	tools/bin/helm lint --strict deploy/helm/kernelgate
+	@for f in deploy/helm/kernelgate/ci/*.yaml; do \
+		echo "helm lint --strict -f $$f"; tools/bin/helm lint --strict --quiet deploy/helm/kernelgate -f $$f || exit 1; \
+	done
+	KERNELGATE_REQUIRE_K8S=1 $(GO) test -count=1 -run 'TestChart' -v ./deploy
 
 clean:
 	rm -rf bin $(BENCH_OUT) e2e-artifacts

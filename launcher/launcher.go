@@ -22,10 +22,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -79,27 +81,8 @@ func Main(args []string, stderr io.Writer) int {
 // PORT_RANGE, POD_IP, and KERNEL_LANGUAGE for the kernel's command.
 func parse(args []string, getenv func(string) string, stderr io.Writer) (Options, error) {
 	o := Options{Stderr: stderr, ShutdownGrace: 10 * time.Second}
-	fs := flag.NewFlagSet("kernelgate launch", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: kernelgate launch --kernel-id ID --response-address IP:PORT --public-key KEY [--port-range L..U] [--ip IP] [-- KERNEL ARGV (with {connection_file})]")
-		fmt.Fprintln(stderr, "Each flag defaults to its variable of a kernel pod's environment (KERNEL_ID, RESPONSE_ADDRESS, PUBLIC_KEY, PORT_RANGE, POD_IP); without a kernel argv, KERNEL_LANGUAGE picks one.")
-		fs.PrintDefaults()
-	}
 	portRange := cmp.Or(getenv("PORT_RANGE"), "0..0")
-	for _, name := range []string{"kernel-id", "RemoteProcessProxy.kernel-id"} {
-		fs.StringVar(&o.KernelID, name, getenv("KERNEL_ID"), "the kernel's id (required)")
-	}
-	for _, name := range []string{"response-address", "RemoteProcessProxy.response-address"} {
-		fs.StringVar(&o.ResponseAddress, name, getenv("RESPONSE_ADDRESS"), "the gateway's response address, ip:port")
-	}
-	for _, name := range []string{"public-key", "RemoteProcessProxy.public-key"} {
-		fs.StringVar(&o.PublicKey, name, getenv("PUBLIC_KEY"), "the gateway's public key, base64 DER (required)")
-	}
-	for _, name := range []string{"port-range", "RemoteProcessProxy.port-range"} {
-		fs.StringVar(&portRange, name, portRange, "ports for the kernel and the comm port, L..U (0..0: any)")
-	}
-	fs.StringVar(&o.IP, "ip", getenv("POD_IP"), "address to listen on (default: the one this host was reached at over SSH, else 0.0.0.0)")
+	fs := flagSet(&o, &portRange, getenv, stderr)
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -124,6 +107,53 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (Options
 	var err error
 	o.PortRange, err = ports.ParseRange(portRange, minSize)
 	return o, err
+}
+
+// flags are the launcher's flags: name, the pod variable it defaults to,
+// and its meaning. The --RemoteProcessProxy.<name> forms of EG's launchers
+// are accepted for the first four.
+var flags = []Flag{
+	{"kernel-id", "KERNEL_ID", "the kernel's id (required)"},
+	{"response-address", "RESPONSE_ADDRESS", "the gateway's response address, ip:port; empty = start the kernel without calling back"},
+	{"public-key", "PUBLIC_KEY", "the gateway's public key, base64 DER (required)"},
+	{"port-range", "PORT_RANGE", "ports for the kernel and the comm port, L..U (0..0: any; else at least MIN_PORT_RANGE_SIZE or EG_MIN_PORT_RANGE_SIZE ports, default 1000)"},
+	{"ip", "POD_IP", "address to listen on (default: the one this host was reached at over SSH, else 0.0.0.0)"},
+}
+
+// Flag documents one flag of `kernelgate launch`.
+type Flag struct {
+	Name, Env, Usage string
+}
+
+// Flags lists the flags of `kernelgate launch`, for the documentation.
+func Flags() []Flag { return slices.Clone(flags) }
+
+// KernelLanguages lists the KERNEL_LANGUAGE values that pick a kernel
+// command when none is given, with that command.
+func KernelLanguages() map[string][]string { return maps.Clone(kernelArgv) }
+
+func flagSet(o *Options, portRange *string, getenv func(string) string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("kernelgate launch", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: kernelgate launch --kernel-id ID --response-address IP:PORT --public-key KEY [--port-range L..U] [--ip IP] [-- KERNEL ARGV (with {connection_file})]")
+		fmt.Fprintln(stderr, "Each flag defaults to its variable of a kernel pod's environment (KERNEL_ID, RESPONSE_ADDRESS, PUBLIC_KEY, PORT_RANGE, POD_IP); without a kernel argv, KERNEL_LANGUAGE picks one.")
+		fs.PrintDefaults()
+	}
+	targets := map[string]*string{"kernel-id": &o.KernelID, "response-address": &o.ResponseAddress,
+		"public-key": &o.PublicKey, "port-range": portRange, "ip": &o.IP}
+	for _, f := range flags {
+		p := targets[f.Name]
+		def := *p
+		if f.Name != "port-range" {
+			def = getenv(f.Env)
+		}
+		fs.StringVar(p, f.Name, def, f.Usage)
+		if f.Name != "ip" {
+			fs.StringVar(p, "RemoteProcessProxy."+f.Name, def, f.Usage)
+		}
+	}
+	return fs
 }
 
 // kernelArgv is the kernel's command by KERNEL_LANGUAGE when the command

@@ -207,6 +207,13 @@ func serveSettings(c *serveConfig, stderr io.Writer) *settings {
 }
 
 func runServe(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 1 && args[0] == "--help-markdown" {
+		if err := writeConfigurationDoc(stdout); err != nil {
+			fmt.Fprintln(stderr, "kernelgate serve:", err)
+			return 1
+		}
+		return 0
+	}
 	var c serveConfig
 	st := serveSettings(&c, stderr)
 	if code, ok := st.load(args); !ok {

@@ -22,6 +22,9 @@ type setting struct {
 	usage string
 	value flag.Value
 	def   string
+	// docDef, when set, stands for def in the documentation: the default
+	// depends on the machine (host name, user, home), and the docs say how.
+	docDef string
 }
 
 // settings is the set of one subcommand.
@@ -76,6 +79,18 @@ func (s *settings) Ints(p *[]int, name string, def []int, usage string, env ...s
 func (s *settings) Counts(p *map[string]int, name, usage string, env ...string) {
 	*p = map[string]int{}
 	s.add((*countsValue)(p), name, usage, env...)
+}
+
+// describeDefault says how the default of a setting is found, for a
+// default that depends on the machine it runs on.
+func (s *settings) describeDefault(name, text string) {
+	for _, st := range s.list {
+		if st.flag == name {
+			st.docDef = text
+			return
+		}
+	}
+	panic("describeDefault: no setting --" + name)
 }
 
 // parse reads flags, then fills what no flag set from the environment.

@@ -97,16 +97,6 @@ func TestServeHelpListsEverySetting(t *testing.T) {
 	}
 }
 
-func TestReadmeListsEverySetting(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
-	testkit.NoError(t, err)
-	var c serveConfig
-	for _, st := range serveSettings(&c, io.Discard).list {
-		row := "| `--" + st.flag + "` | `" + strings.Join(st.env, ", ") + "` |"
-		testkit.True(t, strings.Contains(string(readme), row), "README lacks the row of --%s", st.flag)
-	}
-}
-
 func TestServeStartsAndStops(t *testing.T) {
 	defer leaktest.Check(t)()
 	var c serveConfig

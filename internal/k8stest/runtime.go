@@ -427,7 +427,12 @@ func (r *runtime) startContainer(pod *corev1.Pod, ctr corev1.Container, dir stri
 		v := expand(e.Value, vars)
 		if e.ValueFrom != nil {
 			var err error
-			if v, err = fieldValue(pod, e.ValueFrom); err != nil {
+			if e.ValueFrom.SecretKeyRef != nil || e.ValueFrom.ConfigMapKeyRef != nil {
+				v, err = r.keyRef(pod.Namespace, e.ValueFrom)
+			} else {
+				v, err = fieldValue(pod, e.ValueFrom)
+			}
+			if err != nil {
 				return nil, fmt.Errorf("env %s: %w", e.Name, err)
 			}
 		}
@@ -481,12 +486,44 @@ func (r *runtime) startContainer(pod *corev1.Pod, ctr corev1.Container, dir stri
 	return cmd, nil
 }
 
+// keyRef reads an env var's valueFrom.secretKeyRef or configMapKeyRef
+// from the API, as a kubelet does when it starts the container.
+func (r *runtime) keyRef(namespace string, from *corev1.EnvVarSource) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if ref := from.SecretKeyRef; ref != nil {
+		s, err := r.client.CoreV1().Secrets(namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		if err == nil {
+			if v, ok := s.Data[ref.Key]; ok {
+				return string(v), nil
+			}
+			err = fmt.Errorf("secret %s has no key %q", ref.Name, ref.Key)
+		}
+		if ref.Optional != nil && *ref.Optional {
+			return "", nil
+		}
+		return "", err
+	}
+	ref := from.ConfigMapKeyRef
+	cm, err := r.client.CoreV1().ConfigMaps(namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+	if err == nil {
+		if v, ok := cm.Data[ref.Key]; ok {
+			return v, nil
+		}
+		err = fmt.Errorf("configmap %s has no key %q", ref.Name, ref.Key)
+	}
+	if ref.Optional != nil && *ref.Optional {
+		return "", nil
+	}
+	return "", err
+}
+
 // fieldValue resolves an env var's valueFrom: the downward API's fields a
 // kernel pod might use; anything else fails the container as a kubelet fails
 // one it cannot configure.
 func fieldValue(pod *corev1.Pod, from *corev1.EnvVarSource) (string, error) {
 	if from.FieldRef == nil {
-		return "", errors.New("only valueFrom.fieldRef is supported")
+		return "", errors.New("only valueFrom.fieldRef, secretKeyRef and configMapKeyRef are supported")
 	}
 	switch from.FieldRef.FieldPath {
 	case "metadata.name":
