@@ -656,7 +656,15 @@ func encodeMember(m store.Member) (body []byte, truncated error, err error) {
 	return body, truncated, err
 }
 
-// Members lists the replicas that beat within maxAge.
+// memberRetention is how long the Lease of a replica that stopped beating
+// is kept: the replicas ask for members of the last 24 hours at most (a
+// client of a replica that died is told its place was lost). A replica
+// whose id was its pod's name (a Deployment's) leaves one behind at every
+// replacement.
+const memberRetention = 25 * time.Hour
+
+// Members lists the replicas that beat within maxAge, and deletes the
+// Leases of those silent for longer than memberRetention.
 func (s *Store) Members(maxAge time.Duration) ([]store.Member, error) {
 	ctx, cancel := s.call()
 	defer cancel()
@@ -671,7 +679,16 @@ func (s *Store) Members(maxAge time.Duration) ([]store.Member, error) {
 		if l.Spec.RenewTime == nil || json.Unmarshal([]byte(l.Annotations[annotationMember]), &m) != nil {
 			continue
 		}
-		if m.Beat = l.Spec.RenewTime.Time; time.Since(m.Beat) <= maxAge {
+		m.Beat = l.Spec.RenewTime.Time
+		if time.Since(m.Beat) > memberRetention {
+			// Only the version read: a replica that beat since stays.
+			err := s.leases.Delete(ctx, l.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{ResourceVersion: &l.ResourceVersion}})
+			if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+				s.cfg.Logger.Debug().Err(err).Str("replica", m.ID).Msg("cannot delete the Lease of a replica long gone")
+			}
+			continue
+		}
+		if time.Since(m.Beat) <= maxAge {
 			out = append(out, m)
 		}
 	}

@@ -394,6 +394,21 @@ func TestMembers(t *testing.T) {
 		}
 	}
 	testkit.True(t, a.Beat(store.Member{ID: "Not A Name"}) != nil, "a replica id that cannot name a Lease was taken")
+
+	// A replica silent for more than a day (a replaced pod) is let go.
+	testkit.NoError(t, a.Beat(store.Member{ID: "old-pod"}))
+	l, err = r.client.CoordinationV1().Leases(r.ns).Get(context.Background(), "g-replica-old-pod", metav1.GetOptions{})
+	testkit.NoError(t, err)
+	l.Spec.RenewTime = new(metav1.NewMicroTime(time.Now().Add(-26 * time.Hour)))
+	_, err = r.client.CoordinationV1().Leases(r.ns).Update(context.Background(), l, metav1.UpdateOptions{})
+	testkit.NoError(t, err)
+	members, err = b.Members(48 * time.Hour)
+	testkit.NoError(t, err)
+	for _, m := range members {
+		testkit.True(t, m.ID != "old-pod", "a replica silent for 26 hours is a member")
+	}
+	_, err = r.client.CoordinationV1().Leases(r.ns).Get(context.Background(), "g-replica-old-pod", metav1.GetOptions{})
+	testkit.True(t, apierrors.IsNotFound(err), "the Lease of a replica silent for 26 hours is still there: %v", err)
 }
 
 // The admission lock under contention from two replicas' goroutines: one
