@@ -98,7 +98,7 @@ backend replicas
   http-check expect status 200
 `+servers.String()), 0o644))
 	cmd := exec.Command(haproxy, "-f", cfg, "-db")
-	var out lockedWriter
+	var out testkit.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	testkit.NoError(t, cmd.Start())
 	exited := make(chan struct{})
@@ -116,23 +116,6 @@ backend replicas
 		return err
 	})
 	return url
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (w *lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *lockedWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
 }
 
 // start starts a python3 kernel at base and returns its id.
