@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -121,11 +122,10 @@ type replica struct {
 	stop chan struct{}
 	done chan struct{}
 
-	// members is how many replicas beat within a lease, as of the last beat.
-	members atomic.Int64
-
 	mu        sync.Mutex
 	handovers map[string]map[string]Handover // kernel → session → place, of kernels left running at stop
+
+	view atomic.Pointer[[]MemberView] // the group at the last sync (see GroupMembers)
 }
 
 func (g *Gateway) startReplica() {
@@ -173,9 +173,8 @@ func (r *replica) run() {
 // next tries again.
 func timedOut(err error) bool { return errors.Is(err, context.DeadlineExceeded) }
 
-// beat announces this replica, counts the group's live members, and renews
-// the leases of its kernels; a lease found taken means another replica owns
-// the kernel now.
+// beat announces this replica and renews the leases of its kernels; a
+// lease found taken means another replica owns the kernel now.
 func (r *replica) beat() error {
 	conns := map[string]int{}
 	sessions := map[string][]string{}
@@ -189,13 +188,6 @@ func (r *replica) beat() error {
 	}
 	err := r.cfg.Group.Beat(store.Member{ID: r.cfg.ID, URL: r.cfg.URL, Connections: conns, Sessions: sessions})
 	if timedOut(err) {
-		return err
-	}
-	members, merr := r.cfg.Group.Members(r.cfg.LeaseDuration)
-	if merr == nil {
-		r.members.Store(int64(len(members)))
-	}
-	if err = errors.Join(err, merr); timedOut(merr) {
 		return err
 	}
 	for _, h := range r.g.snapshot.Load().order {
@@ -233,15 +225,21 @@ func (r *replica) syncRecords() error {
 	live := recs[:0]
 	now := time.Now()
 	here := r.g.snapshot.Load().byID
+	owners := map[string]int{}
 	for _, rec := range recs {
 		if rec.Pending {
 			continue
 		}
 		live = append(live, rec)
 		if h, ok := here[rec.ID]; ok && !h.follower.Load() {
+			owners[r.cfg.ID]++
 			continue // owned here
 		}
-		if l := leases[rec.ID]; l.Holder != "" && l.Holder != r.cfg.ID && now.Before(l.Expires) {
+		l := leases[rec.ID]
+		if now.Before(l.Expires) {
+			owners[l.Holder]++
+		}
+		if l.Holder != "" && l.Holder != r.cfg.ID && now.Before(l.Expires) {
 			continue // another replica's
 		}
 		// Nobody holds it (its owner died or stopped), or this replica
@@ -265,7 +263,50 @@ func (r *replica) syncRecords() error {
 		held[id] = now.Before(l.Expires)
 	}
 	r.g.sys.Root.Send(r.g.pid, &groupSync{recs: live, held: held})
+	if !timedOut(err) {
+		r.see(owners)
+	}
 	return err
+}
+
+// MemberView is a replica of the group as this one saw it at its last
+// sync.
+type MemberView struct {
+	ID   string
+	URL  string
+	Self bool
+	// Live: it beat within a lease.
+	Live bool
+	// Kernels it owns.
+	Kernels int
+}
+
+// see publishes the group's members with the kernels each owns.
+func (r *replica) see(owners map[string]int) {
+	members, err := r.cfg.Group.Members(24 * time.Hour)
+	if err != nil {
+		return // the last view stands
+	}
+	view := make([]MemberView, 0, len(members))
+	for _, m := range members {
+		view = append(view, MemberView{ID: m.ID, URL: m.URL, Self: m.ID == r.cfg.ID,
+			Live: time.Since(m.Beat) <= r.cfg.LeaseDuration, Kernels: owners[m.ID]})
+	}
+	slices.SortFunc(view, func(a, b MemberView) int { return strings.Compare(a.ID, b.ID) })
+	r.view.Store(&view)
+}
+
+// GroupMembers is the replica group as this replica saw it at its last sync
+// (a second ago at most); nil outside a group. It never waits on the
+// group's store.
+func (g *Gateway) GroupMembers() []MemberView {
+	if g.replica == nil {
+		return nil
+	}
+	if v := g.replica.view.Load(); v != nil {
+		return *v
+	}
+	return []MemberView{}
 }
 
 // close ends the replica's loop and gives up its leases, so that the others
@@ -528,20 +569,25 @@ func (g *Gateway) PendingHandovers() int {
 	return n
 }
 
-// GroupView is a replica's view of its group.
+// GroupView is a replica's view of its group, for metrics.
 type GroupView struct {
 	Owned    int // kernels this replica owns
 	Known    int // kernels it serves: owned and followed
-	Replicas int // replicas that beat within a lease, as of the last beat
+	Replicas int // replicas that beat within a lease, as of the last sync
 }
 
 // GroupView reads this replica's view of its group; false outside a group.
-// It asks the store nothing (metrics read it).
+// It never waits on the group's store.
 func (g *Gateway) GroupView() (GroupView, bool) {
 	if g.replica == nil {
 		return GroupView{}, false
 	}
-	v := GroupView{Replicas: int(g.replica.members.Load())}
+	var v GroupView
+	for _, m := range g.GroupMembers() {
+		if m.Live {
+			v.Replicas++
+		}
+	}
 	for _, h := range g.snapshot.Load().order {
 		v.Known++
 		if !h.follower.Load() {

@@ -370,11 +370,9 @@ func (d *dashboard) drain(ctx *fasthttp.RequestCtx, p []string) error {
 	return nil
 }
 
-// Replica is one gateway of a replicated group as the dashboard lists it.
-//
-// HOOK: replication (actors.Replication) is its own engineer's; once it
-// publishes its group's members it sets Config.Replicas, and this shape may
-// grow with it. Without it the dashboard says "single replica".
+// Replica is one gateway of a replicated group as the dashboard lists it
+// (actors.MemberView): ready means it beat within a lease; kernels are
+// those it owns. Outside a group the dashboard says "single replica".
 type Replica struct {
 	Name    string `json:"name"`
 	Ready   bool   `json:"ready"`

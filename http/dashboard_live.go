@@ -270,8 +270,11 @@ func (l *live) tables() (gatewayRow, []userRow, []poolRow) {
 	limits := gw.Limits()
 	g := gatewayRow{Version: l.srv.cfg.Version, Started: l.started.UnixMilli(), Accepting: gw.Accepting(), Draining: gw.Draining(),
 		MaxKernels: limits.MaxKernels, MaxKernelsPerUser: limits.MaxKernelsPerUser, Kernels: len(l.rows)}
-	if l.srv.cfg.Replicas != nil {
-		g.Replicas = l.srv.cfg.Replicas()
+	if ms := gw.GroupMembers(); ms != nil {
+		g.Replicas = make([]Replica, len(ms))
+		for i, m := range ms {
+			g.Replicas[i] = Replica{Name: m.ID, Ready: m.Live, Kernels: m.Kernels, Self: m.Self}
+		}
 	}
 	perUser := map[string]int{}
 	for _, r := range l.rows {

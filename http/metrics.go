@@ -81,7 +81,7 @@ var (
 	descConnsRefused  = prometheus.NewDesc("kernelgate_http_connections_refused_total", "Connections refused because the connection limit was reached.", nil, nil)
 	descAcceptRetries = prometheus.NewDesc("kernelgate_http_accept_retries_total", "Accept errors that passed and were retried (descriptors or memory exhausted for a moment).", nil, nil)
 	descGroupKernels  = prometheus.NewDesc("kernelgate_group_kernels", "In a replica group: kernels this replica owns (scope owned) and serves, owned or followed (scope known).", []string{"scope"}, nil)
-	descGroupReplicas = prometheus.NewDesc("kernelgate_group_replicas", "In a replica group: replicas that beat within a lease, this one included, as of its last beat.", nil, nil)
+	descGroupReplicas = prometheus.NewDesc("kernelgate_group_replicas", "In a replica group: replicas that beat within a lease, this one included, as of its last sync.", nil, nil)
 	descDurations     = []struct {
 		desc *prometheus.Desc
 		get  func(*actors.Metrics) *actors.Durations

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -105,10 +106,11 @@ type ReplicaClient struct {
 
 var _ actors.Peers = (*ReplicaClient)(nil)
 
-// NewReplicaClient returns a client with sane timeouts.
-func NewReplicaClient(token string) *ReplicaClient {
+// NewReplicaClient returns a client with sane timeouts; tlsConfig, when
+// set, is how it calls replicas that serve TLS.
+func NewReplicaClient(token string, tlsConfig *tls.Config) *ReplicaClient {
 	return &ReplicaClient{Token: token, Client: &nethttp.Client{Timeout: 2 * time.Minute,
-		Transport: &nethttp.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: time.Minute}}}
+		Transport: &nethttp.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: time.Minute, TLSClientConfig: tlsConfig}}}
 }
 
 func (c *ReplicaClient) post(ctx context.Context, base string, path []string, out any) error {

@@ -75,11 +75,6 @@ type Config struct {
 	// Dashboard serves the operator dashboard at <base>dashboard/, behind
 	// the token (see dashboard.go).
 	Dashboard bool
-	// Replicas, when set, lists the replicas of this gateway's group for
-	// the dashboard, which calls it once a second while a page is open (it
-	// must not block). HOOK for replication (actors.Replication), which
-	// does not publish its members yet: nil shows a single replica.
-	Replicas func() []Replica
 	// Version is reported by GET /api.
 	Version string
 	// Collectors are served on /metrics beside the gateway's own (a

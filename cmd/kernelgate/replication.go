@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -100,7 +101,7 @@ func (c *serveConfig) replicated() (bool, error) {
 
 // replication builds this gateway's part in its group; listen is the
 // address it serves on, for peers when no URL is set.
-func (c *serveConfig) replication(group store.Group, listen net.Addr) (*actors.Replication, string, error) {
+func (c *serveConfig) replication(group store.Group, listen net.Addr, peerTLS *tls.Config) (*actors.Replication, string, error) {
 	r := c.Replication
 	token := r.Token
 	if token == "" {
@@ -118,7 +119,7 @@ func (c *serveConfig) replication(group store.Group, listen net.Addr) (*actors.R
 		url = scheme + "://" + listen.String() + strings.TrimRight(c.BaseURL, "/")
 	}
 	return &actors.Replication{ID: c.InstanceID, URL: url, Group: group, LeaseDuration: r.LeaseDuration,
-		Peers: kghttp.NewReplicaClient(token)}, token, nil
+		Peers: kghttp.NewReplicaClient(token, peerTLS)}, token, nil
 }
 
 // handoverWait waits, until deadline, for the other replicas to ask where

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/kernelgate/kernelgate/bench"
 	"github.com/kernelgate/kernelgate/internal/jupytertest"
+	"github.com/kernelgate/kernelgate/internal/testcerts"
 	"github.com/kernelgate/kernelgate/internal/testkit"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -68,21 +70,28 @@ func storeArgs(t *testing.T, kernelStore string) ([]string, func(id string)) {
 func startGroup(t *testing.T, kernelStore string, n int, extra ...string) *group {
 	t.Helper()
 	shared, drop := storeArgs(t, kernelStore)
+	g := &group{t: t, dropRecord: drop, replicas: startReplicas(t, n, append(shared, extra...)...)}
+	g.lb = startBalancer(t, g.replicas)
+	return g
+}
+
+// startReplicas starts n replicas of a group; extra names their store
+// (storeArgs).
+func startReplicas(t *testing.T, n int, extra ...string) []*gatewayProcess {
+	t.Helper()
 	low, high := testkit.PortRange("cmd")
 	width := (high - low + 1) / n
-	g := &group{t: t, dropRecord: drop}
+	var replicas []*gatewayProcess
 	for i := range n {
 		args := append([]string{"--availability-mode", "replication",
 			"--instance-id", fmt.Sprint("r", i+1), "--replica-token", "group-secret",
 			"--lease-duration", replicaLease.String(), "--stop-timeout", "20",
 			// Each replica its own ports: allocators of other processes do
 			// not know each other's choices.
-			"--local-port-range", fmt.Sprintf("%d..%d", low+i*width, low+(i+1)*width-1)}, shared...)
-		args = append(args, extra...)
-		g.replicas = append(g.replicas, startGateway(t, 0, args...))
+			"--local-port-range", fmt.Sprintf("%d..%d", low+i*width, low+(i+1)*width-1)}, extra...)
+		replicas = append(replicas, startGateway(t, 0, args...))
 	}
-	g.lb = startBalancer(t, g.replicas)
-	return g
+	return replicas
 }
 
 // startBalancer runs HAProxy in front of the gateways, checking /readyz.
@@ -120,7 +129,7 @@ backend replicas
   http-check expect status 200
 `+servers.String()), 0o644))
 	cmd := exec.Command(haproxy, "-f", cfg, "-db")
-	var out lockedWriter
+	var out testkit.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	testkit.NoError(t, cmd.Start())
 	exited := make(chan struct{})
@@ -138,23 +147,6 @@ backend replicas
 		return err
 	})
 	return url
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (w *lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *lockedWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
 }
 
 // start starts a python3 kernel at base and returns its id.
@@ -607,4 +599,43 @@ func TestGroupRidesOutAHungAPIServer(t *testing.T) {
 	testkit.Equal(t, dialKernel(t, r1.url, id, "three", "").run("print(x)"), "2\n")
 	later := start(t, r1.url)
 	testkit.Equal(t, dialKernel(t, r1.url, later, "four", "").run("print('ok')"), "ok\n")
+}
+
+// TestReplicasOverMutualTLS: replicas that serve mutual TLS call each other
+// with their own certificate: an action forwarded to a kernel's owner works.
+func TestReplicasOverMutualTLS(t *testing.T) {
+	ca := testcerts.NewCA(t, "group")
+	cert, key := ca.Peer(t, "replica")
+	shared, _ := storeArgs(t, storeFile)
+	r := startReplicas(t, 2, append(shared, "--certfile", cert, "--keyfile", key, "--client-ca", ca.CertFile)...)
+	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		RootCAs: ca.Pool(), Certificates: []tls.Certificate{ca.ClientCert(t, "user")}}}}
+	call := func(method, url string, want int) string {
+		t.Helper()
+		req, err := http.NewRequest(method, url, strings.NewReader(`{"name":"python3"}`))
+		testkit.NoError(t, err)
+		resp, err := client.Do(req)
+		testkit.NoError(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		testkit.True(t, resp.StatusCode == want, "%s %s: %d %s", method, url, resp.StatusCode, b)
+		return string(b)
+	}
+	body := call("POST", r[0].url+"/api/kernels", http.StatusCreated)
+	id := body[strings.Index(body, `"id":"`)+6:][:36]
+	testkit.Eventually(t, 10*time.Second, func() error {
+		req, _ := http.NewRequest("GET", r[1].url+"/api/kernels/"+id, nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("the second replica answers %d", resp.StatusCode)
+		}
+		return nil
+	})
+	call("POST", r[1].url+"/api/kernels/"+id+"/restart", http.StatusOK)
+	call("DELETE", r[1].url+"/api/kernels/"+id, http.StatusNoContent)
+	call("GET", r[0].url+"/api/kernels/"+id, http.StatusNotFound)
 }

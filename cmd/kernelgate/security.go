@@ -67,8 +67,9 @@ func securitySettings(s *settings, c *securityConfig) {
 type security struct {
 	// identity holds the identity providers; nil when there are none.
 	identity identity.Chain
-	// tls serves the API; nil for plain HTTP.
-	tls *tls.Config
+	// tls serves the API; nil for plain HTTP. peerTLS calls the other
+	// replicas of the group.
+	tls, peerTLS *tls.Config
 	// impersonate is set when local kernels run as their user.
 	impersonate *local.Impersonation
 	// secrets are the gateway's credentials, kept out of kernels.
@@ -134,6 +135,9 @@ func buildSecurity(c *serveConfig, log zerolog.Logger) (*security, error) {
 			return nil, err
 		}
 		sec.tls = files.TLSConfig()
+		if sec.peerTLS, err = files.ClientConfig(); err != nil {
+			return nil, err
+		}
 	}
 	chain, err := identity.New(idc) // last: it may start goroutines
 	if err != nil {

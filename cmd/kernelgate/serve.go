@@ -309,7 +309,7 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 	if c.Persistence {
 		records = group
 		if replicated {
-			if replication, replicaToken, err = c.replication(group, ln.Addr()); err != nil {
+			if replication, replicaToken, err = c.replication(group, ln.Addr(), sec.peerTLS); err != nil {
 				return err
 			}
 		}

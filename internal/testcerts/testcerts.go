@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 )
@@ -73,6 +74,14 @@ func (ca *CA) Client(t testing.TB, cn string) (certFile, keyFile string) {
 	return ca.issue(t, cn, x509.ExtKeyUsageClientAuth)
 }
 
+// Peer makes a certificate for 127.0.0.1, ::1 and localhost that serves
+// and also authenticates as a client (a replica calling its peers), named
+// cn, and returns its files.
+func (ca *CA) Peer(t testing.TB, cn string) (certFile, keyFile string) {
+	t.Helper()
+	return ca.issue(t, cn, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
+}
+
 // ClientCert is Client as a tls.Certificate.
 func (ca *CA) ClientCert(t testing.TB, cn string) tls.Certificate {
 	t.Helper()
@@ -83,7 +92,7 @@ func (ca *CA) ClientCert(t testing.TB, cn string) tls.Certificate {
 	return c
 }
 
-func (ca *CA) issue(t testing.TB, cn string, usage x509.ExtKeyUsage) (string, string) {
+func (ca *CA) issue(t testing.TB, cn string, usage ...x509.ExtKeyUsage) (string, string) {
 	key := newKey(t)
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(t),
@@ -91,9 +100,9 @@ func (ca *CA) issue(t testing.TB, cn string, usage x509.ExtKeyUsage) (string, st
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+		ExtKeyUsage:  usage,
 	}
-	if usage == x509.ExtKeyUsageServerAuth {
+	if slices.Contains(usage, x509.ExtKeyUsageServerAuth) {
 		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
 		tmpl.DNSNames = []string{"localhost"}
 	}

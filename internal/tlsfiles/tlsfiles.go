@@ -97,6 +97,31 @@ func (f *Files) TLSConfig() *tls.Config {
 	}
 }
 
+// ClientConfig returns the configuration to call the gateway's peers with
+// (the other replicas of its group): it presents the files' certificate,
+// as their mutual TLS asks, and trusts the system's roots and the client
+// CAs, which a group's certificates chain to.
+func (f *Files) ClientConfig() (*tls.Config, error) {
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool()
+	}
+	if f.cfg.ClientCA != "" {
+		pem, err := os.ReadFile(f.cfg.ClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("tlsfiles: %w", err)
+		}
+		roots.AppendCertsFromPEM(pem)
+	}
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		RootCAs:    roots,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return &f.config().Certificates[0], nil
+		},
+	}, nil
+}
+
 // config returns the current generation, reloading it first when the check
 // interval has passed and the files changed. Only one handshake checks; the
 // others go on with what is loaded.
