@@ -82,6 +82,8 @@ var (
 	descConnsOpen     = prometheus.NewDesc("kernelgate_http_connections_open", "Connections to the API listener open now.", nil, nil)
 	descConnsRefused  = prometheus.NewDesc("kernelgate_http_connections_refused_total", "Connections refused because the connection limit was reached.", nil, nil)
 	descAcceptRetries = prometheus.NewDesc("kernelgate_http_accept_retries_total", "Accept errors that passed and were retried (descriptors or memory exhausted for a moment).", nil, nil)
+	descGroupKernels  = prometheus.NewDesc("kernelgate_group_kernels", "In a replica group: kernels this replica owns (scope owned) and serves, owned or followed (scope known).", []string{"scope"}, nil)
+	descGroupReplicas = prometheus.NewDesc("kernelgate_group_replicas", "In a replica group: replicas that beat within a lease, this one included, as of its last sync.", nil, nil)
 	descDurations     = []struct {
 		desc *prometheus.Desc
 		get  func(*actors.Metrics) *actors.Durations
@@ -107,6 +109,8 @@ func (c gatewayCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descConnsOpen
 	ch <- descConnsRefused
 	ch <- descAcceptRetries
+	ch <- descGroupKernels
+	ch <- descGroupReplicas
 	for _, d := range descCounters {
 		ch <- d.desc
 	}
@@ -140,6 +144,11 @@ func (c gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descConnsOpen, prometheus.GaugeValue, float64(open))
 	ch <- prometheus.MustNewConstMetric(descConnsRefused, prometheus.CounterValue, float64(c.srv.connsRefused.Load()))
 	ch <- prometheus.MustNewConstMetric(descAcceptRetries, prometheus.CounterValue, float64(c.srv.acceptRetries.Load()))
+	if v, ok := c.gw.GroupView(); ok {
+		ch <- prometheus.MustNewConstMetric(descGroupKernels, prometheus.GaugeValue, float64(v.Owned), "owned")
+		ch <- prometheus.MustNewConstMetric(descGroupKernels, prometheus.GaugeValue, float64(v.Known), "known")
+		ch <- prometheus.MustNewConstMetric(descGroupReplicas, prometheus.GaugeValue, float64(v.Replicas))
+	}
 	m := c.gw.Metrics()
 	for _, d := range descCounters {
 		ch <- prometheus.MustNewConstMetric(d.desc, prometheus.CounterValue, float64(d.get(m)))

@@ -264,7 +264,7 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 	if err := ensureRuntime(c.RuntimeDir); err != nil {
 		return fmt.Errorf("runtime dir: %w", err)
 	}
-	if c.Persistence {
+	if c.Persistence && c.Replication.Store == storeFile {
 		if err := privatedir.Ensure(filepath.Join(c.PersistenceRoot, "kernel_sessions")); err != nil {
 			return fmt.Errorf("persistence root: %w", err)
 		}
@@ -294,6 +294,10 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 	if c.KeepKernels && !c.Persistence {
 		return errors.New("--keep-kernels-on-stop needs --kernel-session-persistence: a kernel nobody recorded could never be taken back")
 	}
+	group, err := c.kernelStore(log)
+	if err != nil {
+		return err
+	}
 	ln, err := netlisten.Retrying(c.IP, c.Port, c.PortRetries)
 	if err != nil {
 		return err
@@ -303,10 +307,9 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 	var replication *actors.Replication
 	replicaToken := ""
 	if c.Persistence {
-		files := store.FileStore{Dir: filepath.Join(c.PersistenceRoot, "kernel_sessions")}
-		records = files
+		records = group
 		if replicated {
-			if replication, replicaToken, err = c.replication(files, ln.Addr(), sec.peerTLS); err != nil {
+			if replication, replicaToken, err = c.replication(group, ln.Addr(), sec.peerTLS); err != nil {
 				return err
 			}
 		}
