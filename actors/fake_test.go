@@ -31,6 +31,14 @@ type fakeGateway struct {
 
 func newFakeGateway(t *testing.T, mod func(*Config)) *fakeGateway {
 	t.Helper()
+	return newHookedGateway(t, fake.Hooks{}, mod)
+}
+
+// newHookedGateway is newFakeGateway whose provisioner has hooks from the
+// first launch on: a pool fills as the gateway starts, before a test could
+// set them.
+func newHookedGateway(t *testing.T, hooks fake.Hooks, mod func(*Config)) *fakeGateway {
+	t.Helper()
 	root := t.TempDir()
 	dir := filepath.Join(root, "kernels", "fake")
 	testkit.NoError(t, os.MkdirAll(dir, 0o755))
@@ -41,6 +49,7 @@ func newFakeGateway(t *testing.T, mod func(*Config)) *fakeGateway {
 		log = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.DebugLevel)
 	}
 	prov := &fake.Provisioner{}
+	prov.SetHooks(hooks)
 	metrics := &Metrics{}
 	cfg := Config{
 		MaxKernelsPerUser: -1, DefaultUsername: "tester",

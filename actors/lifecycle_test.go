@@ -349,15 +349,14 @@ func TestKernelDyingWhileClaimedFromItsPool(t *testing.T) {
 // A start that needs the place of a pooled kernel still booting gets it:
 // booting pooled kernels are retired like warm ones, not a reason for 403.
 func TestBootingPooledKernelYieldsItsPlace(t *testing.T) {
-	f := newFakeGateway(t, func(c *Config) { c.MaxKernels = 1; c.Pools = map[string]int{"fake": 1} })
 	release := make(chan struct{})
 	defer close(release)
-	f.prov.SetHooks(fake.Hooks{Launch: func(_ context.Context, n int, _ proxy.LaunchRequest) error {
+	f := newHookedGateway(t, fake.Hooks{Launch: func(_ context.Context, n int, _ proxy.LaunchRequest) error {
 		if n == 1 {
 			<-release // the pooled kernel boots forever
 		}
 		return nil
-	}})
+	}}, func(c *Config) { c.MaxKernels = 1; c.Pools = map[string]int{"fake": 1} })
 	testkit.Eventually(t, 5*time.Second, func() error {
 		if p := f.g.Pools(); len(p) == 0 || p[0].Starting != 1 {
 			return fmt.Errorf("pools %+v", p)
