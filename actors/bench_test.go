@@ -3,9 +3,13 @@ package actors
 import (
 	"encoding/json"
 	"fmt"
+	"math"
+	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/uuid"
+	"github.com/kernelgate/kernelgate/zmq"
 )
 
 // BenchmarkListKernels1000 measures what GET /api/kernels costs the gateway
@@ -30,4 +34,52 @@ func BenchmarkListKernels1000(b *testing.B) {
 			}
 		}
 	})
+}
+
+// discardSocket counts what a writer queues and flushes nothing.
+type discardSocket struct{ queued, msgs int }
+
+func (d *discardSocket) Queue(_ zmq.Channel, m *zmq.Message) { d.queued += messageSize(m); d.msgs++ }
+func (d *discardSocket) Queued() int                         { return d.queued }
+func (d *discardSocket) Flush() error                        { d.queued = 0; return nil }
+func (d *discardSocket) Ping([]byte) error                   { return nil }
+func (d *discardSocket) Close(int, string)                   {}
+
+// BenchmarkWriterForward is the output path of a 64-byte stream message
+// from the kernel actor's append to the log to the connection's queue: the
+// log, the writer's batches (64 messages each, as a kernel's burst arrives)
+// and, with merge, the coalescer of a client that has fallen behind. The
+// socket's encoding and write are BenchmarkWSConnFlush's (package http).
+// allocs/op is 0: the log allocates a chunk per 256 messages.
+func BenchmarkWriterForward(b *testing.B) {
+	for _, merge := range []bool{false, true} {
+		b.Run(map[bool]string{false: "as-sent", true: "merged"}[merge], func(b *testing.B) {
+			msgs := make([]*zmq.Message, 64)
+			for i := range msgs {
+				m, err := zmq.NewMessage("stream", "k", "u", []byte(`{"msg_id":"p"}`), map[string]string{"name": "stdout", "text": strings.Repeat("x", 63) + "\n"})
+				if err != nil {
+					b.Fatal(err)
+				}
+				msgs[i] = m
+			}
+			l := newOutLog(10000, 64<<20)
+			sock := &discardSocket{}
+			w := &writer{sock: sock, log: l, metrics: &Metrics{}, counted: new(atomic.Uint64), begun: make(chan struct{}), stop: make(chan stopWriter, 1)}
+			w.begin(1)
+			batch := len(msgs)
+			if merge {
+				batch = mergeBehind + 1 // the writer is behind: it merges
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i += batch {
+				for j := range batch {
+					l.append(zmq.IOPub, msgs[j%len(msgs)], 0)
+				}
+				l.trim(l.head.Load(), math.MaxUint64) // as the kernel actor does every 1024
+				w.flush(false)
+			}
+			b.ReportMetric(float64(sock.msgs)/float64(b.N), "frames/msg")
+		})
+	}
 }

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -30,6 +31,14 @@ type fakeGateway struct {
 
 func newFakeGateway(t *testing.T, mod func(*Config)) *fakeGateway {
 	t.Helper()
+	return newHookedGateway(t, fake.Hooks{}, mod)
+}
+
+// newHookedGateway is newFakeGateway whose provisioner has hooks from the
+// first launch on: a pool fills as the gateway starts, before a test could
+// set them.
+func newHookedGateway(t *testing.T, hooks fake.Hooks, mod func(*Config)) *fakeGateway {
+	t.Helper()
 	root := t.TempDir()
 	dir := filepath.Join(root, "kernels", "fake")
 	testkit.NoError(t, os.MkdirAll(dir, 0o755))
@@ -40,6 +49,7 @@ func newFakeGateway(t *testing.T, mod func(*Config)) *fakeGateway {
 		log = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.DebugLevel)
 	}
 	prov := &fake.Provisioner{}
+	prov.SetHooks(hooks)
 	metrics := &Metrics{}
 	cfg := Config{
 		MaxKernelsPerUser: -1, DefaultUsername: "tester",
@@ -99,6 +109,11 @@ func (f *fakeGateway) gone(id string) {
 type socket struct {
 	t *testing.T
 
+	// queued is what the writer queued and has not flushed (the writer's
+	// own, unlocked).
+	queued   []*zmq.Message
+	queuedCh []zmq.Channel
+
 	mu      sync.Mutex
 	msgs    []*zmq.Message
 	chans   []zmq.Channel
@@ -116,7 +131,20 @@ type socket struct {
 
 func newSocket(t *testing.T) *socket { return &socket{t: t, closed: make(chan struct{})} }
 
-func (s *socket) Write(ch zmq.Channel, m *zmq.Message) error {
+// Queue keeps a copy of m (the writer may reuse a merged message) until
+// Flush.
+func (s *socket) Queue(ch zmq.Channel, m *zmq.Message) {
+	c := *m
+	c.Content = bytes.Clone(m.Content)
+	s.queued = append(s.queued, &c)
+	s.queuedCh = append(s.queuedCh, ch)
+}
+
+func (s *socket) Queued() int { return 0 }
+
+func (s *socket) Flush() error {
+	queued, queuedCh := s.queued, s.queuedCh
+	s.queued, s.queuedCh = nil, nil
 	s.mu.Lock()
 	stalled := s.stalled
 	s.mu.Unlock()
@@ -134,8 +162,8 @@ func (s *socket) Write(ch zmq.Channel, m *zmq.Message) error {
 		return fmt.Errorf("closed")
 	default:
 	}
-	s.msgs = append(s.msgs, m)
-	s.chans = append(s.chans, ch)
+	s.msgs = append(s.msgs, queued...)
+	s.chans = append(s.chans, queuedCh...)
 	return nil
 }
 
@@ -181,7 +209,7 @@ func (f *fakeGateway) attach(id, session, lastMsgID string, s *socket) *Attachme
 	return a
 }
 
-// texts returns the stream texts written so far, in order.
+// texts returns the lines of the stream texts written so far, in order.
 func (s *socket) texts() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -190,7 +218,8 @@ func (s *socket) texts() []string {
 		if m.MsgType() == "stream" {
 			var c struct{ Text string }
 			json.Unmarshal(m.Content, &c)
-			out = append(out, strings.TrimSuffix(c.Text, "\n"))
+			// A merged message holds several lines.
+			out = append(out, strings.Split(strings.TrimSuffix(c.Text, "\n"), "\n")...)
 		}
 	}
 	return out
@@ -205,7 +234,7 @@ func (s *socket) waitFor(msgType, want string) *zmq.Message {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		for _, m := range s.msgs {
-			if m.MsgType() == msgType && strings.Contains(string(m.Content), want) {
+			if m.MsgType() == msgType && (strings.Contains(string(m.Content), want) || inMerged(m, want)) {
 				found = m
 				return nil
 			}
@@ -213,6 +242,12 @@ func (s *socket) waitFor(msgType, want string) *zmq.Message {
 		return fmt.Errorf("no %s with %q among %d messages", msgType, want, len(s.msgs))
 	})
 	return found
+}
+
+// inMerged reports whether a stream text want ("75\n", quoted as in the
+// content) ends a line of a merged stream message.
+func inMerged(m *zmq.Message, want string) bool {
+	return m.MsgType() == "stream" && strings.HasPrefix(want, `"`) && strings.Contains(string(m.Content), `\n`+want[1:])
 }
 
 func (s *socket) waitClosed() (int, string) {

@@ -107,7 +107,7 @@ func (g *gatewayActor) Receive(ctx actor.Context) {
 		}
 	case *result: // a child's answer to the drain's shutdownKernel
 	case *groupSync:
-		g.syncGroup(ctx, m.recs)
+		g.syncGroup(ctx, m.recs, m.held)
 	case *followKernel:
 		g.followNow(ctx, m.rec)
 	case *takeOver:

@@ -11,8 +11,8 @@ import (
 
 // syncGroup serves *groupSync: kernels new to this replica are followed,
 // known ones are told their record, and followed kernels whose record is
-// gone (their owner shut them down) leave.
-func (g *gatewayActor) syncGroup(ctx actor.Context, recs []store.Record) {
+// gone and whose lease is not held (their owner shut them down) leave.
+func (g *gatewayActor) syncGroup(ctx actor.Context, recs []store.Record, held map[string]bool) {
 	seen := make(map[string]bool, len(recs))
 	for _, rec := range recs {
 		seen[rec.ID] = true
@@ -25,7 +25,7 @@ func (g *gatewayActor) syncGroup(ctx actor.Context, recs []store.Record) {
 		}
 	}
 	for id, h := range g.kernels {
-		if h.follower.Load() && !seen[id] {
+		if h.follower.Load() && !seen[id] && !held[id] {
 			ctx.Send(h.pid, &recordGone{})
 		}
 	}

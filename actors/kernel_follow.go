@@ -169,6 +169,14 @@ func (k *kernelActor) placeOf(s *session) Handover {
 	own := "kernelgate-" + k.h.id // the session of messages this replica made
 	for e, ok := k.output.next(&cur); ok; e, ok = k.output.next(&cur) {
 		seq := cur.seq - 1
+		for _, mk := range s.merges {
+			if mk.last == seq {
+				if h.Merged == nil {
+					h.Merged = make(map[string]string)
+				}
+				h.Merged[mk.msgID] = e.m.Head().MsgID
+			}
+		}
 		switch {
 		case seq < from && e.to == 0 && e.m.Head().Session != own:
 			h.After = e.m.Head().MsgID
@@ -257,6 +265,11 @@ func (k *kernelActor) beginFrom(s *session, h *Handover) {
 			s.w.prelude = []Routed{{Channel: zmq.IOPub, Msg: gapNotice(k.h.id)}}
 		}
 		s.w.prelude = append(s.w.prelude, h.Routed...)
+		if last, ok := h.Merged[anchor]; ok {
+			// The client's last message was a merged one: it has every
+			// message up to the last it stands for.
+			anchor, s.lastMsgID = last, last
+		}
 		if anchor == "" {
 			anchor = h.After
 		}

@@ -214,8 +214,9 @@ func (k *kernelActor) forget() func() {
 	if s == nil && r == nil {
 		return nil
 	}
-	id, log := k.h.id, k.log
+	h, id, log := k.h, k.h.id, k.log
 	return func() {
+		h.forgotten.Store(true)
 		if s != nil {
 			if err := s.Delete(id); err != nil {
 				log.Warn().Err(err).Msg("cannot delete the kernel's record")

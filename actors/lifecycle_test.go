@@ -2,9 +2,11 @@ package actors
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -347,15 +349,14 @@ func TestKernelDyingWhileClaimedFromItsPool(t *testing.T) {
 // A start that needs the place of a pooled kernel still booting gets it:
 // booting pooled kernels are retired like warm ones, not a reason for 403.
 func TestBootingPooledKernelYieldsItsPlace(t *testing.T) {
-	f := newFakeGateway(t, func(c *Config) { c.MaxKernels = 1; c.Pools = map[string]int{"fake": 1} })
 	release := make(chan struct{})
 	defer close(release)
-	f.prov.SetHooks(fake.Hooks{Launch: func(_ context.Context, n int, _ proxy.LaunchRequest) error {
+	f := newHookedGateway(t, fake.Hooks{Launch: func(_ context.Context, n int, _ proxy.LaunchRequest) error {
 		if n == 1 {
 			<-release // the pooled kernel boots forever
 		}
 		return nil
-	}})
+	}}, func(c *Config) { c.MaxKernels = 1; c.Pools = map[string]int{"fake": 1} })
 	testkit.Eventually(t, 5*time.Second, func() error {
 		if p := f.g.Pools(); len(p) == 0 || p[0].Starting != 1 {
 			return fmt.Errorf("pools %+v", p)
@@ -501,11 +502,17 @@ func TestReconnectGetsWhatTheClientDidNotConfirm(t *testing.T) {
 
 	// With the id of the last message it has, a client gets exactly what
 	// followed, however much it confirmed.
+	// (A message the writer merged stands for all its lines.)
 	var last string
+	upTo := 0
 	first.mu.Lock()
 	for _, msg := range first.msgs {
-		if msg.MsgType() == "stream" && strings.Contains(string(msg.Content), `"75\n"`) {
+		if msg.MsgType() == "stream" && (strings.Contains(string(msg.Content), `"75\n"`) || inMerged(msg, `"75\n"`)) {
 			last = msg.Head().MsgID
+			var c struct{ Text string }
+			json.Unmarshal(msg.Content, &c)
+			ls := strings.Split(strings.TrimSuffix(c.Text, "\n"), "\n")
+			upTo, _ = strconv.Atoi(ls[len(ls)-1])
 		}
 	}
 	first.mu.Unlock()
@@ -513,14 +520,15 @@ func TestReconnectGetsWhatTheClientDidNotConfirm(t *testing.T) {
 	f.attach(m.ID, "s", last, third)
 	third.waitFor("stream", `"100\n"`)
 	got = third.texts()
-	testkit.Equal(t, got[0], "76")
-	testkit.Equal(t, len(got), 25)
+	testkit.Equal(t, got[0], strconv.Itoa(upTo+1))
+	testkit.Equal(t, len(got), 100-upTo)
 }
 
-// A client that falls behind is sent away (1013) and, coming back, gets
-// everything it had not confirmed, in order.
+// A client that falls behind by more than its bounds, even with its
+// backlog merged, is sent away (1013) and, coming back, gets everything it
+// had not confirmed, in order.
 func TestSlowClientIsSentAwayAndGetsTheRestOnReturn(t *testing.T) {
-	f := newFakeGateway(t, func(c *Config) { c.WebsocketQueue = 100 })
+	f := newFakeGateway(t, func(c *Config) { c.WebsocketQueueBytes = 4 << 10 })
 	m := f.start()
 	slow := newSocket(t)
 	slow.stalled = make(chan struct{})
@@ -662,5 +670,76 @@ func TestReconnectDependsOnHowTheConnectionEnded(t *testing.T) {
 			second.waitFor("stream", `"22\n"`)
 			testkit.Equal(t, second.texts()[0], tt.wantFirst)
 		})
+	}
+}
+
+// A client behind its kernel gets its backlog merged (every line, once, in
+// order, in fewer messages, no 1013 for a small message bound); coming back
+// with ?last_msg_id= a merged message's id, it gets what followed the last
+// line that message held: no loss, no duplicate.
+func TestMergedBacklogAndResumeAfterAMergedMessage(t *testing.T) {
+	f := newFakeGateway(t, func(c *Config) { c.WebsocketQueue = 16 })
+	m := f.start()
+	first := newSocket(t)
+	stalled := make(chan struct{})
+	first.mu.Lock()
+	first.stalled = stalled
+	first.mu.Unlock()
+	a := f.attach(m.ID, "s", "", first)
+	execute(t, a, "s", lines(1, 300))
+	// Its 300 lines are in the log while the client reads nothing.
+	testkit.Eventually(t, 10*time.Second, func() error {
+		last := make(chan bool, 1)
+		f.inspect(m.ID, func(k *kernelActor) {
+			cur, _ := k.output.at(1)
+			found := false
+			for e, ok := k.output.next(&cur); ok; e, ok = k.output.next(&cur) {
+				found = found || strings.Contains(string(e.m.Content), `"300\n"`)
+			}
+			last <- found
+		})
+		if !<-last {
+			return errors.New("the cell is still running")
+		}
+		return nil
+	})
+	first.mu.Lock()
+	first.stalled = nil
+	first.mu.Unlock()
+	close(stalled)
+	first.waitFor("stream", `"300\n"`)
+	got := first.texts()
+	testkit.Equal(t, len(got), 300)
+	for i, l := range got {
+		testkit.Equal(t, l, strconv.Itoa(i+1))
+	}
+	testkit.True(t, f.m.MessagesMerged.Load() > 0, "nothing merged")
+	testkit.Equal(t, f.m.SlowConsumers.Load(), uint64(0))
+
+	// The merged message that holds line 150, and the last line it holds.
+	var last string
+	upTo := 0
+	first.mu.Lock()
+	for _, msg := range first.msgs {
+		var c struct{ Text string }
+		json.Unmarshal(msg.Content, &c)
+		ls := strings.Split(strings.TrimSuffix(c.Text, "\n"), "\n")
+		if msg.MsgType() == "stream" && len(ls) > 1 && slices.Contains(ls, "150") {
+			last = msg.Head().MsgID
+			upTo, _ = strconv.Atoi(ls[len(ls)-1])
+		}
+	}
+	first.mu.Unlock()
+	testkit.True(t, last != "", "line 150 was not in a merged message")
+	a.Close(EndBroken)
+
+	back := newSocket(t)
+	b := f.attach(m.ID, "s", last, back)
+	execute(t, b, "s", "echo end")
+	back.waitFor("stream", `"end\n"`)
+	got = back.texts()
+	testkit.Equal(t, len(got), 300-upTo+1)
+	for i, l := range got[:len(got)-1] {
+		testkit.Equal(t, l, strconv.Itoa(upTo+1+i))
 	}
 }

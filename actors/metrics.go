@@ -18,6 +18,8 @@ type Metrics struct {
 	_                 [56]byte
 
 	SlowConsumers      atomic.Uint64 // websockets disconnected for falling behind
+	MessagesMerged     atomic.Uint64 // messages merged into others for clients that fell behind
+	MergeBytesSaved    atomic.Uint64 // bytes those merges saved
 	BufferDropped      atomic.Uint64 // messages dropped from full session buffers
 	BadKernelMessages  atomic.Uint64 // kernel messages dropped (bad signature, malformed)
 	KernelQueueDropped atomic.Uint64 // client messages dropped for a kernel that stopped reading

@@ -52,6 +52,10 @@ type kernelHandle struct {
 	// for the group.
 	follower   atomic.Bool
 	sessionIDs atomic.Pointer[[]string]
+	// forgotten is set once the kernel's record and lease are being
+	// deleted: the replica stops renewing its lease, which would write the
+	// lease again after the deletion.
+	forgotten atomic.Bool
 
 	// For operators (observe.go). provisioner is set at spawn and never
 	// changes; the kernel actor sets the rest, but for the message

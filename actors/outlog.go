@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"math"
 	"sync/atomic"
 
 	"github.com/kernelgate/kernelgate/zmq"
@@ -20,21 +21,24 @@ import (
 type outLog struct {
 	head atomic.Uint64 // seq of the next entry; readable entries are below it
 	tail atomic.Pointer[logChunk]
-	// end is the end (see logEntry) of the newest entry, stored before head
-	// moves: a reader that loads head then end may count a newer entry's
-	// bytes, never miss one.
-	end atomic.Uint64
 
 	// Owned by the writer.
 	cur      *logChunk
-	low      uint64 // oldest entry kept
-	bytes    int64  // bytes of the entries from low to head
+	last     tally     // of the newest entry
+	low      uint64    // oldest entry kept
+	lowc     *logChunk // the chunk of low
+	bytes    int64     // bytes of the entries from low to head
 	maxCount int
 	maxBytes int64
 	// keep is the oldest entry some session still needed when last asked
 	// (see trim): entries from it on that the bounds drop are lost to
 	// someone.
 	keep uint64
+	// pin is the oldest entry a connected client has not confirmed, when
+	// last asked: the bounds keep it and what follows, so that a client
+	// behind a flood its writer merges loses nothing if its connection
+	// breaks (its writer's own backlog guard bounds how far that goes).
+	pin uint64
 }
 
 // logChunkSize entries per chunk: one allocation per that many messages.
@@ -49,15 +53,36 @@ type logChunk struct {
 // logEntry is one message for clients.
 type logEntry struct {
 	ch zmq.Channel
-	m  *zmq.Message
+	// mergeable: a writer whose client has fallen behind may merge the
+	// message with others (see coalescer).
+	mergeable bool
 	// to is the session the message is for (a reply to its request), or
 	// 0 for every session.
 	to   sessionNum
 	size int32
-	// end is the total size of the log's entries up to and including this
-	// one, since the log began: the bytes between two entries are the
-	// difference of their ends.
-	end uint64
+	m    *zmq.Message
+	// at is the log's tally up to and including this entry: what lies
+	// between two entries is the difference of theirs.
+	at tally
+}
+
+// tally counts a log from its beginning. A writer's backlog is the
+// difference between the newest entry's tally and that of the entry it
+// has reached.
+type tally struct {
+	seq uint64
+	// bytes of every entry.
+	bytes uint64
+	// hard counts the entries no writer merges with others.
+	hard uint64
+	// merged is bytes as a writer that merges everything it can would
+	// write them: a mergeable message costs its content (the text it adds
+	// to a merged one), any other all of its parts.
+	merged uint64
+}
+
+func (t tally) minus(o tally) tally {
+	return tally{seq: t.seq - o.seq, bytes: t.bytes - o.bytes, hard: t.hard - o.hard, merged: t.merged - o.merged}
 }
 
 // sessionNum numbers a kernel's sessions for log entries; 0 is everyone.
@@ -66,8 +91,9 @@ type sessionNum uint32
 // newOutLog returns an empty log whose first entry will have seq 1, keeping
 // at most maxCount entries and maxBytes bytes.
 func newOutLog(maxCount int, maxBytes int64) *outLog {
-	l := &outLog{maxCount: maxCount, maxBytes: maxBytes, low: 1}
+	l := &outLog{maxCount: maxCount, maxBytes: maxBytes, low: 1, pin: math.MaxUint64}
 	l.cur = &logChunk{base: 1}
+	l.lowc = l.cur
 	l.tail.Store(l.cur)
 	l.head.Store(1)
 	return l
@@ -83,9 +109,17 @@ func (l *outLog) append(ch zmq.Channel, m *zmq.Message, to sessionNum) (lost uin
 		l.cur = next
 	}
 	size := messageSize(m)
-	end := l.end.Load() + uint64(size)
-	l.cur.entries[seq-l.cur.base] = logEntry{ch: ch, m: m, to: to, size: int32(size), end: end}
-	l.end.Store(end)
+	mergeable := ch == zmq.IOPub && mergeableType(m.MsgType())
+	t := l.last
+	t.seq, t.bytes = seq, t.bytes+uint64(size)
+	if mergeable {
+		t.merged += uint64(len(m.Content))
+	} else {
+		t.hard++
+		t.merged += uint64(size)
+	}
+	l.cur.entries[seq-l.cur.base] = logEntry{ch: ch, mergeable: mergeable, m: m, to: to, size: int32(size), at: t}
+	l.last = t
 	l.head.Store(seq + 1)
 	l.bytes += int64(size)
 	return l.bound()
@@ -95,27 +129,35 @@ func (l *outLog) append(ch zmq.Channel, m *zmq.Message, to sessionNum) (lost uin
 // returns how many of them some session still needed.
 func (l *outLog) bound() (lost uint64) {
 	head := l.head.Load()
-	for l.low < head && (int(head-l.low) > l.maxCount || l.bytes > l.maxBytes) {
-		l.bytes -= int64(l.entryAt(l.low).size)
+	for l.low < head && l.low < l.pin && (int(head-l.low) > l.maxCount || l.bytes > l.maxBytes) {
 		if l.low >= l.keep {
 			lost++
 		}
-		l.low++
+		l.drop()
 	}
 	l.release()
 	return lost
 }
 
 // trim drops the entries below keep that the bounds still allowed: no
-// session needs them any more.
-func (l *outLog) trim(keep uint64) {
+// session needs them any more. Entries from pin on are kept beyond the
+// bounds (see outLog.pin).
+func (l *outLog) trim(keep, pin uint64) {
 	keep = min(keep, l.head.Load())
-	l.keep = keep
+	l.keep, l.pin = keep, pin
 	for l.low < keep {
-		l.bytes -= int64(l.entryAt(l.low).size)
-		l.low++
+		l.drop()
 	}
 	l.release()
+}
+
+// drop lets the oldest kept entry go.
+func (l *outLog) drop() {
+	if l.low-l.lowc.base == logChunkSize {
+		l.lowc = l.lowc.next.Load()
+	}
+	l.bytes -= int64(l.lowc.entries[l.low-l.lowc.base].size)
+	l.low++
 }
 
 // release lets go of the chunks wholly below low.
@@ -123,15 +165,6 @@ func (l *outLog) release() {
 	for t := l.tail.Load(); t != l.cur && t.base+logChunkSize <= l.low; t = l.tail.Load() {
 		l.tail.Store(t.next.Load())
 	}
-}
-
-// entryAt is the writer's view of a kept entry.
-func (l *outLog) entryAt(seq uint64) *logEntry {
-	c := l.tail.Load()
-	for seq >= c.base+logChunkSize {
-		c = c.next.Load()
-	}
-	return &c.entries[seq-c.base]
 }
 
 // oldest returns the seq of the oldest entry a reader can still find from
@@ -179,18 +212,34 @@ func (l *outLog) next(cur *cursor) (*logEntry, bool) {
 	return e, true
 }
 
-// behind returns how many entries and bytes a reader at cur has yet to read.
-func (l *outLog) behind(cur cursor) (entries uint64, bytes uint64) {
-	head := l.head.Load()
-	if cur.seq >= head {
-		return 0, 0
+// before is the tally of the log just before the entry at cur: the
+// writer's; the entry, kept or let go, is still in the chunk cur holds.
+func (l *outLog) before(cur cursor) tally {
+	if cur.seq >= l.head.Load() {
+		return l.last
 	}
 	c := cur.c
 	if cur.seq-c.base == logChunkSize {
 		c = c.next.Load() // exists: its first entry is below head
 	}
-	first := &c.entries[cur.seq-c.base]
-	return head - cur.seq, l.end.Load() - (first.end - uint64(first.size))
+	e := &c.entries[cur.seq-c.base]
+	t := e.at
+	t.seq--
+	t.bytes -= uint64(e.size)
+	if e.mergeable {
+		t.merged -= uint64(len(e.m.Content))
+	} else {
+		t.hard--
+		t.merged -= uint64(e.size)
+	}
+	return t
+}
+
+// behind returns how many entries and bytes a reader at cur has yet to
+// read. The writer's view.
+func (l *outLog) behind(cur cursor) (entries uint64, bytes uint64) {
+	d := l.last.minus(l.before(cur))
+	return d.seq, d.bytes
 }
 
 // find returns the seq of the newest kept entry below before, for session

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"fmt"
+	"math"
 	"sync"
 	"testing"
 
@@ -76,7 +77,7 @@ func TestOutLogTrimAndFind(t *testing.T) {
 	testkit.Equal(t, l.find(ids[9], 2, l.head.Load()), uint64(10))      // i=9 is for everyone
 	testkit.Equal(t, l.find(ids[500], 2, 400), uint64(0))               // after before
 	testkit.Equal(t, l.find("no such id", 1, l.head.Load()), uint64(0)) // unknown
-	l.trim(520)
+	l.trim(520, math.MaxUint64)
 	testkit.Equal(t, l.low, uint64(520))
 	testkit.Equal(t, l.oldest(), uint64(513))
 	testkit.Equal(t, l.find(ids[10], 1, l.head.Load()), uint64(0)) // gone

@@ -72,6 +72,10 @@ type Handover struct {
 	After string `json:"after,omitempty"`
 	// Lost is set when the replica no longer kept where the client stood.
 	Lost bool `json:"lost,omitempty"`
+	// Merged maps the msg_id of each merged message the session was sent
+	// last (see coalescer) to that of the last message it stands for: a
+	// client whose last message is one of them goes on after that one.
+	Merged map[string]string `json:"merged,omitempty"`
 	// Routed are the messages for this session alone (replies to its
 	// requests) from after After on, which no other replica has: the
 	// kernel sent them to the leaving replica's channels.
@@ -168,6 +172,11 @@ func (r *replica) run() {
 	}
 }
 
+// timedOut reports a store call that ran out of time: the store hangs, and
+// each further call would wait as long, so the round stops there and the
+// next tries again.
+func timedOut(err error) bool { return errors.Is(err, context.DeadlineExceeded) }
+
 // beat announces this replica and renews the leases of its kernels; a
 // lease found taken means another replica owns the kernel now.
 func (r *replica) beat() error {
@@ -182,13 +191,18 @@ func (r *replica) beat() error {
 		}
 	}
 	err := r.cfg.Group.Beat(store.Member{ID: r.cfg.ID, URL: r.cfg.URL, Connections: conns, Sessions: sessions})
+	if timedOut(err) {
+		return err
+	}
 	for _, h := range r.g.snapshot.Load().order {
-		if h.follower.Load() {
+		if h.follower.Load() || h.forgotten.Load() {
 			continue
 		}
 		ok, lerr := r.cfg.Group.Acquire(h.id, r.cfg.ID, r.cfg.LeaseDuration)
 		if lerr != nil {
-			err = errors.Join(err, lerr)
+			if err = errors.Join(err, lerr); timedOut(lerr) {
+				return err
+			}
 			continue
 		}
 		if !ok {
@@ -198,11 +212,20 @@ func (r *replica) beat() error {
 	return err
 }
 
-// syncRecords reads the group's records: new ones are followed, changed
-// ones tell their followers, and kernels whose owner is gone are taken
-// over by whoever gets their lease first.
+// syncRecords reads the group's records and leases (a read of each, not
+// one per kernel): new records are followed, changed ones tell their
+// followers, and kernels whose owner is gone are taken over by whoever
+// gets their lease first. A read that failed changes nothing: it says
+// nothing of what ended.
 func (r *replica) syncRecords() error {
 	recs, err := r.cfg.Group.Load()
+	if err != nil && !errors.Is(err, store.ErrUnreadable) {
+		return err
+	}
+	leases, lerr := r.cfg.Group.Holders()
+	if lerr != nil {
+		return errors.Join(err, lerr)
+	}
 	live := recs[:0]
 	now := time.Now()
 	here := r.g.snapshot.Load().byID
@@ -216,22 +239,37 @@ func (r *replica) syncRecords() error {
 			owners[r.cfg.ID]++
 			continue // owned here
 		}
-		l, lerr := r.cfg.Group.Holder(rec.ID)
-		if lerr == nil && now.Before(l.Expires) {
+		l := leases[rec.ID]
+		if now.Before(l.Expires) {
 			owners[l.Holder]++
 		}
-		if lerr != nil || l.Holder != "" && l.Holder != r.cfg.ID && now.Before(l.Expires) {
+		if l.Holder != "" && l.Holder != r.cfg.ID && now.Before(l.Expires) {
 			continue // another replica's
 		}
 		// Nobody holds it (its owner died or stopped), or this replica
 		// does from before it restarted: take it.
-		if ok, _ := r.cfg.Group.Acquire(rec.ID, r.cfg.ID, r.cfg.LeaseDuration); ok {
-			r.g.cfg.Logger.Info().Str("kernel_id", rec.ID).Str("previous_owner", l.Holder).Msg("taking the kernel over")
+		ok, aerr := r.cfg.Group.Acquire(rec.ID, r.cfg.ID, r.cfg.LeaseDuration)
+		if ok {
+			r.g.cfg.Logger.Info().Str("kernel_id", rec.ID).Str("previous_owner", leases[rec.ID].Holder).Msg("taking the kernel over")
 			r.g.sys.Root.Send(r.g.pid, &takeOver{rec: rec})
 		}
+		if timedOut(aerr) {
+			err = errors.Join(err, aerr)
+			break
+		}
 	}
-	r.g.sys.Root.Send(r.g.pid, &groupSync{recs: live})
-	r.see(owners)
+	// A kernel whose lease is current has an owner even while its record
+	// is missing: between two pods, the Kubernetes store's garbage
+	// collector may delete the record with the old pod, and the owner
+	// writes it again for the new one.
+	held := make(map[string]bool, len(leases))
+	for id, l := range leases {
+		held[id] = now.Before(l.Expires)
+	}
+	r.g.sys.Root.Send(r.g.pid, &groupSync{recs: live, held: held})
+	if !timedOut(err) {
+		r.see(owners)
+	}
 	return err
 }
 
@@ -281,16 +319,20 @@ func (r *replica) close() {
 	close(r.stop)
 	<-r.done
 	for _, h := range r.g.snapshot.Load().order {
-		if !h.follower.Load() {
-			r.cfg.Group.Release(h.id, r.cfg.ID)
+		if !h.follower.Load() && timedOut(r.cfg.Group.Release(h.id, r.cfg.ID)) {
+			return // the store hangs: the leases lapse instead
 		}
 	}
 }
 
 // Messages of replication.
 type (
-	// groupSync: the group's records as read now.
-	groupSync struct{ recs []store.Record }
+	// groupSync: the group's records as read now, and which kernels have
+	// an owner whose lease is current.
+	groupSync struct {
+		recs []store.Record
+		held map[string]bool
+	}
 	// takeOver: this replica got the lease of a kernel whose owner is gone.
 	takeOver struct{ rec store.Record }
 	// recordNow tells a follower the kernel's record as read now.
@@ -335,8 +377,11 @@ func (r *replica) admitInGroup(req StartRequest) (forget func(), err error) {
 	}
 	defer unlock()
 	recs, err := grp.Load()
-	if err != nil {
+	switch {
+	case errors.Is(err, store.ErrUnreadable):
 		r.g.cfg.Logger.Warn().Err(err).Msg("some kernel records are unreadable; not counted")
+	case err != nil:
+		return nil, fmt.Errorf("%w: counting the group's kernels: %w", ErrShuttingDown, err)
 	}
 	total, mine := 0, 0
 	for _, rec := range recs {
@@ -526,4 +571,32 @@ func (g *Gateway) PendingHandovers() int {
 		n += len(s)
 	}
 	return n
+}
+
+// GroupView is a replica's view of its group, for metrics.
+type GroupView struct {
+	Owned    int // kernels this replica owns
+	Known    int // kernels it serves: owned and followed
+	Replicas int // replicas that beat within a lease, as of the last sync
+}
+
+// GroupView reads this replica's view of its group; false outside a group.
+// It never waits on the group's store.
+func (g *Gateway) GroupView() (GroupView, bool) {
+	if g.replica == nil {
+		return GroupView{}, false
+	}
+	var v GroupView
+	for _, m := range g.GroupMembers() {
+		if m.Live {
+			v.Replicas++
+		}
+	}
+	for _, h := range g.snapshot.Load().order {
+		v.Known++
+		if !h.follower.Load() {
+			v.Owned++
+		}
+	}
+	return v, true
 }

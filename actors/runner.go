@@ -421,6 +421,9 @@ func (r *runner) awaitRecord(g store.Group, id string, old zmq.ConnectionInfo, t
 			rec, err := g.Get(id)
 			switch {
 			case errors.Is(err, store.ErrNotFound):
+				if l, err := g.Holder(id); err == nil && time.Now().Before(l.Expires) {
+					break // its owner holds it: between two pods (see syncRecords)
+				}
 				r.sys.Root.Send(r.kernel, &recordGone{})
 				return
 			case err == nil && !sameKernel(rec.Connection, old):

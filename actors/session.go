@@ -2,6 +2,7 @@ package actors
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -30,6 +31,10 @@ type session struct {
 	// begins once it has.
 	replaced  *writer
 	lastMsgID string // the last message the client of w says it has
+	// merges are the merged messages the session's last connection wrote
+	// not long before it ended: a client that has one last resumes after
+	// the last message it stands for, not after the first.
+	merges []mergeMark
 	// adopt: the session is new here and no live replica knew it; its
 	// writer's begin adopts its requests in flight (kernel_orphans.go).
 	adopt bool
@@ -154,15 +159,28 @@ func (k *kernelActor) attach(ctx actor.Context, m *attachWS) {
 	ctx.Respond(&attached{w: w, num: s.num})
 }
 
+// mergedUpTo returns the seq of the last message that msgID, a merged
+// message the session's last connection wrote, stands for.
+func (s *session) mergedUpTo(msgID string) (uint64, bool) {
+	for _, mk := range s.merges {
+		if mk.msgID == msgID {
+			return mk.last, true
+		}
+	}
+	return 0, false
+}
+
 // takeoverWait bounds how long a newer connection waits for the older one
 // it replaces to end: the older's writer grace and its close handshake.
 const takeoverWait = writerGrace + 3*time.Second
 
 // begin starts the session's writer at from, or right after the message the
-// client says it has.
+// client says it has (all of them, for a merged message).
 func (k *kernelActor) begin(s *session, from uint64) {
 	if s.lastMsgID != "" {
-		if seq := k.output.find(s.lastMsgID, s.num, k.output.head.Load()); seq > 0 {
+		if last, ok := s.mergedUpTo(s.lastMsgID); ok {
+			from = last + 1
+		} else if seq := k.output.find(s.lastMsgID, s.num, k.output.head.Load()); seq > 0 {
 			from = seq + 1
 		}
 	}
@@ -205,6 +223,11 @@ func (k *kernelActor) detach(ctx actor.Context, m *detachWS) {
 		defer k.farewell(ctx)
 	}
 	s, ok := k.sessions[m.sessionID]
+	if ok && (m.w == s.w || m.w == s.replaced) {
+		if mk := m.w.mergeMarks(); mk != nil {
+			s.merges = mk
+		}
+	}
 	switch {
 	case !ok:
 	case m.w == s.replaced:
@@ -308,9 +331,12 @@ func (k *kernelActor) endSession(s *session) {
 }
 
 // trimOutput lets the log drop what no session can still need: every
-// session's resume point (a connected one's is what its client confirmed).
+// session's resume point (a connected one's is what its client confirmed);
+// and tells it what connected clients have not confirmed yet, which it
+// keeps (see outLog.pin).
 func (k *kernelActor) trimOutput() {
-	keep := k.output.head.Load()
+	head := k.output.head.Load()
+	keep, pin := head, uint64(math.MaxUint64)
 	for _, s := range k.sessions {
 		switch {
 		case s.replaced != nil:
@@ -321,8 +347,19 @@ func (k *kernelActor) trimOutput() {
 			keep = min(keep, s.resume)
 		}
 	}
-	k.output.trim(keep)
+	for _, w := range k.attached {
+		// A client that confirms nothing (no pongs) pins no more than a
+		// few times the log's own bound.
+		if r := w.resume(EndBroken); head-r <= pinFactor*uint64(k.cfg.SessionBuffer) {
+			pin = min(pin, r)
+		}
+	}
+	k.output.trim(keep, pin)
 }
+
+// pinFactor times KERNELGATE_SESSION_BUFFER entries is the most the log
+// keeps for a connected client beyond its bounds.
+const pinFactor = 4
 
 // learn serves *learnRoute, bounded: a client cannot grow the table at will.
 func (k *kernelActor) learn(m *learnRoute) {
@@ -332,8 +369,8 @@ func (k *kernelActor) learn(m *learnRoute) {
 }
 
 // publish appends a message for clients to the log and tells the
-// connected writers; a client that has fallen too far behind is sent away
-// (1013) and comes back for the rest.
+// connected writers; a client that has fallen too far behind, even with
+// its backlog merged, is sent away (1013) and comes back for the rest.
 func (k *kernelActor) publish(ch zmq.Channel, m *zmq.Message, to sessionNum) {
 	if lost := k.output.append(ch, m, to); lost > 0 {
 		k.cfg.Metrics.BufferDropped.Add(lost)
@@ -341,9 +378,10 @@ func (k *kernelActor) publish(ch zmq.Channel, m *zmq.Message, to sessionNum) {
 	k.anchored(m, k.output.head.Load()-1)
 	for i := 0; i < len(k.attached); i++ {
 		w := k.attached[i]
-		if n, b, over := w.tooFarBehind(); over {
+		if lag, over := w.tooFarBehind(); over {
 			k.cfg.Metrics.SlowConsumers.Add(1)
-			w.logger.Warn().Uint64("behind", n).Uint64("bytes", b).Msg("websocket client too slow; sending it away")
+			w.logger.Warn().Uint64("behind", lag.seq).Uint64("bytes", lag.bytes).Uint64("unmergeable", lag.hard).
+				Uint64("merged_bytes", lag.merged).Msg("websocket client too slow; sending it away")
 			w.requestStop(stopWriter{code: CloseTryAgain, reason: "client too slow: backlog exceeded"})
 			k.unplug(w)
 			i--

@@ -186,7 +186,13 @@ func (g *Gateway) StartKernel(req StartRequest) (Model, error) {
 		defer forget()
 		admitted = true
 	}
-	res, err := g.request(g.pid, &startKernel{req: req, admitted: admitted}, timeout+10*time.Second)
+	return launchOutcome(g.request(g.pid, &startKernel{req: req, admitted: admitted}, timeout+10*time.Second))
+}
+
+// launchOutcome is the answer to a start or a restart: the kernel's model,
+// or why it did not come up (no answer in time is a launch timeout: EG's
+// answer).
+func launchOutcome(res any, err error) (Model, error) {
 	if errors.Is(err, ErrTimeout) {
 		err = fmt.Errorf("%w: %w", ErrLaunchTimeout, err)
 	}
@@ -267,15 +273,7 @@ func (g *Gateway) Restart(id string) (Model, error) {
 	}
 	timeout := g.cfg.ShutdownWait + g.cfg.LaunchTimeout + g.cfg.KernelInfoTimeout + 10*time.Second
 	m, _, err := g.onOwner(h, "restart", timeout, func() (Model, error) {
-		res, err := g.request(h.pid, &restartKernel{}, timeout)
-		if errors.Is(err, ErrTimeout) {
-			err = fmt.Errorf("%w: %w", ErrLaunchTimeout, err)
-		}
-		if err != nil {
-			return Model{}, err
-		}
-		r := res.(*started)
-		return r.model, r.err
+		return launchOutcome(g.request(h.pid, &restartKernel{}, timeout))
 	})
 	return m, err
 }

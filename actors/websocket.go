@@ -14,12 +14,22 @@ import (
 // Socket is one client websocket as the actor tree sees it; package http
 // implements it over a hijacked connection with the negotiated framing.
 // Its reader (the connection's own goroutine) drives the Attachment.
+//
+// The writer writes in batches, as NATS's flushOutbound does: it queues
+// every message it has, then flushes them with one write deadline and one
+// write.
 type Socket interface {
-	// Write encodes m for the connection and writes it as one data frame.
+	// Queue encodes m for the connection, as one data frame behind those
+	// queued already; nothing is written before Flush. It does not keep m.
 	// Only the connection's writer calls it.
-	Write(ch zmq.Channel, m *zmq.Message) error
+	Queue(ch zmq.Channel, m *zmq.Message)
+	// Queued is how many bytes wait for Flush.
+	Queued() int
+	// Flush writes what is queued. Only the connection's writer calls it.
+	Flush() error
 	// Ping writes a ping control frame carrying data, which the client
-	// echoes in its pong. Only the connection's writer calls it.
+	// echoes in its pong. Only the connection's writer calls it, with
+	// nothing queued.
 	Ping(data []byte) error
 	// Close sends a close frame with code and reason (none when code is 0)
 	// and has the connection closed: at once without a frame, else once the
@@ -87,12 +97,11 @@ type writer struct {
 	counted  *atomic.Uint64 // the kernel's own count of messages written
 	logger   zerolog.Logger
 	start    uint64 // the first seq this connection was to get
-	// The replay: what the log held for this connection when it came
-	// (entries below replayTo, bytes up to replayEnd) does not count
-	// against the backlog bounds, or a client coming back for a large
-	// backlog would be sent away again at once, forever.
-	replayTo  uint64
-	replayEnd uint64
+	// replay is the log's tally when the connection came: what it held
+	// for this connection then does not count against the backlog bounds,
+	// or a client coming back for a large backlog would be sent away again
+	// at once, forever. Owned by the kernel actor.
+	replay tally
 
 	// prelude is written first: messages for this client that the log here
 	// does not have (a session moved from another replica).
@@ -105,15 +114,25 @@ type writer struct {
 	once  sync.Once     // one stop request wins
 
 	cur     cursor
+	merge   coalescer
 	written atomic.Uint64 // seq of the last message written
 	acked   atomic.Uint64 // seq of the last message the client confirmed
 	sent    atomic.Int32  // the close code sent to the client, once sent
-	// pos and posEnd are how far the writer has gone through the log
-	// (written or skipped) and the log's end there, for the kernel actor
-	// to tell a client that falls behind, even one stuck in a write.
-	pos    atomic.Uint64
-	posEnd atomic.Uint64
+	// reached is the log's tally where the writer stands (all before it
+	// written or skipped), for the kernel actor to tell a client that
+	// falls behind, even one stuck in a write. It points into the log's
+	// entries, which never change.
+	reached atomic.Pointer[tally]
+	// merges are the last merged messages written (a ring; next is where
+	// the next goes), for the session once the writer is done (see
+	// session.merges).
+	merges [mergeMarks]mergeMark
+	next   int
 }
+
+// mergeMarks is how many of its last merged messages a connection
+// remembers for its client's return with ?last_msg_id=.
+const mergeMarks = 64
 
 // stopWriter ends a writer: when drain is set after writing what the log
 // holds for it (a kernel that is gone says goodbye), else after the write it
@@ -141,12 +160,11 @@ func (w *writer) begin(from uint64) (lost uint64) {
 	l := w.log
 	w.cur, lost = l.at(from)
 	w.start = w.cur.seq
-	w.replayTo, w.replayEnd = l.head.Load(), l.end.Load()
+	w.replay = l.last
 	w.acked.Store(w.start - 1)
 	w.written.Store(w.start - 1)
-	_, behind := l.behind(w.cur)
-	w.pos.Store(w.start - 1)
-	w.posEnd.Store(l.end.Load() - behind)
+	t := l.before(w.cur)
+	w.reached.Store(&t)
 	close(w.begun)
 	return lost
 }
@@ -256,12 +274,15 @@ func (w *writer) run() {
 		return
 	}
 	for _, r := range w.prelude {
-		if r.Msg != nil && w.sock.Write(r.Channel, r.Msg) != nil {
-			w.closeWith(closeWithoutCode, "")
-			return
+		if r.Msg != nil {
+			w.sock.Queue(r.Channel, r.Msg)
 		}
 	}
 	w.prelude = nil
+	if w.sock.Flush() != nil {
+		w.closeWith(closeWithoutCode, "")
+		return
+	}
 	w.poke()
 	for {
 		code, reason, end := w.flush(false)
@@ -287,37 +308,75 @@ func (w *writer) run() {
 	}
 }
 
-// flush writes what the log holds for this connection. It reports how to
-// end the connection when it must end: the client is gone. A stop that
-// comes meanwhile is left in its channel for run, unless drain is set:
-// then flush writes everything and ignores stops.
+// batchBytes is how much a writer queues before it flushes: large enough
+// that a flood costs few writes, small enough that a stop or a ping waits
+// for little.
+const batchBytes = 64 << 10
+
+// flush writes what the log holds for this connection, batch by batch. It
+// reports how to end the connection when it must end: the client is gone.
+// A stop that comes meanwhile is left in its channel for run, unless drain
+// is set: then flush writes everything and ignores stops.
 func (w *writer) flush(drain bool) (code int, reason string, end bool) {
-	written := uint64(0)
-	defer func() {
-		if written > 0 {
-			w.metrics.MessagesToClients.Add(written)
-			w.counted.Add(written)
-		}
-	}()
 	for {
 		if !drain && len(w.stop) > 0 {
 			return 0, "", false // run takes the stop
 		}
-		e, ok := w.log.next(&w.cur)
+		n, ok := w.fill()
 		if !ok {
 			return 0, "", false
 		}
-		w.pos.Store(w.cur.seq - 1)
-		w.posEnd.Store(e.end)
+		if err := w.sock.Flush(); err != nil {
+			// The client is gone: what it did not get stays in the log for
+			// its session's next connection.
+			w.logger.Debug().Err(err).Msg("websocket write failed")
+			return closeWithoutCode, "", true
+		}
+		w.written.Store(w.cur.seq - 1)
+		merged, saved, marks := w.merge.take()
+		if n -= merged; n > 0 {
+			w.metrics.MessagesToClients.Add(n)
+			w.counted.Add(n)
+		}
+		if merged > 0 {
+			w.metrics.MessagesMerged.Add(merged)
+			w.metrics.MergeBytesSaved.Add(saved)
+			for _, mk := range marks {
+				w.merges[w.next] = mk
+				w.next = (w.next + 1) % mergeMarks
+			}
+		}
+	}
+}
+
+// fill queues the next batch: the messages for this connection from the
+// writer's position on, merged if the client has fallen behind, up to
+// batchBytes. It returns how many messages it took (the coalescer knows
+// how many of them it merged), and false when the log had nothing new.
+func (w *writer) fill() (queued uint64, ok bool) {
+	l := w.log
+	merging := l.head.Load()-w.cur.seq > mergeBehind
+	var now time.Time // for the rate limits: once per batch
+	var last *logEntry
+	for w.sock.Queued() < batchBytes {
+		e, more := l.next(&w.cur)
+		if !more {
+			break
+		}
+		last = e
 		if e.to != 0 && e.to != w.session {
 			continue
 		}
 		m := e.m
 		if e.ch == zmq.IOPub && w.limiter != nil {
-			pass, crossed := w.limiter.admit(time.Now(), m, int(e.size))
+			if now.IsZero() {
+				now = time.Now()
+			}
+			pass, crossed := w.limiter.admit(now, m, int(e.size))
 			if crossed {
-				if warn := rateWarning(m); warn != nil && w.sock.Write(zmq.IOPub, warn) != nil {
-					return closeWithoutCode, "", true
+				if warn := rateWarning(m); warn != nil {
+					w.merge.flush(w.sock)
+					w.sock.Queue(zmq.IOPub, warn)
 				}
 			}
 			if !pass {
@@ -325,30 +384,56 @@ func (w *writer) flush(drain bool) (code int, reason string, end bool) {
 				continue
 			}
 		}
-		if err := w.sock.Write(e.ch, m); err != nil {
-			// The client is gone: what it did not get stays in the log for
-			// its session's next connection.
-			w.logger.Debug().Err(err).Msg("websocket write failed")
-			return closeWithoutCode, "", true
+		if merging {
+			w.merge.add(w.sock, e, w.cur.seq-1)
+		} else {
+			w.sock.Queue(e.ch, m)
 		}
-		w.written.Store(w.cur.seq - 1)
-		written++
+		queued++
 	}
+	if last == nil {
+		return 0, false
+	}
+	w.merge.flush(w.sock)
+	w.reached.Store(&last.at)
+	return queued, true
+}
+
+// mergeMarks returns the merged messages the writer wrote last, oldest
+// first; nil when it merged none. Only once the writer is done.
+func (w *writer) mergeMarks() []mergeMark {
+	var out []mergeMark
+	for i := range mergeMarks {
+		if mk := w.merges[(w.next+i)%mergeMarks]; mk.last > 0 {
+			out = append(out, mk)
+		}
+	}
+	return out
 }
 
 // tooFarBehind reports whether the client lags the log by more than the
-// bounds, its replay aside. The kernel actor asks as the log grows: a
-// writer stuck in a write to a client that reads nothing cannot tell.
-func (w *writer) tooFarBehind() (entries, bytes uint64, over bool) {
-	head, end := w.log.head.Load(), w.log.end.Load()
-	pos, posEnd := w.pos.Load(), w.posEnd.Load()
-	entries, bytes = head-1-pos, end-posEnd
-	if next := pos + 1; next < w.replayTo {
-		entries -= w.replayTo - next
-		bytes -= max(w.replayEnd, posEnd) - posEnd
+// bounds, its replay aside: more messages that cannot be merged than
+// KERNELGATE_WS_QUEUE, more bytes once merged than
+// KERNELGATE_WS_QUEUE_BYTES, or, as a guard on the memory its backlog
+// holds, rawFactor times that many bytes unmerged. The kernel actor asks
+// as the log grows: a writer stuck in a write to a client that reads
+// nothing cannot tell.
+func (w *writer) tooFarBehind() (lag tally, over bool) {
+	from := *w.reached.Load()
+	if from.seq < w.replay.seq {
+		from = w.replay
 	}
-	return entries, bytes, entries > w.maxMsgs || bytes > w.maxBytes
+	lag = w.log.last.minus(from)
+	return lag, lag.hard > w.maxMsgs || lag.merged > w.maxBytes || lag.bytes+entryOverhead*lag.seq > rawFactor*w.maxBytes
 }
+
+// rawFactor and entryOverhead bound the memory a client's backlog holds
+// (see tooFarBehind): entryOverhead is roughly what a message costs beyond
+// its parts (its entry, its frames' and decoded header's allocations).
+const (
+	rawFactor     = 4
+	entryOverhead = 256
+)
 
 // lostWarning logs, rate-limited per kernel, messages a reconnecting client
 // can no longer get.

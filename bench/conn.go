@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -22,8 +23,13 @@ type Conn interface {
 	// KernelInfo waits for a kernel_info_reply, asking again every second
 	// (a proxy may drop what is sent before its own upstream is ready).
 	KernelInfo(ctx context.Context) error
-	// Streams is how many stream messages this connection has received.
+	// Streams is how many lines of stream output this connection has
+	// received: one per message the kernels here send (each ends its text
+	// with a newline), and as many as a message merged by a gateway holds.
 	Streams() uint64
+	// Frames is how many stream messages it has received: fewer than
+	// Streams when a gateway merged some.
+	Frames() uint64
 	// Reconnects is how often the connection ended in a way a client comes
 	// back from (sent away for falling behind, a gateway going away or
 	// dying) and it came back for the rest, as JupyterLab does.
@@ -49,6 +55,7 @@ type tracker struct {
 	done  chan struct{}
 
 	streams    atomic.Uint64
+	frames     atomic.Uint64
 	reconnects atomic.Uint64
 }
 
@@ -69,7 +76,10 @@ func newTracker(session string, send func(zmq.Channel, *zmq.Message) error) *tra
 func (t *tracker) observe(ch zmq.Channel, m *zmq.Message) {
 	typ := m.MsgType()
 	if typ == "stream" {
-		t.streams.Add(1)
+		// Lines are counted in the raw JSON, where a newline is the escape
+		// \n: nothing is decoded.
+		t.streams.Add(uint64(bytes.Count(m.Content, []byte(`\n`))))
+		t.frames.Add(1)
 		return
 	}
 	isReply := ch == zmq.Shell && strings.HasSuffix(typ, "_reply")
@@ -187,5 +197,6 @@ func (t *tracker) KernelInfo(ctx context.Context) error {
 }
 
 func (t *tracker) Streams() uint64       { return t.streams.Load() }
+func (t *tracker) Frames() uint64        { return t.frames.Load() }
 func (t *tracker) Reconnects() uint64    { return t.reconnects.Load() }
 func (t *tracker) Done() <-chan struct{} { return t.done }

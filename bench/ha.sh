@@ -27,25 +27,10 @@ else
 fi
 haproxy=$(command -v haproxy || echo /usr/sbin/haproxy)
 
-# compare LABEL ARGS... runs start, rtt and stream for both kernels into
-# $out/LABEL.json.
-compare() {
-	local label=$1
-	shift
-	local files=()
-	for kernel in synthetic python3; do
-		"$kg" bench --label "$label" --kernel "$kernel" --scenarios start,rtt,stream "${sizes[@]}" \
-			--json "$work/$label-$kernel.json" --quiet "$@" | tee -a "$out/$label.txt"
-		files+=("$work/$label-$kernel.json")
-	done
-	/usr/bin/python3 -c 'import json,sys; print(json.dumps([r for f in sys.argv[1:] for r in json.load(open(f))], indent=1))' \
-		"${files[@]}" >"$out/$label.json"
-}
-
 : >"$out/single.txt"
 serve single
 echo "== one gateway at $url"
-compare single --url "$url" --pid "$pid"
+suite single start,rtt,stream start,rtt,stream --quiet --url "$url" --pid "$pid"
 kill "$pid"
 
 # The group: a shared persistence root and token, each replica its own
@@ -92,7 +77,7 @@ wait_port "127.0.0.1:$lbport"
 lb="http://127.0.0.1:$lbport"
 echo "== $replicas replicas behind HAProxy at $lb"
 : >"$out/group.txt"
-compare "group-$replicas" --url "$lb"
+suite "group-$replicas" start,rtt,stream start,rtt,stream --quiet --url "$lb"
 
 # Failover kills a replica: one run per kernel, the killed replica brought
 # back in between.
@@ -112,8 +97,7 @@ for kernel in synthetic python3; do
 		fi
 	done
 done
-/usr/bin/python3 -c 'import json,sys; print(json.dumps([r for f in sys.argv[1:] for r in json.load(open(f))], indent=1))' \
-	"${files[@]}" >"$out/failover.json"
+merge_json "$out/failover.json" "${files[@]}"
 
 echo
 echo "== the group against one gateway (ratios are group ÷ single)"

@@ -47,3 +47,29 @@ serve() {
 		return 1
 	fi
 }
+
+# suite LABEL SCENARIOS PYTHON_SCENARIOS ARGS... runs `kernelgate bench`
+# with the synthetic kernel (SCENARIOS) and ipykernel (PYTHON_SCENARIOS),
+# the sizes in ${sizes[@]} and ARGS, into $out/LABEL.txt and one JSON array
+# in $out/LABEL.json.
+suite() {
+	local label=$1 synthetic=$2 python=$3
+	shift 3
+	local files=()
+	for kernel in synthetic python3; do
+		local scen=$synthetic
+		if [ "$kernel" = python3 ]; then scen=$python; fi
+		"$kg" bench --label "$label" --kernel "$kernel" --scenarios "$scen" "${sizes[@]}" \
+			--json "$work/$label-$kernel.json" "$@" | tee -a "$out/$label.txt"
+		files+=("$work/$label-$kernel.json")
+	done
+	merge_json "$out/$label.json" "${files[@]}"
+}
+
+# merge_json OUT FILES... writes the reports of FILES as one JSON array.
+merge_json() {
+	local to=$1
+	shift
+	/usr/bin/python3 -c 'import json,sys; print(json.dumps([r for f in sys.argv[1:] for r in json.load(open(f))], indent=1))' \
+		"$@" >"$to"
+}

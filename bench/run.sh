@@ -24,33 +24,17 @@ else
 		--users 10 --user-duration 20 --churn-duration 20 --flood-duration 10)
 fi
 
-# suite LABEL ARGS... runs the suite for both kernels into $out/LABEL.json.
-suite() {
-	local label=$1
-	shift
-	local files=()
-	for kernel in synthetic python3; do
-		local scen=start,rtt,stream,fanout,flood,users,churn
-		if [ "$kernel" = python3 ]; then scen=start,rtt,stream,flood,users; fi
-		"$kg" bench --label "$label" --kernel "$kernel" --scenarios "$scen" "${sizes[@]}" \
-			--json "$work/$label-$kernel.json" "$@" | tee -a "$out/$label.txt"
-		files+=("$work/$label-$kernel.json")
-	done
-	# One JSON array per label.
-	/usr/bin/python3 -c 'import json,sys; print(json.dumps([r for f in sys.argv[1:] for r in json.load(open(f))], indent=1))' \
-		"${files[@]}" >"$out/$label.json"
-}
-
+full=start,rtt,stream,fanout,flood,users,churn
 : >"$out/kernelgate.txt"
 serve kernelgate
 kgurl=$url kgpid=$pid
 echo "== kernelgate at $kgurl (pid $kgpid)"
-suite kernelgate --url "$kgurl" --pid "$kgpid"
+suite kernelgate "$full" start,rtt,stream,flood,users --url "$kgurl" --pid "$kgpid"
 kill "$kgpid"
 
 echo "== the limit: kernels read directly over ZMQ"
 : >"$out/limit.txt"
-suite limit --direct --scenarios start,rtt,stream,fanout,flood
+suite limit start,rtt,stream,fanout,flood start,rtt,stream,fanout,flood --direct
 
 reports=("$out/kernelgate.json" "$out/limit.json")
 if /usr/bin/python3 -c 'import jupyter_server' 2>/dev/null; then
@@ -65,7 +49,7 @@ if /usr/bin/python3 -c 'import jupyter_server' 2>/dev/null; then
 	wait_port "127.0.0.1:$port"
 	echo "== Jupyter Server at http://127.0.0.1:$port (pid $jspid)"
 	: >"$out/jupyter-server.txt"
-	suite jupyter-server --url "http://127.0.0.1:$port" --token "$token" --pid "$jspid" --protocol legacy
+	suite jupyter-server "$full" start,rtt,stream,flood,users --url "http://127.0.0.1:$port" --token "$token" --pid "$jspid" --protocol legacy
 	kill "$jspid"
 	reports+=("$out/jupyter-server.json")
 else

@@ -230,9 +230,9 @@ func (r *runner) streamTo(ctx context.Context, res *Result, conns int, name stri
 		}
 		return sum
 	}
-	before := make([]uint64, len(all))
+	before, framesBefore := make([]uint64, len(all)), make([]uint64, len(all))
 	for i, c := range all {
-		before[i] = c.Streams()
+		before[i], framesBefore[i] = c.Streams(), c.Frames()
 	}
 	base := received()
 	cost := r.sample(ctx)
@@ -275,6 +275,7 @@ func (r *runner) streamTo(ctx context.Context, res *Result, conns int, name stri
 		got := c.Streams() - before[i]
 		lo, hi = min(lo, got), max(hi, got)
 		res.Counts["reconnects"] += int64(c.Reconnects())
+		res.Counts["frames"] += int64(c.Frames() - framesBefore[i])
 	}
 	res.Counts["received_min"], res.Counts["received_max"] = int64(lo), int64(hi)
 	if exact {
@@ -347,7 +348,7 @@ func runFlood(ctx context.Context, r *runner, res *Result) error {
 	if err := roundTrips(alone, func() bool { return time.Since(t0) > d }); err != nil {
 		return err
 	}
-	before := flooder.Streams()
+	before, framesBefore := flooder.Streams(), flooder.Frames()
 	floodDone := make(chan error, 1)
 	go func() {
 		octx, cancel := context.WithTimeout(ctx, d+r.opts.OpTimeout)
@@ -370,6 +371,7 @@ func runFlood(ctx context.Context, r *runner, res *Result) error {
 	}
 	res.Latency["alone"], res.Latency["flooded"] = alone.Summarize(), flooded.Summarize()
 	res.Counts["flood_messages"] = int64(flooder.Streams() - before)
+	res.Counts["flood_frames"] = int64(flooder.Frames() - framesBefore)
 	res.Counts["flood_reconnects"] = int64(flooder.Reconnects())
 	if floodErr != nil {
 		return res.fail(r, fmt.Errorf("flood cell: %w", floodErr))

@@ -43,7 +43,9 @@ func TestChurnSoakLeavesNothingBehind(t *testing.T) {
 	testkit.NoError(t, err)
 	churn := rep.Results[0]
 	testkit.True(t, churn.Errors == 0, "churn errors: %v", churn.ErrorSamples)
-	testkit.True(t, churn.Counts["cycles"] > 20, "only %d cycles", churn.Counts["cycles"])
+	// A leak needs cycles to show; a loaded machine (-race, other jobs)
+	// manages a few a second.
+	testkit.True(t, churn.Counts["cycles"] >= 10, "only %d cycles", churn.Counts["cycles"])
 
 	// Whatever the churn left running must wind down to the baseline. The
 	// heap may keep some noise, but not what a kernel or a connection held:

@@ -142,7 +142,7 @@ func TestSystemdEnvExample(t *testing.T) {
 	cmd := exec.Command(kernelgateBinary(t), "serve", "--port", "0", "--metrics-addr", "127.0.0.1:0", "--ip", "127.0.0.1",
 		"--runtime-dir", filepath.Join(dir, "run"), "--persistence-root", filepath.Join(dir, "state"))
 	cmd.Env = append([]string{"PATH=/usr/bin:/bin", "HOME=" + dir}, set...)
-	var out syncBuffer
+	var out testkit.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	testkit.NoError(t, cmd.Start())
 	done := make(chan error, 1)
@@ -169,21 +169,3 @@ func TestSystemdEnvExample(t *testing.T) {
 }
 
 var errNotYet = errors.New("not yet")
-
-// syncBuffer is a buffer a process writes while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}

@@ -2,7 +2,6 @@ package http
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,7 +10,6 @@ import (
 	nethttp "net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -356,26 +354,8 @@ func TestUserIsolation(t *testing.T) {
 	testkit.Equal(t, len(h.gw.Kernels()), 2)
 }
 
-// lockedBuffer is a log sink many goroutines write.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func TestSecretsNeverReachTheLog(t *testing.T) {
-	var logs lockedBuffer
+	var logs testkit.Buffer
 	const token, password = "tok-SECRET-123", "pw-SECRET-456"
 	runtime := filepath.Join(t.TempDir(), "rt")
 	h := newHarness(t, func(c *Config, a *actors.Config) {
@@ -471,7 +451,7 @@ func TestMalformedBodiesGetClientErrors(t *testing.T) {
 // A server error carries an id, in its body and in the matching log line,
 // so that what a user reports can be found.
 func TestServerErrorsCarryAnIDTheLogHasToo(t *testing.T) {
-	var logs lockedBuffer
+	var logs testkit.Buffer
 	h := newHarness(t, func(c *Config, a *actors.Config) {
 		log := zerolog.New(&logs)
 		c.Logger, a.Logger = log, log

@@ -4,16 +4,21 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/kernelgate/kernelgate/actors"
+	"github.com/kernelgate/kernelgate/http/framing"
 	"github.com/kernelgate/kernelgate/internal/testkit"
 	"github.com/kernelgate/kernelgate/zmq"
 )
@@ -68,11 +73,9 @@ func directRun(b *testing.B, c *zmq.Client, code string) int {
 // and opens a websocket to it. A raw client has no reader goroutine: the
 // benchmark reads frames itself.
 func gatewaySynthetic(b *testing.B, v1, raw bool) *wsClient {
-	h := newHarness(b, func(_ *Config, a *actors.Config) {
-		// Measure forwarding, not the slow-consumer guard: the synthetic
-		// kernel outruns any client on a shared 2-core machine.
-		a.WebsocketQueue, a.WebsocketQueueBytes = 1<<17, 1<<30
-	})
+	// Default settings: a client that falls behind the synthetic kernel
+	// gets its backlog merged, not a 1013.
+	h := newHarness(b, nil)
 	id := decode[actors.Model](b, h.expect("POST", "/api/kernels", `{"name":"synthetic"}`, 201)).ID
 	if !raw {
 		w := h.dialWS(id, "bench", v1)
@@ -117,10 +120,11 @@ func BenchmarkIOPubThroughput(b *testing.B) {
 			b.ResetTimer()
 			start := time.Now()
 			req := w.execute(code(b.N))
-			// Read like a fast client: count frames, look for the closing
-			// idle status by its bytes instead of decoding every message.
+			// Read like a fast client: count lines (a merged message has
+			// several), look for the closing idle status by its bytes
+			// instead of decoding every message.
 			id := []byte(req.Head().MsgID)
-			streams := 0
+			streams, frames := 0, 0
 			w.c.SetReadDeadline(time.Now().Add(5 * time.Minute))
 			var buf bytes.Buffer
 			for {
@@ -131,12 +135,14 @@ func BenchmarkIOPubThroughput(b *testing.B) {
 				testkit.NoError(b, err)
 				data := buf.Bytes()
 				if bytes.Contains(data, []byte(`"stream"`)) {
-					streams++
+					streams += bytes.Count(data, []byte(`\n`))
+					frames++
 				} else if bytes.Contains(data, []byte(`"idle"`)) && bytes.Contains(data, id) {
 					break
 				}
 			}
 			b.ReportMetric(float64(streams)/time.Since(start).Seconds(), "msgs/s")
+			b.ReportMetric(float64(frames)/float64(b.N), "frames/msg")
 			if streams != b.N {
 				b.Fatalf("received %d of %d", streams, b.N)
 			}
@@ -253,3 +259,44 @@ func reportPercentiles(b *testing.B, what string, d []time.Duration) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// BenchmarkWSConnFlush is a websocket's share of forwarding a 64-byte
+// stream message: encoding it in its framing straight into the batch and
+// writing the batch (64 messages, one write) to a loopback TCP connection
+// whose peer discards. allocs/op is 0.
+func BenchmarkWSConnFlush(b *testing.B) {
+	for _, codec := range []framing.Codec{framing.V1{}, framing.Legacy{}} {
+		b.Run(fmt.Sprintf("%T", codec)[len("framing."):], func(b *testing.B) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			testkit.NoError(b, err)
+			defer ln.Close()
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				io.Copy(io.Discard, c)
+				c.Close()
+			}()
+			nc, err := net.Dial("tcp", ln.Addr().String())
+			testkit.NoError(b, err)
+			w := &wsConn{nc: nc, f: codec, wmu: make(chan struct{}, 1)}
+			m, err := zmq.NewMessage("stream", "k", "u", []byte(`{"msg_id":"p"}`), map[string]string{"name": "stdout", "text": strings.Repeat("x", 63) + "\n"})
+			testkit.NoError(b, err)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				w.Queue(zmq.IOPub, m)
+				if i%64 == 63 {
+					testkit.NoError(b, w.Flush())
+				}
+			}
+			testkit.NoError(b, w.Flush())
+			b.StopTimer()
+			nc.Close()
+			<-done
+		})
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kernelgate/kernelgate/internal/identity"
 	"github.com/kernelgate/kernelgate/internal/uplot"
 	"github.com/valyala/fasthttp"
 )
@@ -166,6 +167,31 @@ func (d *dashboard) guard(h func(*fasthttp.RequestCtx, []string) error) func(*fa
 	}
 }
 
+// requestToken is the token a request carries, as the API reads it.
+func requestToken(ctx *fasthttp.RequestCtx) string {
+	return identity.TokenFrom(string(ctx.QueryArgs().Peek("token")), string(ctx.Request.Header.Peek("Authorization")))
+}
+
+// operator reports whether token is an operator's: the gateway's token, or
+// an admin's (a Hub admin, an OIDC admin group, --admin-users). A
+// provider that cannot be asked makes nobody an operator.
+func (d *dashboard) operator(ctx *fasthttp.RequestCtx, token string) bool {
+	switch {
+	case token == "":
+		return false
+	case d.srv.cfg.AuthToken != "" && subtle.ConstantTimeCompare([]byte(token), []byte(d.srv.cfg.AuthToken)) == 1:
+		return true
+	case d.srv.auth == nil:
+		return false
+	}
+	id, err := d.srv.auth.Identify(ctx, token)
+	return err == nil && !id.Service && (id.Trusted() || id.Admin || d.srv.admin(id.Name))
+}
+
+// open reports a gateway that authenticates nobody: its dashboard too is
+// open to whoever reaches it.
+func (d *dashboard) open() bool { return d.srv.cfg.AuthToken == "" && d.srv.auth == nil }
+
 // securityHeaders keep the dashboard's pages to themselves: no framing, no
 // sniffing, no referrer, no caching, nothing loaded from elsewhere.
 func securityHeaders(ctx *fasthttp.RequestCtx) {
@@ -178,10 +204,11 @@ func securityHeaders(ctx *fasthttp.RequestCtx) {
 }
 
 // ambient reports whether a request's authority is one a browser attaches
-// by itself (the session cookie, or no auth at all) rather than the token
-// the request carries.
+// by itself (the session cookie, or no auth at all) rather than a token
+// the request carries (see Server.dispatch: a token, when there is one,
+// decides).
 func (d *dashboard) ambient(ctx *fasthttp.RequestCtx) bool {
-	return d.srv.cfg.AuthToken == "" || !d.srv.sharedToken(ctx)
+	return d.open() || requestToken(ctx) == ""
 }
 
 func (d *dashboard) csrfOK(ctx *fasthttp.RequestCtx) bool {
@@ -190,10 +217,8 @@ func (d *dashboard) csrfOK(ctx *fasthttp.RequestCtx) bool {
 
 // sessionOK reports whether the request carries a live session cookie.
 func (d *dashboard) sessionOK(ctx *fasthttp.RequestCtx) bool {
-	if d.srv.cfg.AuthToken == "" {
-		// No shared token: open only when nothing is authenticated at all;
-		// verified users are never operators by a cookie.
-		return d.srv.auth == nil
+	if d.open() {
+		return true
 	}
 	v := string(ctx.Request.Header.Cookie(sessionCookie))
 	exp, sig, ok := strings.Cut(v, ".")
@@ -249,7 +274,7 @@ func (d *dashboard) servePage(ctx *fasthttp.RequestCtx, _ []string) error {
 		return nil
 	}
 	switch {
-	case d.srv.cfg.AuthToken != "" && d.srv.sharedToken(ctx):
+	case d.operator(ctx, requestToken(ctx)):
 		d.startSession(ctx)
 		if ctx.QueryArgs().Has("token") {
 			seeOther(ctx, "./")
@@ -268,9 +293,8 @@ func (d *dashboard) serveLogin(ctx *fasthttp.RequestCtx, _ []string) error {
 		return errMethod
 	}
 	securityHeaders(ctx)
-	token := ctx.PostArgs().Peek("token")
-	if d.srv.cfg.AuthToken == "" || subtle.ConstantTimeCompare(token, []byte(d.srv.cfg.AuthToken)) != 1 {
-		return d.serveLoginForm(ctx, fasthttp.StatusUnauthorized, "That is not the gateway's token.")
+	if !d.operator(ctx, string(ctx.PostArgs().Peek("token"))) {
+		return d.serveLoginForm(ctx, fasthttp.StatusUnauthorized, "That is neither the gateway's token nor an admin's.")
 	}
 	d.startSession(ctx)
 	seeOther(ctx, "./")

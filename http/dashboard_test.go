@@ -109,7 +109,7 @@ func TestDashboardSignIn(t *testing.T) {
 	// The login form buys the same session; a wrong token does not.
 	resp = h.dash("POST", "/dashboard/login", "token=nope", "Content-Type", "application/x-www-form-urlencoded")
 	testkit.Equal(t, resp.StatusCode, 401)
-	testkit.True(t, strings.Contains(readAll(t, resp), "That is not the gateway"), "no problem shown")
+	testkit.True(t, strings.Contains(readAll(t, resp), "neither the gateway"), "no problem shown")
 	resp = h.dash("POST", "/dashboard/login", "token="+dashToken, "Content-Type", "application/x-www-form-urlencoded")
 	testkit.Equal(t, resp.StatusCode, 303)
 	formCookie, _, _ := strings.Cut(resp.Header.Get("Set-Cookie"), ";")
@@ -388,4 +388,30 @@ func TestVitalsKeepAnHour(t *testing.T) {
 	testkit.Equal(t, len(ts), vitalsKept)
 	testkit.True(t, slices.IsSortedFunc(ts, func(a, b any) int { return int(a.(float64) - b.(float64)) }), "columns out of order")
 	testkit.Equal(t, ts[0].(float64), float64(start.Add(10*vitalsEvery).UnixMilli())/1000)
+}
+
+// TestDashboardForAdminIdentities: with an identity provider, an admin's
+// token (a Hub admin, --admin-users) buys a dashboard session as the
+// gateway's token does; a user's does not, nor reaches the dashboard's
+// data with its token; a provider that cannot answer makes no operator.
+func TestDashboardForAdminIdentities(t *testing.T) {
+	h := dashHarness(t, func(c *Config, _ *actors.Config) {
+		c.AuthToken, c.Identity, c.AdminUsers = "", people, []string{"carol"}
+	})
+	for _, tok := range []string{"admin-tok", "carol-tok"} {
+		resp := h.dash("GET", "/dashboard/?token="+tok, "")
+		testkit.Equal(t, resp.StatusCode, 303)
+		cookie, _, _ := strings.Cut(resp.Header.Get("Set-Cookie"), ";")
+		testkit.Equal(t, h.dash("GET", "/dashboard/", "", "Cookie", cookie).StatusCode, 200)
+		testkit.Equal(t, h.dash("GET", "/dashboard/kernels/a-b-c-d-e", "", "Cookie", cookie).StatusCode, 404)
+		testkit.Equal(t, h.dash("GET", "/dashboard/kernels/a-b-c-d-e", "", auth(tok)...).StatusCode, 404)
+	}
+	for _, tok := range []string{"alice-tok", "svc-tok", "down", "nonsense"} {
+		testkit.Equal(t, h.dash("GET", "/dashboard/?token="+tok, "").StatusCode, 401)
+		resp := h.dash("POST", "/dashboard/login", "token="+tok, "Content-Type", "application/x-www-form-urlencoded")
+		testkit.Equal(t, resp.StatusCode, 401)
+	}
+	testkit.Equal(t, h.dash("GET", "/dashboard/kernels/a-b-c-d-e", "", auth("alice-tok")...).StatusCode, 403)
+	testkit.Equal(t, h.dash("POST", "/dashboard/drain", "", auth("alice-tok")...).StatusCode, 403)
+	testkit.Equal(t, h.dash("GET", "/dashboard/events", "").StatusCode, 403)
 }

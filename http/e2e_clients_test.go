@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -58,16 +59,20 @@ func runNode(t *testing.T, timeout time.Duration, script string, args ...string)
 func TestE2EJupyterLabServices(t *testing.T) {
 	gw := newHarness(t, nil)
 	js := jupyterServer(t, gw)
+	// Directly, the library also reads a flood slower than the kernel
+	// prints it (kernelgate merges its backlog): it must see the same text.
+	const flood = 20000
 	for _, tt := range []struct {
 		name, url, token, protocol, negotiated string
+		flood                                  int
 	}{
-		{"direct v1", gw.url, gw.token, "v1", "v1.kernel.websocket.jupyter.org"},
-		{"direct legacy", gw.url, gw.token, "legacy", ""},
+		{"direct v1", gw.url, gw.token, "v1", "v1.kernel.websocket.jupyter.org", flood},
+		{"direct legacy", gw.url, gw.token, "legacy", "", flood},
 		// Jupyter Server 1.x speaks legacy to its browsers whatever they offer.
-		{"through Jupyter Server", js.url, js.token, "v1", ""},
+		{"through Jupyter Server", js.url, js.token, "v1", "", 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			res := runNode(t, 4*time.Minute, "services.mjs", tt.url, tt.token, tt.protocol)
+			res := runNode(t, 4*time.Minute, "services.mjs", tt.url, tt.token, tt.protocol, strconv.Itoa(tt.flood))
 			testkit.Equal(t, res["kernel_info"], any("ok"))
 			testkit.Equal(t, res["language"], any("python"))
 			testkit.Equal(t, res["stream"], any("0\n7\n14\n"))
@@ -76,6 +81,10 @@ func TestE2EJupyterLabServices(t *testing.T) {
 			testkit.Equal(t, res["comm"], any(map[string]any{"n": 42.0}))
 			testkit.Equal(t, res["after_restart"], any("False\n"))
 			testkit.Equal(t, res["shut_down"], any(true))
+			if tt.flood > 0 {
+				testkit.Equal(t, res["flood_same_text"], any(true))
+				t.Logf("%d lines reached @jupyterlab/services in %v messages", tt.flood, res["flood_messages"])
+			}
 			testkit.Equal(t, res["running_after"], any(0.0))
 			protocols := res["protocols"].([]any)
 			testkit.True(t, len(protocols) > 0, "no websocket opened")

@@ -70,6 +70,8 @@ var (
 		{prometheus.NewDesc("kernelgate_messages_to_clients_total", "Kernel messages written to websockets.", nil, nil), func(m *actors.Metrics) uint64 { return m.MessagesToClients.Load() }},
 		{prometheus.NewDesc("kernelgate_messages_to_kernels_total", "Client messages sent to kernels.", nil, nil), func(m *actors.Metrics) uint64 { return m.MessagesToKernels.Load() }},
 		{prometheus.NewDesc("kernelgate_slow_consumers_total", "Websockets disconnected for falling behind.", nil, nil), func(m *actors.Metrics) uint64 { return m.SlowConsumers.Load() }},
+		{prometheus.NewDesc("kernelgate_messages_merged_total", "Kernel messages merged into others for websockets that fell behind (streams joined, display updates superseded).", nil, nil), func(m *actors.Metrics) uint64 { return m.MessagesMerged.Load() }},
+		{prometheus.NewDesc("kernelgate_merge_bytes_saved_total", "Bytes those merges kept off the websockets.", nil, nil), func(m *actors.Metrics) uint64 { return m.MergeBytesSaved.Load() }},
 		{prometheus.NewDesc("kernelgate_session_buffer_dropped_total", "Messages dropped from full session buffers.", nil, nil), func(m *actors.Metrics) uint64 { return m.BufferDropped.Load() }},
 		{prometheus.NewDesc("kernelgate_session_gaps_total", "Sessions that moved to this replica from one that died, output of whose last moments may be missing.", nil, nil), func(m *actors.Metrics) uint64 { return m.SessionGaps.Load() }},
 		{prometheus.NewDesc("kernelgate_replies_rebuilt_total", "Execute replies rebuilt from the kernel's broadcast for clients whose replica died mid-request.", nil, nil), func(m *actors.Metrics) uint64 { return m.RepliesRebuilt.Load() }},
@@ -80,6 +82,8 @@ var (
 	descConnsOpen     = prometheus.NewDesc("kernelgate_http_connections_open", "Connections to the API listener open now.", nil, nil)
 	descConnsRefused  = prometheus.NewDesc("kernelgate_http_connections_refused_total", "Connections refused because the connection limit was reached.", nil, nil)
 	descAcceptRetries = prometheus.NewDesc("kernelgate_http_accept_retries_total", "Accept errors that passed and were retried (descriptors or memory exhausted for a moment).", nil, nil)
+	descGroupKernels  = prometheus.NewDesc("kernelgate_group_kernels", "In a replica group: kernels this replica owns (scope owned) and serves, owned or followed (scope known).", []string{"scope"}, nil)
+	descGroupReplicas = prometheus.NewDesc("kernelgate_group_replicas", "In a replica group: replicas that beat within a lease, this one included, as of its last sync.", nil, nil)
 	descDurations     = []struct {
 		desc *prometheus.Desc
 		get  func(*actors.Metrics) *actors.Durations
@@ -105,6 +109,8 @@ func (c gatewayCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descConnsOpen
 	ch <- descConnsRefused
 	ch <- descAcceptRetries
+	ch <- descGroupKernels
+	ch <- descGroupReplicas
 	for _, d := range descCounters {
 		ch <- d.desc
 	}
@@ -138,6 +144,11 @@ func (c gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descConnsOpen, prometheus.GaugeValue, float64(open))
 	ch <- prometheus.MustNewConstMetric(descConnsRefused, prometheus.CounterValue, float64(c.srv.connsRefused.Load()))
 	ch <- prometheus.MustNewConstMetric(descAcceptRetries, prometheus.CounterValue, float64(c.srv.acceptRetries.Load()))
+	if v, ok := c.gw.GroupView(); ok {
+		ch <- prometheus.MustNewConstMetric(descGroupKernels, prometheus.GaugeValue, float64(v.Owned), "owned")
+		ch <- prometheus.MustNewConstMetric(descGroupKernels, prometheus.GaugeValue, float64(v.Known), "known")
+		ch <- prometheus.MustNewConstMetric(descGroupReplicas, prometheus.GaugeValue, float64(v.Replicas))
+	}
 	m := c.gw.Metrics()
 	for _, d := range descCounters {
 		ch <- prometheus.MustNewConstMetric(d.desc, prometheus.CounterValue, float64(d.get(m)))

@@ -414,13 +414,16 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx) (string, error) {
 	if !r.public {
 		var c caller
 		var err error
-		if r.session && s.dash.sessionOK(ctx) {
-			c, err = s.trusted(ctx) // a dashboard session stands for the shared token
+		if r.session && requestToken(ctx) == "" && s.dash.sessionOK(ctx) {
+			c = unrestricted // a dashboard session stands for an operator
 		} else {
 			c, err = s.authenticate(ctx)
 		}
 		if err != nil {
 			return r.name, err
+		}
+		if r.session && !c.all {
+			return r.name, errorf(fasthttp.StatusForbidden, "the dashboard is for operators: the gateway's token or an admin's")
 		}
 		ctx.SetUserValue(callerKey{}, c)
 	}

@@ -1,8 +1,10 @@
 package http
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
@@ -57,7 +59,7 @@ func (s *Server) channels(ctx *fasthttp.RequestCtx, p []string) error {
 	}
 	log := s.cfg.Logger.With().Str("kernel_id", kernelID).Str("session", sessionID).Logger()
 	err := s.upgrade(ctx, upgrader, func(c *websocket.Conn) {
-		conn := &wsConn{c: c, f: framing.For(c.Subprotocol())}
+		conn := newWSConn(c)
 		if !s.track(conn) {
 			conn.Close(1001, "gateway shutting down")
 			return
@@ -145,31 +147,115 @@ func (s *Server) serveWebsocket(conn *wsConn, a *actors.Attachment, log zerolog.
 	}
 }
 
-// wsConn is a websocket as actors.Socket: the attachment's writer goroutine
-// is its only writer of data and pings; closes use the concurrency-safe
-// control write.
+// wsConn is a websocket as actors.Socket. The attachment's writer
+// goroutine queues data frames, encoded straight into one buffer, and
+// flushes them with one write deadline and one write to the connection
+// (fasthttp/websocket would make a write, and a syscall, of every frame).
+// One Write call to a net.Conn is never interleaved with another, so the
+// frames the websocket library writes itself (a close frame) cannot tear a
+// batch; pongs and pings, which would move the write deadline under a
+// batch, take turns with batches on wmu.
 type wsConn struct {
 	c         *websocket.Conn
+	nc        net.Conn
 	f         framing.Codec
-	buf       []byte
+	out       *[]byte       // queued frames; from outBuffers, returned by Flush
+	wmu       chan struct{} // held while a batch, a ping or a pong is written
 	closeOnce sync.Once
 }
 
 var _ actors.Socket = (*wsConn)(nil)
 
-func (w *wsConn) Write(ch zmq.Channel, m *zmq.Message) error {
-	var bin bool
-	w.buf, bin = w.f.Encode(w.buf[:0], ch, m)
-	typ := websocket.TextMessage
+func newWSConn(c *websocket.Conn) *wsConn {
+	w := &wsConn{c: c, nc: c.NetConn(), f: framing.For(c.Subprotocol()), wmu: make(chan struct{}, 1)}
+	c.SetPingHandler(w.pong)
+	return w
+}
+
+// outBuffers holds the batch buffers of connections between flushes: an
+// idle connection keeps none.
+var outBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxKeptBuffer: a buffer grown larger by a big message is not kept.
+const maxKeptBuffer = 1 << 20
+
+// writeTimeout bounds one batch's write to a client.
+const writeTimeout = 30 * time.Second
+
+// frameReserve is room for the longest frame header (2 + 8 bytes, a
+// server's frames are not masked), written once the payload's length is
+// known.
+const frameReserve = 10
+
+func (w *wsConn) Queue(ch zmq.Channel, m *zmq.Message) {
+	if w.out == nil {
+		w.out = outBuffers.Get().(*[]byte)
+	}
+	b := *w.out
+	start := len(b)
+	b, bin := w.f.Encode(append(b, make([]byte, frameReserve)...), ch, m)
+	op := byte(websocket.TextMessage)
 	if bin {
-		typ = websocket.BinaryMessage
+		op = websocket.BinaryMessage
 	}
-	w.c.SetWriteDeadline(time.Now().Add(30 * time.Second))
-	err := w.c.WriteMessage(typ, w.buf)
-	if cap(w.buf) > 1<<20 { // do not keep a huge buffer after one big message
-		w.buf = nil
+	*w.out = closeGap(b, start, putFrameHeader(b[start:start+frameReserve], op, len(b)-start-frameReserve))
+}
+
+// putFrameHeader writes a final frame's header for op and a payload of n
+// bytes at the end of dst and returns its length.
+func putFrameHeader(dst []byte, op byte, n int) int {
+	e := len(dst)
+	switch {
+	case n < 126:
+		dst[e-2], dst[e-1] = 0x80|op, byte(n)
+		return 2
+	case n <= 0xFFFF:
+		dst[e-4], dst[e-3] = 0x80|op, 126
+		binary.BigEndian.PutUint16(dst[e-2:], uint16(n))
+		return 4
+	default:
+		dst[e-10], dst[e-9] = 0x80|op, 127
+		binary.BigEndian.PutUint64(dst[e-8:], uint64(n))
+		return 10
 	}
-	return err
+}
+
+// closeGap moves the frame at b[start:] (frameReserve bytes of room whose
+// last hl hold its header, then the payload) down over the unused room.
+func closeGap(b []byte, start, hl int) []byte {
+	gap := frameReserve - hl
+	if gap == 0 {
+		return b
+	}
+	copy(b[start:], b[start+gap:])
+	return b[:len(b)-gap]
+}
+
+func (w *wsConn) Queued() int {
+	if w.out == nil {
+		return 0
+	}
+	return len(*w.out)
+}
+
+func (w *wsConn) Flush() error {
+	if w.out == nil {
+		return nil
+	}
+	out := w.out
+	w.out = nil
+	w.wmu <- struct{}{}
+	w.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	_, err := w.nc.Write(*out)
+	<-w.wmu
+	if cap(*out) <= maxKeptBuffer {
+		*out = (*out)[:0]
+		outBuffers.Put(out)
+	}
+	if err != nil {
+		return fmt.Errorf("websocket write: %w", err)
+	}
+	return nil
 }
 
 // closeFrameTimeout bounds the write of a close frame; closeWait, how long
@@ -201,7 +287,34 @@ func (w *wsConn) Close(code int, reason string) {
 	})
 }
 
-// Ping writes a ping; the writer is its only caller, as for Write.
+// Ping writes a ping; the writer is its only caller, as for Flush.
 func (w *wsConn) Ping(data []byte) error {
+	w.wmu <- struct{}{}
+	defer func() { <-w.wmu }()
 	return w.c.WriteControl(websocket.PingMessage, data, time.Now().Add(5*time.Second))
+}
+
+// pongWait bounds how long a pong waits for a batch being written, as the
+// websocket library's own pong does for its writes; then it is dropped.
+const pongWait = time.Second
+
+// pong answers a client's ping, on the reader's goroutine, between the
+// writer's batches.
+func (w *wsConn) pong(data string) error {
+	t := time.NewTimer(pongWait)
+	defer t.Stop()
+	select {
+	case w.wmu <- struct{}{}:
+	case <-t.C:
+		return nil
+	}
+	defer func() { <-w.wmu }()
+	err := w.c.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(pongWait))
+	if err != nil && !errors.Is(err, websocket.ErrCloseSent) {
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			return err
+		}
+	}
+	return nil
 }

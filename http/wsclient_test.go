@@ -41,6 +41,13 @@ type got struct {
 	header  map[string]any
 }
 
+// streamLines is how many lines a stream message holds: one per message
+// the kernel wrote, a merged message holding several.
+func streamLines(g got) int {
+	text, _ := g.content["text"].(string)
+	return strings.Count(text, "\n")
+}
+
 func (h *harness) dialWS(kernelID, session string, v1 bool) *wsClient {
 	h.t.Helper()
 	c, err := h.tryDialWS(kernelID, session, v1)

@@ -3,9 +3,12 @@ package zmq
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,6 +44,8 @@ var ErrHandshakeTimeout = errors.New("zmq: handshake timed out")
 
 type limitsKey struct{}
 
+type peersKey struct{}
+
 func withLimits(ctx context.Context, l Limits) context.Context {
 	return context.WithValue(ctx, limitsKey{}, l)
 }
@@ -51,6 +56,75 @@ func limitsFrom(ctx context.Context) Limits {
 	}
 	return DefaultLimits
 }
+
+// Peers are the connections of one socket once their handshake is done,
+// for writing messages to them directly: zmq4's own send makes a context
+// with a timeout and an errgroup goroutine for every message, and writes
+// each message with a write of its own. Whoever writes through Peers must
+// be the socket's only sender (never call the socket's Send or SendMulti).
+type Peers struct {
+	mu    sync.Mutex
+	conns []*guardedConn
+	frame []byte // scratch for frame headers
+}
+
+// WithPeers returns ctx for a socket whose connections are to join p.
+func WithPeers(ctx context.Context, p *Peers) context.Context {
+	return context.WithValue(ctx, peersKey{}, p)
+}
+
+func (p *Peers) add(g *guardedConn) {
+	p.mu.Lock()
+	p.conns = append(p.conns, g)
+	p.mu.Unlock()
+}
+
+func (p *Peers) remove(g *guardedConn) {
+	p.mu.Lock()
+	if i := slices.Index(p.conns, g); i >= 0 {
+		p.conns = slices.Delete(p.conns, i, i+1)
+	}
+	p.mu.Unlock()
+}
+
+// Send writes the message made of frames to every connection, behind what
+// is buffered; with flush, it writes the buffers out (else a buffer is
+// written when it fills, or by Flush). A timeout other than 0 bounds the
+// write. It returns ErrNoPeer when the socket has no connection, and the
+// first write error otherwise (the connection is unusable then).
+func (p *Peers) Send(frames [][]byte, flush bool, timeout time.Duration) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.conns) == 0 {
+		return ErrNoPeer
+	}
+	var first error
+	for _, g := range p.conns {
+		if err := g.writeMessage(frames, flush, timeout, &p.frame); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// Flush writes out what Send buffered.
+func (p *Peers) Flush() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var first error
+	for _, g := range p.conns {
+		g.wmu.Lock()
+		err := g.bw.Flush()
+		g.wmu.Unlock()
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// ErrNoPeer reports a send on a socket with no connection (yet).
+var ErrNoPeer = errors.New("zmq: no connection to send on")
 
 func init() {
 	if err := zmq4.RegisterTransport(hardenedScheme, hardenedTransport{}); err != nil {
@@ -206,11 +280,16 @@ type guardedConn struct {
 	flushAfter bool        // the bytes just scanned ended a message
 	pending    error       // error to return on the next Read
 	stop       func() bool
+	// wmu orders writes: zmq4's (the handshake) and Peers'.
+	wmu   sync.Mutex
+	peers *Peers // joined once the handshake is done; nil: no Peers
+	ready int    // READY commands sent and received, up to 2
 }
 
 func newGuardedConn(ctx context.Context, c net.Conn, l Limits) *guardedConn {
 	g := &guardedConn{
 		Conn:   c,
+		peers:  peersFrom(ctx),
 		br:     newLazyReader(c, max(l.ReadBuffer, 4096)),
 		bw:     bufio.NewWriterSize(c, 64<<10),
 		limits: l,
@@ -234,7 +313,57 @@ func newGuardedConn(ctx context.Context, c net.Conn, l Limits) *guardedConn {
 func (g *guardedConn) Close() error {
 	g.closed.Store(true)
 	g.stop()
+	if g.peers != nil {
+		g.peers.remove(g)
+	}
 	return g.Conn.Close()
+}
+
+func peersFrom(ctx context.Context) *Peers {
+	p, _ := ctx.Value(peersKey{}).(*Peers)
+	return p
+}
+
+// handshook counts a READY command sent or received; after both, the
+// connection joins its Peers.
+func (g *guardedConn) handshook() {
+	if g.ready++; g.ready == 2 && g.peers != nil {
+		g.peers.add(g)
+	}
+}
+
+// writeMessage buffers one message (ZMTP frames, MORE on all but the last)
+// and writes out the buffer if flush is set. scratch is for the frame
+// headers.
+func (g *guardedConn) writeMessage(frames [][]byte, flush bool, timeout time.Duration, scratch *[]byte) error {
+	g.wmu.Lock()
+	defer g.wmu.Unlock()
+	if timeout > 0 {
+		g.Conn.SetWriteDeadline(time.Now().Add(timeout))
+	}
+	for i, f := range frames {
+		var flags byte
+		if i < len(frames)-1 {
+			flags |= flagMore
+		}
+		h := (*scratch)[:0]
+		if len(f) > 255 {
+			h = binary.BigEndian.AppendUint64(append(h, flags|flagLong), uint64(len(f)))
+		} else {
+			h = append(h, flags, byte(len(f)))
+		}
+		*scratch = h
+		if _, err := g.bw.Write(h); err != nil {
+			return err
+		}
+		if _, err := g.bw.Write(f); err != nil {
+			return err
+		}
+	}
+	if flush {
+		return g.bw.Flush()
+	}
+	return nil
 }
 
 func (g *guardedConn) Read(p []byte) (int, error) {
@@ -273,10 +402,15 @@ func (g *guardedConn) checkSize(size uint64) error {
 func (g *guardedConn) readFrame(flags byte) {
 	if flags&flagCommand != 0 && g.handshake.CompareAndSwap(true, false) {
 		g.Conn.SetDeadline(time.Time{})
+		g.wmu.Lock()
+		g.handshook()
+		g.wmu.Unlock()
 	}
 }
 
 func (g *guardedConn) Write(p []byte) (int, error) {
+	g.wmu.Lock()
+	defer g.wmu.Unlock()
 	g.flushAfter = false
 	g.out.scan(p, noLimit, g.wroteFrame)
 	if !g.sentReady {
@@ -293,8 +427,9 @@ func (g *guardedConn) Write(p []byte) (int, error) {
 func noLimit(uint64) error { return nil }
 
 func (g *guardedConn) wroteFrame(flags byte) {
-	if flags&flagCommand != 0 {
+	if flags&flagCommand != 0 && !g.sentReady {
 		g.sentReady = true
+		g.handshook()
 	}
 	if flags&flagMore == 0 {
 		g.flushAfter = true

@@ -29,6 +29,10 @@ type Group interface {
 	Release(id, holder string) error
 	// Holder returns who holds the lease of kernel id and until when.
 	Holder(id string) (Lease, error)
+	// Holders returns every kernel's lease, by kernel id, in one read: the
+	// replica loop reads them all on every sync, which must not cost a
+	// request per kernel.
+	Holders() (map[string]Lease, error)
 	// Lock takes the group's admission lock; unlock releases it.
 	Lock() (unlock func(), err error)
 	// Beat records that m is alive; Members returns every replica that beat
@@ -177,6 +181,34 @@ func (s FileStore) Holder(id string) (Lease, error) {
 		return Lease{}, fmt.Errorf("lease of %s: %w", id, err)
 	}
 	return l, nil
+}
+
+// Holders reads every lease file, as Holder does.
+func (s FileStore) Holders() (map[string]Lease, error) {
+	entries, err := os.ReadDir(s.Dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("leases: %w", err)
+	}
+	out := make(map[string]Lease)
+	var errs []error
+	for _, e := range entries {
+		id, ok := strings.CutSuffix(e.Name(), leaseSuffix)
+		if !ok || !e.Type().IsRegular() {
+			continue
+		}
+		l, err := s.Holder(id)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if l.Holder != "" {
+			out[id] = l
+		}
+	}
+	return out, errors.Join(errs...)
 }
 
 func readLease(f *os.File) (Lease, error) {

@@ -43,10 +43,14 @@ type Record struct {
 type Store interface {
 	Save(Record) error
 	Delete(id string) error
-	// Load returns every record; unreadable ones are reported in the error
-	// and skipped.
+	// Load returns every record; unreadable ones are skipped and reported
+	// in an error that wraps ErrUnreadable. An error that does not means
+	// nothing could be read (a disk, an API server that failed).
 	Load() ([]Record, error)
 }
+
+// ErrUnreadable reports records that Load skipped, beside those it read.
+var ErrUnreadable = errors.New("unreadable kernel record")
 
 // FileStore keeps one file per kernel, <Dir>/<kernel id>.json, written
 // atomically and readable by the gateway's user only (records hold the
@@ -149,7 +153,7 @@ func (s FileStore) Load() ([]Record, error) {
 			err = errors.New("id does not match the file name")
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("kernel record %s: %w", name, err))
+			errs = append(errs, fmt.Errorf("%w %s: %w", ErrUnreadable, name, err))
 			continue
 		}
 		out = append(out, r)

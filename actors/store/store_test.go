@@ -80,6 +80,9 @@ func TestFileStoreLeases(t *testing.T) {
 	l, err := s.Holder(id)
 	testkit.NoError(t, err)
 	testkit.Equal(t, l.Holder, "b")
+	all, err := s.Holders()
+	testkit.NoError(t, err)
+	testkit.Equal(t, all, map[string]Lease{id: l})
 	testkit.NoError(t, s.Release(id, "a")) // not a's: nothing happens
 	l, _ = s.Holder(id)
 	testkit.Equal(t, l.Holder, "b")

@@ -13,6 +13,7 @@ package synthkernel
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -37,7 +38,13 @@ type Kernel struct {
 	ci      zmq.ConnectionInfo
 
 	shell, control, stdin, iopub, hb zmq4.Socket
-	pubMu                            sync.Mutex // iopub is written by shell and control
+	// pub writes iopub messages to the subscribers' connections directly
+	// (zmq.Peers), batched: a burst is written in 64 KiB writes, not one
+	// write per message. zmq4's own PUB send is never used.
+	pub   zmq.Peers
+	pubMu sync.Mutex // iopub is written by shell and control
+	seq   uint64     // msg_ids of emitted messages, under pubMu
+	hdr   []byte     // scratch for emitted headers, under pubMu
 
 	interrupt chan struct{}
 	count     int
@@ -88,7 +95,7 @@ func Start(ctx context.Context, ci zmq.ConnectionInfo) (*Kernel, error) {
 	// The hardened transport batches each message into one write.
 	ep := func(port int) string { return fmt.Sprintf("kgtcp://%s:%d", ci.IP, port) }
 	k.shell, k.control, k.stdin = zmq4.NewRouter(ctx), zmq4.NewRouter(ctx), zmq4.NewRouter(ctx)
-	k.iopub, k.hb = zmq4.NewPub(ctx), zmq4.NewRouter(ctx)
+	k.iopub, k.hb = zmq4.NewPub(zmq.WithPeers(ctx, &k.pub)), zmq4.NewRouter(ctx)
 	sockets := []struct {
 		s    zmq4.Socket
 		port *int
@@ -230,16 +237,8 @@ func (k *Kernel) run(req *zmq.Message, code string) error {
 			if err1 != nil || err2 != nil || n < 0 || size < 0 || size > 64<<20 {
 				return fmt.Errorf("emit wants N SIZE, got %q", line)
 			}
-			text := strings.Repeat("x", max(size-1, 0)) + "\n"
-			for i := 0; i < n; i++ {
-				if i%1024 == 0 {
-					select {
-					case <-k.interrupt:
-						return errInterrupted
-					default:
-					}
-				}
-				k.publish("stream", req, map[string]any{"name": "stdout", "text": text})
+			if err := k.emit(req, n, strings.Repeat("x", max(size-1, 0))+"\n"); err != nil {
+				return err
 			}
 		case f[0] == "sleep" && len(f) == 2:
 			s, err := strconv.ParseFloat(f[1], 64)
@@ -283,7 +282,46 @@ func (k *Kernel) publish(msgType string, parent *zmq.Message, content any) {
 	m.Identities = [][]byte{[]byte("kernel." + msgType)}
 	k.pubMu.Lock()
 	defer k.pubMu.Unlock()
-	k.iopub.SendMulti(zmq4.NewMsgFrom(k.signer.Serialize(m)...))
+	k.pub.Send(k.signer.Serialize(m), true, 0) // no subscriber: dropped, as PUB does
+}
+
+// emit publishes n stdout stream messages of text as fast as it can: the
+// content is encoded once, each header by hand (a counter for msg_id, the
+// date once per 1024), and the messages are written in batches, flushed
+// at the end. An interrupt ends it between two batches of 1024.
+func (k *Kernel) emit(parent *zmq.Message, n int, text string) error {
+	content, err := json.Marshal(map[string]string{"name": "stdout", "text": text})
+	if err != nil {
+		return err
+	}
+	k.pubMu.Lock()
+	defer k.pubMu.Unlock()
+	defer k.pub.Flush()
+	m := &zmq.Message{Identities: [][]byte{[]byte("kernel.stream")}, ParentHeader: parent.Header, Metadata: []byte("{}"), Content: content}
+	var date string
+	for i := 0; i < n; i++ {
+		if i%1024 == 0 {
+			select {
+			case <-k.interrupt:
+				return errInterrupted
+			default:
+			}
+			date = time.Now().UTC().Format(zmq.DateFormat)
+		}
+		k.seq++
+		h := append(k.hdr[:0], `{"msg_id":"`...)
+		h = append(h, k.session...)
+		h = append(h, '_')
+		h = strconv.AppendUint(h, k.seq, 10)
+		h = append(h, `","msg_type":"stream","session":"`...)
+		h = append(h, k.session...)
+		h = append(h, `","username":"kernel","date":"`...)
+		h = append(h, date...)
+		h = append(h, `","version":"`+zmq.ProtocolVersion+`"}`...)
+		k.hdr, m.Header = h, h
+		k.pub.Send(k.signer.Serialize(m), false, 0)
+	}
+	return nil
 }
 
 func (k *Kernel) status(state string, parent *zmq.Message) {

@@ -20,6 +20,7 @@ import (
 	"github.com/fasthttp/websocket"
 	"github.com/kernelgate/kernelgate/bench"
 	"github.com/kernelgate/kernelgate/http/framing"
+	"github.com/kernelgate/kernelgate/internal/k8stest"
 	"github.com/kernelgate/kernelgate/internal/testkit"
 	"github.com/kernelgate/kernelgate/internal/unixtest"
 	"github.com/kernelgate/kernelgate/zmq"
@@ -27,13 +28,16 @@ import (
 
 // TestMain lets the test binary run as `kernelgate` itself: a test that
 // needs a gateway process of its own (to limit its open files, to kill it)
-// starts this binary with runAsMain set.
+// starts this binary with runAsMain set. It stops the shared cluster.
 func TestMain(m *testing.M) {
 	if os.Getenv(runAsMain) == "1" {
 		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 	}
-	os.Exit(m.Run())
+	os.Exit(kube.Main(m))
 }
+
+// kube is the cluster of the groups whose store is Kubernetes.
+var kube = k8stest.NewShared(k8stest.Options{})
 
 const runAsMain = "KERNELGATE_TEST_RUN_AS_MAIN"
 

@@ -24,35 +24,66 @@ import (
 	"github.com/kernelgate/kernelgate/internal/jupytertest"
 	"github.com/kernelgate/kernelgate/internal/testcerts"
 	"github.com/kernelgate/kernelgate/internal/testkit"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// group is replicas of one group (a shared persistence root) behind
-// Debian's HAProxy, round-robin, no stickiness, on loopback.
+// group is replicas of one group behind Debian's HAProxy, round-robin, no
+// stickiness, on loopback. They share a store: a persistence root, or a
+// namespace of the test cluster.
 type group struct {
 	t        *testing.T
 	replicas []*gatewayProcess
 	lb       string // the balancer's URL
+	// dropRecord deletes a kernel's record behind the replicas' backs.
+	dropRecord func(id string)
 }
 
 const replicaLease = 3 * time.Second
 
-// startGroup starts n replicas and the balancer in front of them.
-func startGroup(t *testing.T, n int, extra ...string) *group {
+// eachStore runs test once with each kernel store.
+func eachStore(t *testing.T, test func(t *testing.T, kernelStore string)) {
+	for _, st := range []string{storeFile, storeKubernetes} {
+		t.Run(st, func(t *testing.T) { test(t, st) })
+	}
+}
+
+// storeArgs are the settings of a group's store, and how to delete a
+// kernel's record there.
+func storeArgs(t *testing.T, kernelStore string) ([]string, func(id string)) {
 	t.Helper()
-	g := &group{t: t, replicas: startReplicas(t, n, extra...)}
+	if kernelStore == storeFile {
+		root := t.TempDir()
+		return []string{"--persistence-root", root}, func(id string) {
+			testkit.NoError(t, os.Remove(filepath.Join(root, "kernel_sessions", id+".json")))
+		}
+	}
+	c := kube.Cluster(t)
+	ns := c.Namespace(t)
+	return []string{"--kernel-store", kernelStore, "--kubeconfig", c.Kubeconfig, "--namespace", ns}, func(id string) {
+		err := c.Client.CoreV1().Secrets(ns).Delete(context.Background(), "kernelgate-kernel-"+id, metav1.DeleteOptions{})
+		testkit.NoError(t, err)
+	}
+}
+
+// startGroup starts n replicas sharing kernelStore and the balancer in
+// front of them.
+func startGroup(t *testing.T, kernelStore string, n int, extra ...string) *group {
+	t.Helper()
+	shared, drop := storeArgs(t, kernelStore)
+	g := &group{t: t, dropRecord: drop, replicas: startReplicas(t, n, append(shared, extra...)...)}
 	g.lb = startBalancer(t, g.replicas)
 	return g
 }
 
-// startReplicas starts n replicas of a group on a shared persistence root.
+// startReplicas starts n replicas of a group; extra names their store
+// (storeArgs).
 func startReplicas(t *testing.T, n int, extra ...string) []*gatewayProcess {
 	t.Helper()
-	root := t.TempDir()
 	low, high := testkit.PortRange("cmd")
 	width := (high - low + 1) / n
 	var replicas []*gatewayProcess
 	for i := range n {
-		args := append([]string{"--availability-mode", "replication", "--persistence-root", root,
+		args := append([]string{"--availability-mode", "replication",
 			"--instance-id", fmt.Sprint("r", i+1), "--replica-token", "group-secret",
 			"--lease-duration", replicaLease.String(), "--stop-timeout", "20",
 			// Each replica its own ports: allocators of other processes do
@@ -98,7 +129,7 @@ backend replicas
   http-check expect status 200
 `+servers.String()), 0o644))
 	cmd := exec.Command(haproxy, "-f", cfg, "-db")
-	var out lockedWriter
+	var out testkit.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	testkit.NoError(t, cmd.Start())
 	exited := make(chan struct{})
@@ -116,23 +147,6 @@ backend replicas
 		return err
 	})
 	return url
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (w *lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *lockedWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
 }
 
 // start starts a python3 kernel at base and returns its id.
@@ -174,19 +188,22 @@ func del(url string) (int, error) {
 // (its variables persist from one to the next), and interrupt, restart and
 // shutdown work from any replica.
 func TestEveryReplicaServesEveryKernel(t *testing.T) {
-	for _, n := range []int{2, 3} {
-		t.Run(fmt.Sprint(n, " replicas"), func(t *testing.T) { everyReplicaServesEveryKernel(t, n) })
-	}
+	eachStore(t, func(t *testing.T, kernelStore string) {
+		for _, n := range []int{2, 3} {
+			t.Run(fmt.Sprint(n, " replicas"), func(t *testing.T) { everyReplicaServesEveryKernel(t, kernelStore, n) })
+		}
+	})
 }
 
-func everyReplicaServesEveryKernel(t *testing.T, n int) {
-	g := startGroup(t, n)
+func everyReplicaServesEveryKernel(t *testing.T, kernelStore string, n int) {
+	g := startGroup(t, kernelStore, n)
 	id := start(t, g.lb)
 	for _, r := range g.replicas {
 		code, body, err := get(r.url + "/api/kernels/" + id)
 		testkit.NoError(t, err)
 		testkit.True(t, code == http.StatusOK, "%s does not know kernel %s: %d %s", r, id, code, body)
 	}
+	groupView(t, g.replicas, 1, n)
 	// Each replica's websocket in turn drives the kernel: x counts them.
 	dialKernel(t, g.replicas[0].url, id, "first", "").run("x = 0")
 	for i, r := range g.replicas {
@@ -221,6 +238,27 @@ func everyReplicaServesEveryKernel(t *testing.T, n int) {
 		})
 	}
 	testkit.NoKernelProcesses(t, id, 10*time.Second)
+}
+
+// groupView waits until the replicas' metrics say that they know the
+// group's kernels, own each once between them, and see live members.
+func groupView(t *testing.T, replicas []*gatewayProcess, kernels, members int) {
+	t.Helper()
+	testkit.Eventually(t, 20*time.Second, func() error {
+		owned := 0.0
+		for _, r := range replicas {
+			known := metric(t, r.url, `kernelgate_group_kernels{scope="known"}`)
+			live := metric(t, r.url, "kernelgate_group_replicas")
+			if known != float64(kernels) || live != float64(members) {
+				return fmt.Errorf("%s knows %v kernels and %v replicas, want %d and %d", r, known, live, kernels, members)
+			}
+			owned += metric(t, r.url, `kernelgate_group_kernels{scope="owned"}`)
+		}
+		if owned != float64(kernels) {
+			return fmt.Errorf("%v kernels owned in all, want %d", owned, kernels)
+		}
+		return nil
+	})
 }
 
 // lines is Python printing 1..n, one line at a time, with a pause so that
@@ -284,7 +322,7 @@ func numbered(t *testing.T, text string, n int) {
 // session id. It gets every line once, in order: after a close, and after a
 // broken connection when it says which message it had last.
 func TestClientMovesToAnotherReplicaMidCell(t *testing.T) {
-	g := startGroup(t, 2)
+	g := startGroup(t, storeFile, 2)
 	r1, r2 := g.replicas[0], g.replicas[1]
 	id := start(t, r1.url)
 	for _, tt := range []struct {
@@ -324,28 +362,31 @@ func TestClientMovesToAnotherReplicaMidCell(t *testing.T) {
 // its kernels (taken over once their lease lapses) and the others' keep
 // their state and answer through the balancer.
 func TestKernelsSurviveAKilledReplica(t *testing.T) {
-	g := startGroup(t, 2)
-	r1, r2 := g.replicas[0], g.replicas[1]
-	k1, k2 := start(t, r1.url), start(t, r2.url)
-	dialKernel(t, r1.url, k1, "s1", "").run("x = 'one'")
-	dialKernel(t, r2.url, k2, "s2", "").run("x = 'two'")
-	testkit.NoError(t, r1.cmd.Process.Kill())
-	<-r1.exited
-	for _, k := range []struct{ id, want string }{{k1, "one\n"}, {k2, "two\n"}} {
-		testkit.Equal(t, dialKernel(t, g.lb, k.id, "after-"+k.id, "").run("print(x)"), k.want)
-	}
-	// The survivor owns the dead replica's kernel now: it restarts it.
-	code, body, err := post(g.lb+"/api/kernels/"+k1+"/restart", "")
-	testkit.NoError(t, err)
-	testkit.True(t, code == http.StatusOK, "restart of the taken-over kernel: %d %s", code, body)
-	testkit.Equal(t, dialKernel(t, r2.url, k1, "s3", "").run("print('x' in dir())"), "False\n")
+	eachStore(t, func(t *testing.T, kernelStore string) {
+		g := startGroup(t, kernelStore, 2)
+		r1, r2 := g.replicas[0], g.replicas[1]
+		k1, k2 := start(t, r1.url), start(t, r2.url)
+		dialKernel(t, r1.url, k1, "s1", "").run("x = 'one'")
+		dialKernel(t, r2.url, k2, "s2", "").run("x = 'two'")
+		testkit.NoError(t, r1.cmd.Process.Kill())
+		<-r1.exited
+		groupView(t, g.replicas[1:], 2, 1) // the survivor owns both
+		for _, k := range []struct{ id, want string }{{k1, "one\n"}, {k2, "two\n"}} {
+			testkit.Equal(t, dialKernel(t, g.lb, k.id, "after-"+k.id, "").run("print(x)"), k.want)
+		}
+		// The survivor owns the dead replica's kernel now: it restarts it.
+		code, body, err := post(g.lb+"/api/kernels/"+k1+"/restart", "")
+		testkit.NoError(t, err)
+		testkit.True(t, code == http.StatusOK, "restart of the taken-over kernel: %d %s", code, body)
+		testkit.Equal(t, dialKernel(t, r2.url, k1, "s3", "").run("print('x' in dir())"), "False\n")
+	})
 }
 
 // TestStoppedReplicaHandsItsClientsOver: SIGTERM of a replica while a cell
 // streams: its client is sent away (1001), reconnects through the balancer
 // with its session id and gets every line once, in order.
 func TestStoppedReplicaHandsItsClientsOver(t *testing.T) {
-	g := startGroup(t, 2)
+	g := startGroup(t, storeFile, 2)
 	r1 := g.replicas[0]
 	id := start(t, r1.url)
 	w := dialKernel(t, r1.url, id, "rolling", "")
@@ -366,45 +407,49 @@ func TestStoppedReplicaHandsItsClientsOver(t *testing.T) {
 // TestLimitsHoldAcrossReplicas: max kernels is the group's: concurrent
 // starts on both replicas never pass it.
 func TestLimitsHoldAcrossReplicas(t *testing.T) {
-	g := startGroup(t, 2, "--max-kernels", "2")
-	var mu sync.Mutex
-	codes := map[int]int{}
-	var wg sync.WaitGroup
-	for i := range 6 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			code, _, err := post(g.replicas[i%2].url+"/api/kernels", `{"name":"python3"}`)
-			if err != nil {
-				t.Error(err)
-			}
-			mu.Lock()
-			codes[code]++
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	testkit.Equal(t, codes[http.StatusCreated], 2)
-	testkit.Equal(t, codes[http.StatusForbidden], 4)
+	eachStore(t, func(t *testing.T, kernelStore string) {
+		g := startGroup(t, kernelStore, 2, "--max-kernels", "2")
+		var mu sync.Mutex
+		codes := map[int]int{}
+		var wg sync.WaitGroup
+		for i := range 6 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				code, _, err := post(g.replicas[i%2].url+"/api/kernels", `{"name":"python3"}`)
+				if err != nil {
+					t.Error(err)
+				}
+				mu.Lock()
+				codes[code]++
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		testkit.Equal(t, codes[http.StatusCreated], 2)
+		testkit.Equal(t, codes[http.StatusForbidden], 4)
+	})
 }
 
 // TestCullingWithTwoReplicasCullsOnce: only the kernel's owner culls it.
 func TestCullingWithTwoReplicasCullsOnce(t *testing.T) {
-	g := startGroup(t, 2, "--cull-idle-timeout", "2", "--cull-interval", "1")
-	id := start(t, g.lb)
-	for _, r := range g.replicas {
-		testkit.Eventually(t, 30*time.Second, func() error {
-			if code, _, _ := get(r.url + "/api/kernels/" + id); code != http.StatusNotFound {
-				return fmt.Errorf("%s still has the kernel (%d)", r, code)
-			}
-			return nil
-		})
-	}
-	culled := 0.0
-	for _, r := range g.replicas {
-		culled += metric(t, r.url, "kernelgate_kernels_culled_total")
-	}
-	testkit.Equal(t, culled, 1.0)
+	eachStore(t, func(t *testing.T, kernelStore string) {
+		g := startGroup(t, kernelStore, 2, "--cull-idle-timeout", "2", "--cull-interval", "1")
+		id := start(t, g.lb)
+		for _, r := range g.replicas {
+			testkit.Eventually(t, 30*time.Second, func() error {
+				if code, _, _ := get(r.url + "/api/kernels/" + id); code != http.StatusNotFound {
+					return fmt.Errorf("%s still has the kernel (%d)", r, code)
+				}
+				return nil
+			})
+		}
+		culled := 0.0
+		for _, r := range g.replicas {
+			culled += metric(t, r.url, "kernelgate_kernels_culled_total")
+		}
+		testkit.Equal(t, culled, 1.0)
+	})
 }
 
 // TestJupyterServerSessionSurvivesAReplicaKill: Jupyter Server in gateway
@@ -413,7 +458,7 @@ func TestCullingWithTwoReplicasCullsOnce(t *testing.T) {
 // through the balancer, the kernel keeps its state, and the notebook's own
 // websocket (to Jupyter Server) stays open and runs code again.
 func TestJupyterServerSessionSurvivesAReplicaKill(t *testing.T) {
-	g := startGroup(t, 2)
+	g := startGroup(t, storeFile, 2)
 	js := jupytertest.Start(t, jupytertest.Server, g.lb, "", nil)
 	code, body, err := post(js+"/api/sessions?token="+jupytertest.Token, `{"path":"ha.ipynb","type":"notebook","name":"ha","kernel":{"name":"python3"}}`)
 	testkit.NoError(t, err)
@@ -449,7 +494,7 @@ func TestJupyterServerSessionSurvivesAReplicaKill(t *testing.T) {
 // the rest of its cell (its reply rebuilt by the replica it moved to), the
 // idle one runs code again.
 func TestFailoverScenario(t *testing.T) {
-	g := startGroup(t, 2)
+	g := startGroup(t, storeFile, 2)
 	var replicas []bench.Replica
 	for _, r := range g.replicas {
 		replicas = append(replicas, bench.Replica{URL: r.url, PID: r.cmd.Process.Pid})
@@ -473,12 +518,96 @@ func TestFailoverScenario(t *testing.T) {
 	testkit.True(t, rebuilt >= 1, "no reply was rebuilt for the streaming client's cell")
 }
 
+// TestRecordMissingWhileLeaseHeld: a kernel whose record disappears while
+// its owner holds its lease (the Kubernetes store's garbage collector
+// deletes the record with the kernel's old pod on a restart) stays served
+// by every replica, and its owner records it again with its next launch.
+func TestRecordMissingWhileLeaseHeld(t *testing.T) {
+	eachStore(t, func(t *testing.T, kernelStore string) {
+		g := startGroup(t, kernelStore, 2)
+		r1, r2 := g.replicas[0], g.replicas[1]
+		id := start(t, r1.url)
+		dialKernel(t, r2.url, id, "a", "").run("x = 1")
+		g.dropRecord(id)
+		// Once r2 follows a kernel started after the drop, it has read the
+		// group without the record.
+		later := start(t, r1.url)
+		testkit.Eventually(t, 10*time.Second, func() error {
+			if code, _, _ := get(r2.url + "/api/kernels/" + later); code != http.StatusOK {
+				return fmt.Errorf("r2 answers %d for the later kernel", code)
+			}
+			return nil
+		})
+		code, body, err := get(r2.url + "/api/kernels/" + id)
+		testkit.NoError(t, err)
+		testkit.True(t, code == http.StatusOK, "r2 let the kernel go with its record: %d %s", code, body)
+		testkit.Equal(t, dialKernel(t, r2.url, id, "b", "").run("print(x)"), "1\n")
+		code, body, err = post(r2.url+"/api/kernels/"+id+"/restart", "")
+		testkit.NoError(t, err)
+		testkit.True(t, code == http.StatusOK, "restart through r2: %d %s", code, body)
+		testkit.Equal(t, dialKernel(t, r2.url, id, "c", "").run("print('x' in dir())"), "False\n")
+		groupView(t, g.replicas, 2, 2)
+	})
+}
+
+// TestGroupRidesOutAHungAPIServer: with the Kubernetes store's API server
+// stopped (SIGSTOP) for longer than a lease, a group's kernels keep
+// running and serving every replica, a start fails at the admission lock's
+// wait instead of hanging, and a replica stops within its stop timeout;
+// once the server is back, the survivor owns the kernel, which kept its
+// state, and starts work again.
+func TestGroupRidesOutAHungAPIServer(t *testing.T) {
+	g := startGroup(t, storeKubernetes, 2, "--kernel-store-timeout", "1")
+	r1, r2 := g.replicas[0], g.replicas[1]
+	id := start(t, g.lb)
+	w1, w2 := dialKernel(t, r1.url, id, "one", ""), dialKernel(t, r2.url, id, "two", "")
+	w1.run("x = 1")
+	c := kube.Cluster(t)
+	testkit.NoError(t, c.PauseAPIServer())
+	paused := true
+	resume := func() {
+		if paused {
+			paused = false
+			testkit.NoError(t, c.ResumeAPIServer())
+		}
+	}
+	t.Cleanup(resume)
+	began := time.Now()
+	testkit.Equal(t, w2.run("x += 1; print(x)"), "2\n")
+	testkit.Equal(t, w1.run("print(x)"), "2\n")
+	for _, r := range g.replicas {
+		code, _, err := get(r.url + "/api/kernels/" + id)
+		testkit.NoError(t, err)
+		testkit.Equal(t, code, http.StatusOK)
+	}
+	code, body, err := post(r1.url+"/api/kernels", `{"name":"python3"}`)
+	testkit.NoError(t, err)
+	testkit.True(t, code == http.StatusServiceUnavailable, "a start while the store hangs: %d %s", code, body)
+	t.Logf("kernels served and a start refused (after %v) while the API server hung", time.Since(began).Round(time.Millisecond))
+	// Past a lease: nobody could renew.
+	testkit.True(t, time.Since(began) > replicaLease, "the hang lasted only %v", time.Since(began))
+	stopping := time.Now()
+	testkit.NoError(t, r2.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case <-r2.exited:
+		t.Logf("a replica stopped in %v while the API server hung", time.Since(stopping).Round(time.Millisecond))
+	case <-time.After(30 * time.Second):
+		t.Fatal("a replica did not stop while the API server hung")
+	}
+	resume()
+	groupView(t, g.replicas[:1], 1, 1)
+	testkit.Equal(t, dialKernel(t, r1.url, id, "three", "").run("print(x)"), "2\n")
+	later := start(t, r1.url)
+	testkit.Equal(t, dialKernel(t, r1.url, later, "four", "").run("print('ok')"), "ok\n")
+}
+
 // TestReplicasOverMutualTLS: replicas that serve mutual TLS call each other
 // with their own certificate: an action forwarded to a kernel's owner works.
 func TestReplicasOverMutualTLS(t *testing.T) {
 	ca := testcerts.NewCA(t, "group")
 	cert, key := ca.Peer(t, "replica")
-	r := startReplicas(t, 2, "--certfile", cert, "--keyfile", key, "--client-ca", ca.CertFile)
+	shared, _ := storeArgs(t, storeFile)
+	r := startReplicas(t, 2, append(shared, "--certfile", cert, "--keyfile", key, "--client-ca", ca.CertFile)...)
 	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{
 		RootCAs: ca.Pool(), Certificates: []tls.Certificate{ca.ClientCert(t, "user")}}}}
 	call := func(method, url string, want int) string {

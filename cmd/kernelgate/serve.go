@@ -178,8 +178,8 @@ func serveSettings(c *serveConfig, stderr io.Writer) *settings {
 	s.Seconds(&c.WSPingInterval, "ws-ping-interval", 30*time.Second, "seconds between websocket pings; 0 = off", "EG_WS_PING_INTERVAL_SECS")
 	s.Seconds(&c.WSPongTimeout, "ws-pong-timeout", 0, "seconds a pinged websocket may send nothing before it is closed as dead (half-open); 0 = max(3 pings, 30)", "KERNELGATE_WS_PONG_TIMEOUT")
 	s.Int(&c.WSReadLimit, "ws-read-limit", 10<<20, "largest websocket message a client may send, in bytes", "KERNELGATE_WS_READ_LIMIT")
-	s.Int(&c.WSQueue, "ws-queue", 4096, "messages a websocket may fall behind before it is disconnected", "KERNELGATE_WS_QUEUE")
-	s.Int(&c.WSQueueBytes, "ws-queue-bytes", 64<<20, "bytes a websocket may fall behind before it is disconnected", "KERNELGATE_WS_QUEUE_BYTES")
+	s.Int(&c.WSQueue, "ws-queue", 4096, "messages that cannot be merged (anything but stream output and display updates) a websocket may fall behind before it is disconnected (1013)", "KERNELGATE_WS_QUEUE")
+	s.Int(&c.WSQueueBytes, "ws-queue-bytes", 64<<20, "bytes a websocket may fall behind, counting what it is merged into, before it is disconnected (1013)", "KERNELGATE_WS_QUEUE_BYTES")
 	s.Int(&c.SessionBuffer, "session-buffer", 10000, "messages of each kernel's recent output kept for its clients' reconnects, shared by its sessions (oldest dropped)", "KERNELGATE_SESSION_BUFFER")
 	s.Int(&c.SessionBufferBytes, "session-buffer-bytes", 64<<20, "bytes of each kernel's recent output kept for its clients' reconnects", "KERNELGATE_SESSION_BUFFER_BYTES")
 	s.Seconds(&c.SessionExpiry, "session-expiry", 10*time.Minute, "seconds a session without a websocket keeps its place for a reconnect", "KERNELGATE_SESSION_EXPIRY")
@@ -266,7 +266,7 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 	if err := ensureRuntime(c.RuntimeDir); err != nil {
 		return fmt.Errorf("runtime dir: %w", err)
 	}
-	if c.Persistence {
+	if c.Persistence && c.Replication.Store == storeFile {
 		if err := privatedir.Ensure(filepath.Join(c.PersistenceRoot, "kernel_sessions")); err != nil {
 			return fmt.Errorf("persistence root: %w", err)
 		}
@@ -296,6 +296,10 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 	if c.KeepKernels && !c.Persistence {
 		return errors.New("--keep-kernels-on-stop needs --kernel-session-persistence: a kernel nobody recorded could never be taken back")
 	}
+	group, err := c.kernelStore(log)
+	if err != nil {
+		return err
+	}
 	ln, err := netlisten.Retrying(c.IP, c.Port, c.PortRetries)
 	if err != nil {
 		return err
@@ -305,10 +309,9 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer, ready f
 	var replication *actors.Replication
 	replicaToken := ""
 	if c.Persistence {
-		files := store.FileStore{Dir: filepath.Join(c.PersistenceRoot, "kernel_sessions")}
-		records = files
+		records = group
 		if replicated {
-			if replication, replicaToken, err = c.replication(files, ln.Addr(), sec.peerTLS); err != nil {
+			if replication, replicaToken, err = c.replication(group, ln.Addr(), sec.peerTLS); err != nil {
 				return err
 			}
 		}

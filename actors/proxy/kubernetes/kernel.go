@@ -28,6 +28,17 @@ type processInfo struct {
 	PGID            int       `json:"pgid"`
 }
 
+// PodOf reads which pod a kernel's process info (as this provisioner
+// records it) names; ok is false for any other provisioner's kernel. The
+// Kubernetes kernel store makes a kernel's record owned by its pod.
+func PodOf(info json.RawMessage) (namespace, name string, uid types.UID, ok bool) {
+	var pi processInfo
+	if json.Unmarshal(info, &pi) != nil || pi.Namespace == "" || pi.Pod == "" || pi.UID == "" {
+		return "", "", "", false
+	}
+	return pi.Namespace, pi.Pod, pi.UID, true
+}
+
 // Kernel is a kernel in a pod: reached at the pod's IP, signalled through
 // its launcher's comm port, ended by its pod's end (from the informer) or
 // by a refused comm port.

@@ -10,7 +10,9 @@ import (
 
 	"github.com/kernelgate/kernelgate/actors/admission"
 	"github.com/kernelgate/kernelgate/actors/proxy/kubernetes/podtemplate"
+	"github.com/kernelgate/kernelgate/actors/proxy/remote"
 	"github.com/kernelgate/kernelgate/internal/testkit"
+	"github.com/rs/zerolog"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -151,4 +153,17 @@ func TestPodWatch(t *testing.T) {
 	w.observe(done, false)
 	<-w.ended
 	testkit.True(t, ended != nil && strings.Contains(ended.Error(), "pod n/p completed"), "ended with %v", ended)
+}
+
+// PodOf reads the pod back from the process info a kernel records, and
+// nothing from another provisioner's.
+func TestPodOf(t *testing.T) {
+	k := (&Provisioner{}).kernel(remote.Payload{}, processInfo{Namespace: "ns", Pod: "alice-k1", UID: "u1", IP: "127.0.10.2", CommPort: 9}, newPodWatch("k1"), nil, zerolog.Nop())
+	ns, pod, uid, ok := PodOf(k.ProcessInfo())
+	testkit.True(t, ok, "no pod in %s", k.ProcessInfo())
+	testkit.Equal(t, []string{ns, pod, string(uid)}, []string{"ns", "alice-k1", "u1"})
+	for _, other := range []string{`{"pid":42,"pgid":42}`, `{"assigned_host":"host1","pid":7}`, `not json`} {
+		_, _, _, ok := PodOf([]byte(other))
+		testkit.True(t, !ok, "a pod found in %s", other)
+	}
 }

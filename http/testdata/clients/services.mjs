@@ -2,14 +2,18 @@
 // prints what it saw as one JSON object on stdout. The Go end-to-end test
 // runs it against kernelgate directly and through Jupyter Server.
 //
-//   node services.mjs <base url> <token> <v1|legacy>
+//   node services.mjs <base url> <token> <v1|legacy> [flood lines]
 //
 // "legacy" hides the v1 subprotocol from the library's websocket, so the
-// connection falls back to the legacy JSON framing.
+// connection falls back to the legacy JSON framing. With flood lines, a
+// cell prints that many numbered lines while the client handles at most
+// about 2,000 messages a second (it busies itself 0.5 ms with each): the
+// text it gathers must be every line, in order, as if nothing were merged.
 import { KernelManager, ServerConnection } from '@jupyterlab/services';
 import WebSocket from 'ws';
 
-const [baseUrl, token, protocol] = process.argv.slice(2);
+const [baseUrl, token, protocol, floodArg] = process.argv.slice(2);
+const floodLines = Number(floodArg || 0);
 const negotiated = [];
 
 class RecordingWebSocket extends WebSocket {
@@ -33,16 +37,22 @@ const withTimeout = (promise, ms, what) =>
     new Promise((_, reject) => setTimeout(() => reject(new Error(`${what}: no answer in ${ms} ms`)), ms)),
   ]);
 
-// execute runs code and gathers its stream output; onStdin answers input().
-async function execute(kernel, code, onStdin) {
+// execute runs code and gathers its stream output; onStdin answers input();
+// slow makes the client spend that many ms on each message.
+async function execute(kernel, code, onStdin, slow = 0) {
   let text = '';
+  let messages = 0;
   const future = kernel.requestExecute({ code, allow_stdin: !!onStdin, stop_on_error: false });
   future.onIOPub = (msg) => {
-    if (msg.header.msg_type === 'stream') text += msg.content.text;
+    if (msg.header.msg_type === 'stream') {
+      text += msg.content.text;
+      messages++;
+    }
+    for (const until = performance.now() + slow; performance.now() < until; );
   };
   if (onStdin) future.onStdin = (msg) => future.sendInputReply({ status: 'ok', value: onStdin(msg) }, msg.header);
   const reply = await withTimeout(future.done, 60000, `execute ${code}`);
-  return { status: reply.content.status, text };
+  return { status: reply.content.status, text, messages };
 }
 
 const result = {};
@@ -79,6 +89,13 @@ try {
   await withTimeout(comm.open({}).done, 30000, 'comm open');
   comm.send({ n: 42 });
   result.comm = await withTimeout(echoed, 30000, 'comm echo');
+
+  if (floodLines > 0) {
+    const flood = await execute(kernel, `for i in range(${floodLines}):\n    print(i, flush=True)`, null, 0.5);
+    const want = Array.from({ length: floodLines }, (_, i) => `${i}\n`).join('');
+    result.flood_same_text = flood.text === want;
+    result.flood_messages = flood.messages;
+  }
 
   await execute(kernel, 'x = 1');
   await withTimeout(kernel.restart(), 120000, 'restart');
