@@ -32,6 +32,17 @@ if [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt "$files" ]; then
 	ulimit -Hn "$files" 2>/dev/null || echo "scale: cannot raise the hard open-file limit to $files (not root?); the run may fail at $(ulimit -Hn)" >&2
 fi
 ulimit -n "$(ulimit -Hn)"
+# The gateway holds 6 open files a kernel (five ZMQ connections and a
+# websocket), the burst's kernels on top: where the limit cannot be raised
+# (a container without CAP_SYS_RESOURCE), measure as many kernels as it
+# holds rather than fail at it, and say so.
+if [ "$(ulimit -n)" != unlimited ]; then
+	fits=$(( ($(ulimit -n) - 1024) / 6 - (burst > 0 ? burst : 0) ))
+	if [ "$kernels" -gt "$fits" ]; then
+		echo "scale: the open-file limit $(ulimit -n) holds about $fits kernels besides the burst; measuring $fits (the gateway needs $(( (kernels + burst) * 6 + 1024 )) for $kernels)" >&2
+		kernels=$fits
+	fi
+fi
 
 machine() {
 	echo "== $1: $(date -u +%FT%TZ)"
