@@ -41,14 +41,27 @@ type outLog struct {
 	pin uint64
 }
 
-// logChunkSize entries per chunk: one allocation per that many messages.
-const logChunkSize = 256
+// A log's chunks grow from firstChunkSize entries to logChunkSize: one
+// allocation per that many messages once a kernel is busy, while each of
+// thousands of idle kernels keeps a small first chunk (at 256 it was 14 KB a
+// kernel).
+const (
+	firstChunkSize = 16
+	logChunkSize   = 256
+)
 
 type logChunk struct {
 	base    uint64 // seq of entries[0]
-	entries [logChunkSize]logEntry
+	entries []logEntry
 	next    atomic.Pointer[logChunk]
 }
+
+func newLogChunk(base uint64, size int) *logChunk {
+	return &logChunk{base: base, entries: make([]logEntry, size)}
+}
+
+// end is the seq just past the chunk's entries.
+func (c *logChunk) end() uint64 { return c.base + uint64(len(c.entries)) }
 
 // logEntry is one message for clients.
 type logEntry struct {
@@ -92,7 +105,7 @@ type sessionNum uint32
 // at most maxCount entries and maxBytes bytes.
 func newOutLog(maxCount int, maxBytes int64) *outLog {
 	l := &outLog{maxCount: maxCount, maxBytes: maxBytes, low: 1, pin: math.MaxUint64}
-	l.cur = &logChunk{base: 1}
+	l.cur = newLogChunk(1, firstChunkSize)
 	l.lowc = l.cur
 	l.tail.Store(l.cur)
 	l.head.Store(1)
@@ -103,8 +116,8 @@ func newOutLog(maxCount int, maxBytes int64) *outLog {
 // needed that the bounds dropped to make room.
 func (l *outLog) append(ch zmq.Channel, m *zmq.Message, to sessionNum) (lost uint64) {
 	seq := l.head.Load()
-	if seq-l.cur.base == logChunkSize {
-		next := &logChunk{base: seq}
+	if seq == l.cur.end() {
+		next := newLogChunk(seq, min(2*len(l.cur.entries), logChunkSize))
 		l.cur.next.Store(next)
 		l.cur = next
 	}
@@ -153,7 +166,7 @@ func (l *outLog) trim(keep, pin uint64) {
 
 // drop lets the oldest kept entry go.
 func (l *outLog) drop() {
-	if l.low-l.lowc.base == logChunkSize {
+	if l.low == l.lowc.end() {
 		l.lowc = l.lowc.next.Load()
 	}
 	l.bytes -= int64(l.lowc.entries[l.low-l.lowc.base].size)
@@ -162,7 +175,7 @@ func (l *outLog) drop() {
 
 // release lets go of the chunks wholly below low.
 func (l *outLog) release() {
-	for t := l.tail.Load(); t != l.cur && t.base+logChunkSize <= l.low; t = l.tail.Load() {
+	for t := l.tail.Load(); t != l.cur && t.end() <= l.low; t = l.tail.Load() {
 		l.tail.Store(t.next.Load())
 	}
 }
@@ -188,7 +201,7 @@ func (l *outLog) at(seq uint64) (cur cursor, lost uint64) {
 	if head := l.head.Load(); seq > head {
 		seq = head
 	}
-	for seq >= c.base+logChunkSize {
+	for seq >= c.end() {
 		n := c.next.Load()
 		if n == nil {
 			break
@@ -204,7 +217,7 @@ func (l *outLog) next(cur *cursor) (*logEntry, bool) {
 	if cur.seq >= l.head.Load() {
 		return nil, false
 	}
-	if cur.seq-cur.c.base == logChunkSize {
+	if cur.seq == cur.c.end() {
 		cur.c = cur.c.next.Load()
 	}
 	e := &cur.c.entries[cur.seq-cur.c.base]
@@ -219,7 +232,7 @@ func (l *outLog) before(cur cursor) tally {
 		return l.last
 	}
 	c := cur.c
-	if cur.seq-c.base == logChunkSize {
+	if cur.seq == c.end() {
 		c = c.next.Load() // exists: its first entry is below head
 	}
 	e := &c.entries[cur.seq-c.base]

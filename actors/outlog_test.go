@@ -30,9 +30,10 @@ func TestOutLogBoundsAndCursors(t *testing.T) {
 		{"from the middle", 100, 1 << 20, 50, 20, 20, 0},
 		{"caught up", 100, 1 << 20, 50, 51, 51, 0},
 		// Whole chunks are let go: entries up to one chunk past the bound
-		// stay readable.
-		{"count bound", 100, 1 << 20, 1000, 1, 769, 768},
-		{"byte bound", 1 << 20, 6000, 1000, 1, 769, 768},
+		// stay readable. Chunks of 16, 32, 64, 128, then 256 entries
+		// start at seqs 1, 17, 49, 113, 241, 497, 753.
+		{"count bound", 100, 1 << 20, 1000, 1, 753, 752},
+		{"byte bound", 1 << 20, 6000, 1000, 1, 753, 752},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -79,7 +80,7 @@ func TestOutLogTrimAndFind(t *testing.T) {
 	testkit.Equal(t, l.find("no such id", 1, l.head.Load()), uint64(0)) // unknown
 	l.trim(520, math.MaxUint64)
 	testkit.Equal(t, l.low, uint64(520))
-	testkit.Equal(t, l.oldest(), uint64(513))
+	testkit.Equal(t, l.oldest(), uint64(497)) // the chunk [497, 753) holds 520
 	testkit.Equal(t, l.find(ids[10], 1, l.head.Load()), uint64(0)) // gone
 }
 
