@@ -80,7 +80,7 @@ func TestOutLogTrimAndFind(t *testing.T) {
 	testkit.Equal(t, l.find("no such id", 1, l.head.Load()), uint64(0)) // unknown
 	l.trim(520, math.MaxUint64)
 	testkit.Equal(t, l.low, uint64(520))
-	testkit.Equal(t, l.oldest(), uint64(497)) // the chunk [497, 753) holds 520
+	testkit.Equal(t, l.oldest(), uint64(497))                      // the chunk [497, 753) holds 520
 	testkit.Equal(t, l.find(ids[10], 1, l.head.Load()), uint64(0)) // gone
 }
 
