@@ -47,15 +47,20 @@ type Config struct {
 	// StableAfter is how long a kernel must stay up for its restart count
 	// to reset. Default 10 s.
 	StableAfter time.Duration
-	// HeartbeatInterval is how often the heartbeat channel is probed;
+	// HeartbeatInterval is how often each kernel's heartbeat channel is
+	// pinged (by the gateway's one heartbeat wheel, see heartbeat.go);
 	// HeartbeatTimeout is how long without an echo makes a kernel dead
-	// (it is then killed and restarted). Defaults 3 s and 30 s; a zero
-	// interval after defaults turns heartbeats off.
+	// (it is then killed and restarted). Defaults 3 s and 30 s; a
+	// negative interval turns heartbeats off.
 	HeartbeatInterval time.Duration
 	HeartbeatTimeout  time.Duration
 	// LivenessInterval is how often a kernel whose end is learned only by
-	// asking (a remote one: proxy.Poller) is polled while it runs;
-	// PollInterval while it is being stopped or restarted. Defaults 3 s (the
+	// asking (a remote one: proxy.Poller) is polled while it runs with
+	// heartbeats off; with them, it is polled only once its last echo is
+	// older than the longer of this and the heartbeat interval, plus half
+	// a heartbeat interval: an echo is proof of life, and the launcher of
+	// a kernel that echoes is not asked. PollInterval is how often it is
+	// polled while it is being stopped or restarted. Defaults 3 s (the
 	// restarter's period in EG) and 0.5 s (EG_POLL_INTERVAL).
 	LivenessInterval time.Duration
 	PollInterval     time.Duration
@@ -136,6 +141,10 @@ type Config struct {
 
 	// Metrics receives the counters; default a fresh set.
 	Metrics *Metrics
+
+	// hb is the heartbeat wheel, made by New and closed by Close; nil:
+	// heartbeats are off.
+	hb *heartbeats
 
 	// Specs is the kernelspec cache.
 	Specs *kernelspecs.Cache

@@ -79,8 +79,6 @@ type kernelActor struct {
 
 	ready      zmq.Readiness
 	readySince time.Time // when the current handshake began
-	hbSeq      uint64    // last heartbeat ping
-	hbOK       time.Time // last heartbeat echo
 	badSigs    uint64
 
 	startWaiter    *actor.PID   // the POST, until the first launch ends
@@ -144,13 +142,13 @@ func (k *kernelActor) Receive(ctx actor.Context) {
 		if m.gen == k.gen {
 			k.nudge()
 		}
-	case *hbTick:
+	case *hbSilent:
 		if m.gen == k.gen {
-			k.probeHeartbeat()
+			k.heartbeatLost(m.silent)
 		}
-	case *hbEcho:
-		if m.gen == k.gen && m.seq == k.hbSeq {
-			k.hbOK = time.Now()
+	case *hbStale:
+		if m.gen == k.gen {
+			k.pollNow()
 		}
 	case *pollTick:
 		if m.gen == k.gen {

@@ -128,7 +128,7 @@ func (k *kernelActor) onAdopted(m *adopted) {
 	k.takingOver = false
 	k.conn.info, k.conn.poller = m.info, m.poller
 	k.persist()
-	if m.poller {
+	if m.poller && k.cfg.hb == nil {
 		k.schedule(k.cfg.LivenessInterval, &pollTick{gen: k.gen})
 	}
 	k.log.Info().Msg("kernel taken over")

@@ -83,7 +83,7 @@ func (k *kernelActor) onLaunched(ctx actor.Context, m *launched) {
 		return
 	}
 	k.up, k.conn, k.takingOver = true, *m, false
-	k.upSince, k.hbOK = time.Now(), time.Now()
+	k.upSince = time.Now()
 	if k.started.IsZero() {
 		k.started = k.upSince
 	}
@@ -108,8 +108,9 @@ func (k *kernelActor) onLaunched(ctx actor.Context, m *launched) {
 	k.phase = phaseRunning
 	k.readySince = time.Now()
 	k.nudge()
-	k.schedule(k.cfg.HeartbeatInterval, &hbTick{gen: k.gen})
-	if m.poller {
+	if m.poller && k.cfg.hb == nil {
+		// Without heartbeats, polls are the only sign of life (with them,
+		// the heartbeat wheel asks for one when echoes are late).
 		k.schedule(k.cfg.LivenessInterval, &pollTick{gen: k.gen})
 	}
 	k.log.Info().Msg("kernel up")

@@ -59,36 +59,45 @@ func (k *kernelActor) kill() {
 	}
 }
 
-// probeHeartbeat pings the heartbeat channel every interval; a kernel whose
-// echoes stopped for HeartbeatTimeout is hung: it is killed, and restarts.
-func (k *kernelActor) probeHeartbeat() {
-	if !k.up || k.phase != phaseRunning || k.cfg.HeartbeatInterval < 0 || k.follower {
+// heartbeatLost serves *hbSilent: the heartbeat wheel has had no echo from
+// the kernel for HeartbeatTimeout. A running kernel in that state is hung:
+// it is killed, and restarts.
+func (k *kernelActor) heartbeatLost(silent time.Duration) {
+	if !k.up || k.phase != phaseRunning || k.follower {
 		return
 	}
-	if silent := time.Since(k.hbOK); silent > k.cfg.HeartbeatTimeout {
-		k.log.Warn().Dur("silent_for", silent).Msg("kernel heartbeat lost; killing the kernel")
-		k.h.events.add("heartbeat lost for %v; killed", silent.Round(time.Second))
-		k.kill()
-		return
-	}
-	k.hbSeq++
-	k.run.sendKernel(toKernel{seq: k.hbSeq})
-	k.schedule(k.cfg.HeartbeatInterval, &hbTick{gen: k.gen})
+	k.log.Warn().Dur("silent_for", silent).Msg("kernel heartbeat lost; killing the kernel")
+	k.h.events.add("heartbeat lost for %v; killed", silent.Round(time.Second))
+	k.kill()
 }
 
-// poll asks a kernel that cannot announce its own end whether it lives (a
-// remote kernel's launcher, through its comm port), on its runner; a kernel
-// found gone arrives as *procExited. The next poll is scheduled when this
-// one has answered, sooner while the kernel is being stopped.
+// poll serves *pollTick: it asks a kernel that cannot announce its own end
+// whether it lives (a remote kernel's launcher, through its comm port), on
+// its runner; a kernel found gone arrives as *procExited. While the kernel
+// is being stopped or restarted polls come every PollInterval. While it
+// runs they come every LivenessInterval only with heartbeats off: a kernel
+// that echoes lives, and the wheel asks for a poll (pollNow) when its
+// echoes are late.
 func (k *kernelActor) poll() {
 	if !k.up || !k.conn.poller {
 		return
 	}
 	next := k.cfg.LivenessInterval
-	if k.phase == phaseTerminating || k.phase == phaseRestarting {
+	switch {
+	case k.phase == phaseTerminating || k.phase == phaseRestarting:
 		next = k.cfg.PollInterval
+	case k.cfg.hb != nil:
+		next = 0
 	}
 	k.run.poll(next)
+}
+
+// pollNow serves *hbStale: the kernel's echoes are late; its launcher is
+// asked once whether it lives (a stopping kernel is polled anyway).
+func (k *kernelActor) pollNow() {
+	if k.up && k.conn.poller && k.phase == phaseRunning {
+		k.run.poll(0)
+	}
 }
 
 // releaseRun ends the current launch, if any (see runner.release), whose

@@ -110,8 +110,8 @@ func (k *kernelActor) requestShutdown(restart bool) {
 	k.schedule(k.cfg.ShutdownWait/2, &shutdownStage{gen: k.gen, stage: 1})
 	k.schedule(k.cfg.ShutdownWait, &shutdownStage{gen: k.gen, stage: 2})
 	if k.conn.poller {
-		// Polls now come quickly to notice the exit; this second chain of
-		// polls ends with the launch, as the first does.
+		// Polls now come quickly to notice the exit (a chain running
+		// already speeds up too); every chain ends with the launch.
 		k.schedule(k.cfg.PollInterval, &pollTick{gen: k.gen})
 	}
 }

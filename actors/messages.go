@@ -1,6 +1,8 @@
 package actors
 
 import (
+	"time"
+
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/kernelgate/kernelgate/actors/store"
 	"github.com/kernelgate/kernelgate/zmq"
@@ -79,8 +81,13 @@ type (
 	persisted struct{ gen uint64 }
 	// forgotten: a finished kernel's record and provisioner are done with
 	// it (see forget).
-	forgotten     struct{}
-	hbTick        struct{ gen uint64 }
+	forgotten struct{}
+	// hbSilent and hbStale come from the heartbeat wheel (heartbeat.go).
+	hbSilent struct {
+		gen    uint64
+		silent time.Duration
+	}
+	hbStale       struct{ gen uint64 }
 	pollTick      struct{ gen uint64 }
 	shutdownStage struct {
 		gen   uint64

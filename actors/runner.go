@@ -27,9 +27,10 @@ import (
 //     in the order the actor asked for them (a signal that hangs on a dead
 //     SSH host delays only the next provisioner call);
 //   - send: every message to the kernel, the actor's own (probes, shutdown
-//     and interrupt requests, heartbeats) and, once the kernel is ready, the
-//     clients' from the kernel's queue, on the one client: a kernel that
-//     does not read holds up only this goroutine.
+//     and interrupt requests) and, once the kernel is ready, the clients'
+//     from the kernel's queue, on the one client: a kernel that does not
+//     read holds up only this goroutine. Heartbeats are the gateway's
+//     wheel's (heartbeat.go), which pings the client itself.
 //
 // Results come back to the actor as messages tagged with the launch's gen;
 // the actor drops those of a launch that is over.
@@ -53,6 +54,13 @@ type runner struct {
 	// prev is the kernel's launch before this one: its cleanup (the same
 	// connection file, say) must be over before this launch begins.
 	prev *runner
+	// hb is the launch's place on the heartbeat wheel (nil: heartbeats
+	// are off): on it from the launch's success, or a follower's
+	// adoption, to its release. A follower's launch is never on it: its
+	// kernel's owner watches the kernel, and a silent kernel is the
+	// owner's to kill.
+	hb      *hbEntry
+	follows bool
 
 	// Owned by the ops goroutine once the launch succeeded.
 	proc   proxy.Kernel
@@ -67,12 +75,10 @@ type runner struct {
 	forget   func()
 }
 
-// toKernel is a message the actor sends the kernel itself: on a channel, or
-// a heartbeat ping (m nil) with seq.
+// toKernel is a message the actor sends the kernel itself.
 type toKernel struct {
-	ch  zmq.Channel
-	m   *zmq.Message
-	seq uint64
+	ch zmq.Channel
+	m  *zmq.Message
 }
 
 // outbound is a client's message on its way to the kernel.
@@ -104,7 +110,6 @@ type (
 		gen uint64
 		err error // how it ended; nil for a clean exit
 	}
-	hbEcho struct{ gen, seq uint64 }
 	// adopted: the followed kernel's process is the launch's own now (or,
 	// with err, could not be taken back).
 	adopted struct {
@@ -125,9 +130,15 @@ type (
 )
 
 func newRunner(k *kernelActor, prev *runner) *runner {
-	return &runner{gen: k.gen, kernel: k.self, sys: k.sys, cfg: k.cfg, log: k.log, prev: prev,
+	r := &runner{gen: k.gen, kernel: k.self, sys: k.sys, cfg: k.cfg, log: k.log, prev: prev, follows: k.follower,
 		ops: make(chan func(), runnerOps), ctl: make(chan toKernel, runnerCtl), clients: k.toKernel, counted: &k.h.msgsIn,
 		ready: make(chan struct{}), held: make(chan struct{}), done: make(chan struct{}), cleaned: make(chan struct{}), inbox: newInbox(k.cfg.KernelInbox)}
+	if k.cfg.hb != nil {
+		gen, self, sys := k.gen, k.self, k.sys
+		r.hb = newHBEntry(func(d time.Duration) { sys.Root.Send(self, &hbSilent{gen: gen, silent: d}) },
+			func() { sys.Root.Send(self, &hbStale{gen: gen}) })
+	}
+	return r
 }
 
 // start launches the kernel with start within timeout, connects its
@@ -135,10 +146,14 @@ func newRunner(k *kernelActor, prev *runner) *runner {
 func (r *runner) start(start func(context.Context) (proxy.Kernel, error), timeout time.Duration) {
 	go func() {
 		proc, client, err := r.launch(start, timeout)
+		_, poller := proc.(proxy.Poller)
 		r.mu.Lock()
 		released, forget := r.released, r.forget
 		if err == nil && !released {
 			r.proc, r.client, r.serving = proc, client, true
+			if r.hb != nil && !r.follows {
+				r.cfg.hb.add(r.hb, client, poller)
+			}
 		}
 		r.mu.Unlock()
 		switch {
@@ -157,7 +172,6 @@ func (r *runner) start(start func(context.Context) (proxy.Kernel, error), timeou
 			r.final()
 			return
 		}
-		_, poller := proc.(proxy.Poller)
 		r.sys.Root.Send(r.kernel, &launched{gen: r.gen, ci: proc.ConnectionInfo(), info: proc.ProcessInfo(), poller: poller})
 		r.watch(proc)
 		go r.send()
@@ -192,6 +206,10 @@ func (r *runner) adopt(recover func(context.Context) (proxy.Kernel, error), time
 		r.proc = proc
 		r.watch(proc)
 		_, poller := proc.(proxy.Poller)
+		if r.hb != nil {
+			// After a release the entry stays off (see heartbeats.add).
+			r.cfg.hb.add(r.hb, r.client, poller)
+		}
 		r.sys.Root.Send(r.kernel, &adopted{gen: r.gen, rec: rec, info: proc.ProcessInfo(), poller: poller})
 	})
 }
@@ -229,7 +247,9 @@ func (r *runner) launch(start func(context.Context) (proxy.Kernel, error), timeo
 				sys.Root.Send(self, &zmqIn{gen: gen, Received: rc, inbox: in})
 			}
 		},
-		Echo: func(seq uint64) { sys.Root.Send(self, &hbEcho{gen: gen, seq: seq}) },
+	}
+	if r.hb != nil {
+		opts.Echo = r.hb.echo
 	}
 	client, err := zmq.Connect(ctx, proc.ConnectionInfo(), opts)
 	// A live kernel whose socket failed the ZMTP handshake gets another
@@ -325,13 +345,15 @@ func (r *runner) signal(sig syscall.Signal, answer *actor.PID) {
 }
 
 // poll asks a kernel that cannot announce its end whether it lives, then
-// schedules the next poll after.
+// schedules the next poll after (none when 0).
 func (r *runner) poll(after time.Duration) {
 	r.do(func() {
 		if p, ok := r.proc.(proxy.Poller); ok {
 			p.Poll()
 		}
-		sendLater(r.sys, r.kernel, after, &pollTick{gen: r.gen})
+		if after > 0 {
+			sendLater(r.sys, r.kernel, after, &pollTick{gen: r.gen})
+		}
 	})
 }
 
@@ -351,7 +373,8 @@ func (r *runner) persist(s store.Store, rec store.Record, repl *Replication) {
 	})
 }
 
-// send is the launch's only writer to the kernel.
+// send is the launch's only writer to the kernel but for the heartbeat
+// wheel's pings, which have a connection of their own.
 func (r *runner) send() {
 	var clients <-chan outbound
 	ready, held := r.ready, r.held
@@ -373,13 +396,7 @@ func (r *runner) send() {
 		case <-held:
 			clients, ready, held = nil, nil, nil
 		case c := <-r.ctl:
-			var err error
-			if c.m == nil {
-				err = r.client.Ping(c.seq)
-			} else {
-				err = r.client.Send(c.ch, c.m)
-			}
-			if err != nil {
+			if err := r.client.Send(c.ch, c.m); err != nil {
 				r.log.Debug().Err(err).Msg("send to kernel failed")
 			}
 		case ob := <-clients:
@@ -460,6 +477,7 @@ func (r *runner) release(keep bool, forget func()) {
 	r.released, r.keep, r.forget = true, keep, forget
 	serving := r.serving
 	r.mu.Unlock()
+	r.cfg.hb.remove(r.hb)
 	if serving {
 		// Queued before done closes, so the ops goroutine runs it last.
 		select {

@@ -54,6 +54,16 @@ func New(cfg Config) (*Gateway, error) {
 			return slog.New(zerolog.NewSlogHandler(actorLog))
 		}),
 		actor.WithDeadLetterThrottleCount(0))
+	if cfg.HeartbeatInterval > 0 {
+		// A remote kernel whose echoes are late by half an interval beyond
+		// a liveness interval has its launcher asked whether it lives. A
+		// live kernel's launcher is then never asked, and one that died
+		// with its host (no connection breaks) is found within about two
+		// intervals of its last echo: 3 to 6 s after its death by default,
+		// where a poll every liveness interval found it within 3 s.
+		cfg.hb = newHeartbeats(cfg.HeartbeatInterval, cfg.HeartbeatTimeout,
+			max(cfg.LivenessInterval, cfg.HeartbeatInterval)+cfg.HeartbeatInterval/2)
+	}
 	g := &Gateway{cfg: &cfg, sys: sys}
 	g.snapshot.Store(emptyRegistry)
 	props := actor.PropsFromProducer(func() actor.Actor {
@@ -75,6 +85,7 @@ func New(cfg Config) (*Gateway, error) {
 		actor.WithReceiverMiddleware(logPanics(cfg.Logger)))
 	pid, err := sys.Root.SpawnNamed(props, "gateway")
 	if err != nil {
+		cfg.hb.close()
 		sys.Shutdown()
 		return nil, fmt.Errorf("actors: spawn gateway: %w", err)
 	}
@@ -364,6 +375,8 @@ func (g *Gateway) Close(timeout time.Duration) error {
 		}
 		g.stopSweeps()
 		g.sweeps.Wait()
+		// The wheel stops before the actors it reports to.
+		g.cfg.hb.close()
 		g.sys.Shutdown()
 	})
 	return g.closeErr

@@ -51,11 +51,21 @@ type Kernel struct {
 	cancel    context.CancelFunc
 	done      chan struct{}
 	stubborn  atomic.Bool
+	hbMute    atomic.Bool
+	hbEchoed  atomic.Uint64
 }
 
 // Stubborn makes the kernel answer shutdown_request and go on running, as a
 // hung kernel does: only Stop (a kill) ends it.
 func (k *Kernel) Stubborn() { k.stubborn.Store(true) }
+
+// MuteHeartbeat stops (or, false, resumes) the heartbeat's echoes while
+// the kernel goes on serving its other channels, as a kernel whose process
+// is stopped or hung goes silent.
+func (k *Kernel) MuteHeartbeat(mute bool) { k.hbMute.Store(mute) }
+
+// Heartbeats is how many heartbeat pings the kernel has echoed.
+func (k *Kernel) Heartbeats() uint64 { return k.hbEchoed.Load() }
 
 // Run serves the kernel described by the connection file until a
 // shutdown_request or ctx ends; SIGINT interrupts it, as it does a kernel
@@ -153,7 +163,12 @@ func (k *Kernel) echoHeartbeats() {
 		if err != nil {
 			return
 		}
-		k.hb.SendMulti(m)
+		if k.hbMute.Load() {
+			continue
+		}
+		if k.hb.SendMulti(m) == nil {
+			k.hbEchoed.Add(1)
+		}
 	}
 }
 

@@ -57,7 +57,7 @@ func remoteSettings(s *settings, c *remoteConfig) {
 	s.Seconds(&c.SocketTimeout, "socket-timeout", 5*time.Second, "seconds a comm-port request to a launcher may take to connect and send (EG's code uses 0.005, too tight off a LAN)", "EG_SOCKET_TIMEOUT")
 	s.String(&c.PortRange, "port-range", "0..0", "ports remote launchers pick for their kernels, L..U (0..0 = any); a kernelspec's port_range overrides", "EG_PORT_RANGE")
 	s.Int(&c.MinPortRangeSize, "min-port-range-size", ports.MinRangeSize, "fewest ports a non-zero port range may hold", "EG_MIN_PORT_RANGE_SIZE")
-	s.Seconds(&c.LivenessInterval, "liveness-interval", 3*time.Second, "seconds between liveness polls of a remote kernel's launcher", "KERNELGATE_LIVENESS_INTERVAL")
+	s.Seconds(&c.LivenessInterval, "liveness-interval", 3*time.Second, "seconds a remote kernel's heartbeat echoes may be late before its launcher is polled (between polls with heartbeats off)", "KERNELGATE_LIVENESS_INTERVAL")
 	s.Seconds(&c.PollInterval, "poll-interval", 500*time.Millisecond, "seconds between polls of a remote kernel being stopped or restarted", "EG_POLL_INTERVAL")
 	s.List(&c.Hosts, "remote-hosts", []string{"localhost"}, "comma list of hosts the distributed (SSH) proxy launches kernels on; a kernelspec's remote_hosts overrides", "EG_REMOTE_HOSTS")
 	s.String(&c.LoadBalancing, "load-balancing-algorithm", ssh.RoundRobin, "how the distributed proxy picks a host: round-robin or least-connection", "EG_LOAD_BALANCING_ALGORITHM")

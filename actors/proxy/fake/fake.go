@@ -32,6 +32,9 @@ type Hooks struct {
 	// Stubborn kernels answer shutdown_request and go on running, as hung
 	// kernels do: only a signal ends them.
 	Stubborn bool
+	// Polled kernels are proxy.Pollers, as remote kernels are: the
+	// gateway asks them whether they live (see Kernel.Polls).
+	Polled bool
 }
 
 // Provisioner launches synthetic kernels in this process.
@@ -42,7 +45,10 @@ type Provisioner struct {
 	kernels  []*Kernel
 }
 
-var _ proxy.Provisioner = (*Provisioner)(nil)
+var (
+	_ proxy.Provisioner = (*Provisioner)(nil)
+	_ proxy.Recoverer   = (*Provisioner)(nil)
+)
 
 // SetHooks replaces the hooks; kernels already running use the new ones.
 func (p *Provisioner) SetHooks(h Hooks) {
@@ -110,7 +116,40 @@ func (p *Provisioner) Launch(ctx context.Context, req proxy.LaunchRequest) (prox
 	p.mu.Lock()
 	p.kernels = append(p.kernels, k)
 	p.mu.Unlock()
+	if hooks.Polled {
+		return polled{k}, nil
+	}
 	return k, nil
+}
+
+// Recover takes back a kernel this provisioner launched that still runs,
+// as a replica taking a kernel over from another of the same process
+// does; any other kernel is gone.
+func (p *Provisioner) Recover(_ context.Context, req proxy.RecoverRequest) (proxy.Kernel, error) {
+	k := p.Last(req.KernelID)
+	if k == nil || !k.Alive() {
+		return nil, fmt.Errorf("%w: kernel %s", proxy.ErrGone, req.KernelID)
+	}
+	if p.hooksNow().Polled {
+		return polled{k}, nil
+	}
+	return k, nil
+}
+
+// polled is a Kernel that is a proxy.Poller.
+type polled struct{ *Kernel }
+
+var _ proxy.Poller = polled{}
+
+// Poll counts the call and reports a kernel that has ended.
+func (p polled) Poll() error {
+	p.mu.Lock()
+	p.polls++
+	p.mu.Unlock()
+	if !p.Alive() {
+		return errors.New("kernel gone")
+	}
+	return nil
 }
 
 // Kernel is one synthetic kernel as its provisioner sees it.
@@ -124,6 +163,7 @@ type Kernel struct {
 	mu       sync.Mutex
 	signals  []syscall.Signal
 	cleanups int
+	polls    int
 	exitErr  error
 	exitOnce sync.Once
 	exited   chan struct{}
@@ -208,6 +248,20 @@ func (k *Kernel) Signals() []syscall.Signal {
 	defer k.mu.Unlock()
 	return append([]syscall.Signal(nil), k.signals...)
 }
+
+// Polls returns how often a Polled kernel was asked whether it lives.
+func (k *Kernel) Polls() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.polls
+}
+
+// MuteHeartbeat stops (or, false, resumes) the kernel's heartbeat echoes;
+// it goes on running, as a hung kernel does.
+func (k *Kernel) MuteHeartbeat(mute bool) { k.syn.MuteHeartbeat(mute) }
+
+// Heartbeats returns how many heartbeat pings the kernel has echoed.
+func (k *Kernel) Heartbeats() uint64 { return k.syn.Heartbeats() }
 
 // Cleanups returns how often Cleanup completed.
 func (k *Kernel) Cleanups() int {
