@@ -214,8 +214,34 @@ func BenchmarkSubReceive(b *testing.B) {
 		}
 		wire = append(wire, f...)
 	}
-	for _, scheme := range []string{"tcp", hardenedScheme} {
-		b.Run(scheme, func(b *testing.B) {
+	// The receivers: zmq4's SUB over plain TCP and over the hardened
+	// transport, and the gateway's own ZMTP peer (what zmq.Client reads
+	// each channel with).
+	type receiver struct {
+		name string
+		dial func(addr string) (recv func() error, closer func(), err error)
+	}
+	zmq4Sub := func(scheme string) func(string) (func() error, func(), error) {
+		return func(addr string) (func() error, func(), error) {
+			rx := zmq4.NewSub(withLimits(context.Background(), DefaultLimits))
+			rx.SetOption(zmq4.OptionSubscribe, "")
+			if err := rx.Dial(scheme + "://" + addr); err != nil {
+				rx.Close()
+				return nil, nil, err
+			}
+			return func() error { _, err := rx.Recv(); return err }, func() { rx.Close() }, nil
+		}
+	}
+	receivers := []receiver{{"tcp", zmq4Sub("tcp")}, {hardenedScheme, zmq4Sub(hardenedScheme)},
+		{"peer", func(addr string) (func() error, func(), error) {
+			p, err := dialPeer(context.Background(), addr, typeSub, nil, DefaultLimits)
+			if err != nil {
+				return nil, nil, err
+			}
+			return func() error { _, err := p.readMessage(); return err }, func() { p.close(); p.br.close() }, nil
+		}}}
+	for _, r := range receivers {
+		b.Run(r.name, func(b *testing.B) {
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				b.Fatal(err)
@@ -239,16 +265,16 @@ func BenchmarkSubReceive(b *testing.B) {
 					}
 				}
 			}()
-			rx := zmq4.NewSub(withLimits(context.Background(), DefaultLimits))
-			defer rx.Close()
-			rx.SetOption(zmq4.OptionSubscribe, "")
+			b.ReportAllocs()
 			b.ResetTimer()
 			start := time.Now()
-			if err := rx.Dial(scheme + "://" + ln.Addr().String()); err != nil {
+			recv, closer, err := r.dial(ln.Addr().String())
+			if err != nil {
 				b.Fatal(err)
 			}
+			defer closer()
 			for range b.N {
-				if _, err := rx.Recv(); err != nil {
+				if err := recv(); err != nil {
 					b.Fatal(err)
 				}
 			}

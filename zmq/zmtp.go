@@ -56,6 +56,14 @@ type peer struct {
 	wmu  sync.Mutex // one message written at a time
 	hdrs []byte     // scratch for frame headers, under wmu
 	bufs net.Buffers
+
+	// Owned by the reader. lastSize is the size of the previous message's
+	// frames: the next message's frames are read into one allocation of
+	// that size (a kernel's messages come in runs of similar sizes). hdr
+	// holds a frame header being read (a local array would escape to the
+	// heap through io.ReadFull, an allocation a frame).
+	lastSize int
+	hdr      [9]byte
 }
 
 // dialPeer connects to addr (host:port) until ctx ends, retrying refused
@@ -185,7 +193,7 @@ func command(name string, data []byte) []byte {
 // readHeader reads a frame's flags and size, refusing a size over limit
 // before anything is allocated for it.
 func (p *peer) readHeader(limit uint64) (flags byte, size uint64, err error) {
-	var h [9]byte
+	h := &p.hdr
 	if _, err = io.ReadFull(p.br, h[:2]); err != nil {
 		return 0, 0, err
 	}
@@ -233,7 +241,15 @@ func (p *peer) commandBody(size uint64) (string, []byte, error) {
 // caller may hand them on). Commands between messages are answered (PING)
 // or ignored.
 func (p *peer) readMessage() ([][]byte, error) {
-	var frames [][]byte
+	frames := make([][]byte, 0, 8) // a Jupyter message: its identities, seven parts
+	// The frames share one block: a message is kept (by the logs that
+	// replay it) or dropped as a whole, and one allocation instead of
+	// one a frame halves the reader's cost. A frame that does not fit
+	// what is left gets a block of its own size or of the previous
+	// message's (up to maxBlock), so that little is allocated that a
+	// frame will not use.
+	var block []byte
+	total := 0
 	for {
 		flags, size, err := p.readHeader(p.limits.MaxFrame)
 		if err != nil {
@@ -258,16 +274,28 @@ func (p *peer) readMessage() ([][]byte, error) {
 		if len(frames) == maxFrames {
 			return nil, fmt.Errorf("%w: a message of over %d frames", ErrProtocol, maxFrames)
 		}
-		f := make([]byte, size)
+		n := int(size)
+		if cap(block)-len(block) < n {
+			block = make([]byte, 0, max(n, min(p.lastSize-total, maxBlock)))
+		}
+		f := block[len(block) : len(block)+n : len(block)+n]
+		block = block[:len(block)+n]
+		total += n
 		if _, err := io.ReadFull(p.br, f); err != nil {
 			return nil, err
 		}
 		frames = append(frames, f)
 		if flags&flagMore == 0 {
+			p.lastSize = total
 			return frames, nil
 		}
 	}
 }
+
+// maxBlock bounds the block a message's frames are read into beyond the
+// frame at hand: one huge message must not make every later one allocate
+// as much.
+const maxBlock = 64 << 10
 
 // pong answers a ZMTP PING with its context.
 func (p *peer) pong(ctx []byte) {
