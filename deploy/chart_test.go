@@ -52,14 +52,14 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	if bin, err := buildKernelgate(); err == nil {
+	if bin, err := testkit.BuildKernelgate(); err == nil {
 		home, _ := os.MkdirTemp("", "kernelgate-chart-home-")
 		images[gatewayImage] = k8stest.Image{Entrypoint: []string{bin, "serve"}, Env: []string{"HOME=" + home, "PATH=/usr/bin:/bin"}}
 		images[kernelImage] = k8stest.Image{Entrypoint: []string{bin, "launch"}, Env: []string{"HOME=" + home, "PATH=/usr/bin:/bin", "KERNEL_LANGUAGE=python"}}
 		defer os.RemoveAll(home)
 	}
 	code := kube.Main(m)
-	if bin, err := buildKernelgate(); err == nil {
+	if bin, err := testkit.BuildKernelgate(); err == nil {
 		os.RemoveAll(filepath.Dir(bin))
 	}
 	os.Exit(code)

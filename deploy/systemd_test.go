@@ -10,44 +10,12 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/kernelgate/kernelgate/internal/testkit"
 )
-
-// buildKernelgate builds cmd/kernelgate once per test binary.
-var buildKernelgate = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "kernelgate-deploy-bin-")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "kernelgate")
-	cmd := exec.Command("go", "build", "-o", bin, "../cmd/kernelgate")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", &buildError{err, out}
-	}
-	return bin, nil
-})
-
-type buildError struct {
-	err error
-	out []byte
-}
-
-func (e *buildError) Error() string {
-	return "go build ./cmd/kernelgate: " + e.err.Error() + "\n" + string(e.out)
-}
-
-func kernelgateBinary(t *testing.T) string {
-	t.Helper()
-	bin, err := buildKernelgate()
-	testkit.NoError(t, err)
-	return bin
-}
 
 func systemdAnalyze(t *testing.T) string {
 	t.Helper()
@@ -63,7 +31,7 @@ func systemdAnalyze(t *testing.T) string {
 func unitCopy(t *testing.T, edit func(string) string) string {
 	unit, err := os.ReadFile("systemd/kernelgate.service")
 	testkit.NoError(t, err)
-	text := strings.ReplaceAll(string(unit), "/usr/local/bin/kernelgate", kernelgateBinary(t))
+	text := strings.ReplaceAll(string(unit), "/usr/local/bin/kernelgate", testkit.KernelgateBinary(t))
 	if edit != nil {
 		text = edit(text)
 	}
@@ -139,7 +107,7 @@ func TestSystemdEnvExample(t *testing.T) {
 	testkit.True(t, len(set) >= 5, "kernelgate.env sets only %v", set)
 
 	dir := t.TempDir()
-	cmd := exec.Command(kernelgateBinary(t), "serve", "--port", "0", "--metrics-addr", "127.0.0.1:0", "--ip", "127.0.0.1",
+	cmd := exec.Command(testkit.KernelgateBinary(t), "serve", "--port", "0", "--metrics-addr", "127.0.0.1:0", "--ip", "127.0.0.1",
 		"--runtime-dir", filepath.Join(dir, "run"), "--persistence-root", filepath.Join(dir, "state"))
 	cmd.Env = append([]string{"PATH=/usr/bin:/bin", "HOME=" + dir}, set...)
 	var out testkit.Buffer
