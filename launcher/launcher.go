@@ -215,7 +215,7 @@ func Run(ctx context.Context, o Options) (int, error) {
 	if o.ResponseAddress != "" {
 		p := remote.Payload{ConnectionInfo: ci, KernelID: o.KernelID, PID: remote.Int(pid), PGID: remote.Int(pid),
 			CommPort: remote.Int(comm.Addr().(*net.TCPAddr).Port)}
-		if err := callBack(ctx, o.ResponseAddress, o.PublicKey, p); err != nil {
+		if err := remote.CallBack(ctx, o.ResponseAddress, o.PublicKey, p); err != nil {
 			killGroup(syscall.SIGKILL)
 			<-exited
 			return 0, err
@@ -246,25 +246,6 @@ func Run(ctx context.Context, o Options) (int, error) {
 			ctx = context.Background()
 		}
 	}
-}
-
-// callBack sends the encrypted connection info to the gateway.
-func callBack(ctx context.Context, addr, publicKey string, p remote.Payload) error {
-	wire, err := remote.Encrypt(publicKey, p)
-	if err != nil {
-		return fmt.Errorf("encrypt connection info: %w", err)
-	}
-	d := net.Dialer{Timeout: 10 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return fmt.Errorf("response address: %w", err)
-	}
-	defer conn.Close()
-	conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	if _, err := conn.Write(wire); err != nil {
-		return fmt.Errorf("response address: %w", err)
-	}
-	return nil
 }
 
 // serveComm answers the gateway's comm-port requests until the listener

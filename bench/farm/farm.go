@@ -209,7 +209,7 @@ func (f *Farm) launch(ctx context.Context, req kgfarm.LaunchRequest) error {
 	go f.serveComm(k)
 	p := remote.Payload{ConnectionInfo: sk.ConnectionInfo(), KernelID: req.KernelID,
 		PID: remote.Int(os.Getpid()), PGID: remote.Int(os.Getpid()), CommPort: remote.Int(comm.Addr().(*net.TCPAddr).Port)}
-	if err := callBack(ctx, req.ResponseAddress, req.PublicKey, p); err != nil {
+	if err := remote.CallBack(ctx, req.ResponseAddress, req.PublicKey, p); err != nil {
 		sk.Stop()
 		return err
 	}
@@ -252,26 +252,6 @@ func (f *Farm) serveComm(k *kernel) {
 	}
 	<-k.k.Done()
 	f.releaseIP(k.id, k.ip)
-}
-
-// callBack sends the encrypted connection info to the gateway, as a
-// launcher does.
-func callBack(ctx context.Context, addr, publicKey string, p remote.Payload) error {
-	wire, err := remote.Encrypt(publicKey, p)
-	if err != nil {
-		return fmt.Errorf("encrypt connection info: %w", err)
-	}
-	d := net.Dialer{Timeout: 10 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return fmt.Errorf("response address: %w", err)
-	}
-	defer conn.Close()
-	conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	if _, err := conn.Write(wire); err != nil {
-		return fmt.Errorf("response address: %w", err)
-	}
-	return nil
 }
 
 var errFull = errors.New("farm: no free kernel address (MaxKernels alive)")

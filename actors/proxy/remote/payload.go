@@ -8,6 +8,7 @@ package remote
 
 import (
 	"bytes"
+	"context"
 	"crypto/aes"
 	"crypto/rand"
 	"crypto/rsa"
@@ -16,7 +17,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
+	"time"
 
 	"github.com/kernelgate/kernelgate/zmq"
 )
@@ -202,4 +205,24 @@ func decryptECB(key, sealed []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: bad padding", ErrBadPayload)
 	}
 	return out[:len(out)-pad], nil
+}
+
+// CallBack sends p, encrypted for publicKey, to the gateway's response
+// address, as a launcher does once its kernel listens.
+func CallBack(ctx context.Context, addr, publicKey string, p Payload) error {
+	wire, err := Encrypt(publicKey, p)
+	if err != nil {
+		return fmt.Errorf("encrypt connection info: %w", err)
+	}
+	d := net.Dialer{Timeout: 10 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("response address: %w", err)
+	}
+	defer conn.Close()
+	conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Write(wire); err != nil {
+		return fmt.Errorf("response address: %w", err)
+	}
+	return nil
 }
