@@ -129,13 +129,7 @@ func TestCoalescerMergeRules(t *testing.T) {
 				}
 				l.append(ch, msg, 0)
 			}
-			var c coalescer
-			var r recorder
-			cur, _ := l.at(1)
-			for e, ok := l.next(&cur); ok; e, ok = l.next(&cur) {
-				c.add(&r, e, cur.seq-1)
-			}
-			c.flush(&r)
+			c, r := coalesceLog(l)
 			var got []out
 			for _, q := range r.out {
 				got = append(got, short(q))
@@ -165,13 +159,7 @@ func TestCoalescerKeepsTheFirstHeader(t *testing.T) {
 		ids = append(ids, m.Head().MsgID)
 		l.append(zmq.IOPub, m, 0)
 	}
-	var c coalescer
-	var r recorder
-	cur, _ := l.at(1)
-	for e, ok := l.next(&cur); ok; e, ok = l.next(&cur) {
-		c.add(&r, e, cur.seq-1)
-	}
-	c.flush(&r)
+	c, r := coalesceLog(l)
 	testkit.Equal(t, len(r.out), 1)
 	testkit.Equal(t, r.out[0].msgID, ids[0])
 	_, _, marks := c.take()
@@ -188,13 +176,7 @@ func TestCoalescerBoundsAMergedText(t *testing.T) {
 		testkit.NoError(t, err)
 		l.append(zmq.IOPub, m, 0)
 	}
-	var c coalescer
-	var r recorder
-	cur, _ := l.at(1)
-	for e, ok := l.next(&cur); ok; e, ok = l.next(&cur) {
-		c.add(&r, e, cur.seq-1)
-	}
-	c.flush(&r)
+	_, r := coalesceLog(l)
 	testkit.Equal(t, len(r.out), 2)
 	total := 0
 	for _, q := range r.out {
@@ -203,4 +185,17 @@ func TestCoalescerBoundsAMergedText(t *testing.T) {
 		total += len(text)
 	}
 	testkit.Equal(t, total, 20*len(line))
+}
+
+// coalesceLog runs the whole of l through a coalescer, as a writer that has
+// fallen behind does, and returns it and what it wrote.
+func coalesceLog(l *outLog) (*coalescer, *recorder) {
+	var c coalescer
+	var r recorder
+	cur, _ := l.at(1)
+	for e, ok := l.next(&cur); ok; e, ok = l.next(&cur) {
+		c.add(&r, e, cur.seq-1)
+	}
+	c.flush(&r)
+	return &c, &r
 }

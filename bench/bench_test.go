@@ -22,10 +22,13 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// TestMain lets the test binary double as the synthetic kernel.
+// TestMain lets the test binary double as the synthetic kernel, and
+// removes the kernelgate binary a test built.
 func TestMain(m *testing.M) {
 	synthkernel.ServeIfAsked()
-	os.Exit(m.Run())
+	code := m.Run()
+	testkit.RemoveKernelgate()
+	os.Exit(code)
 }
 
 var testPorts = func() *ports.Allocator {

@@ -51,27 +51,8 @@ for i in $(seq "$replicas"); do
 	targets+="${targets:+,}$url=$pid"
 done
 lbport=$(free_port)
-cat >"$work/haproxy.cfg" <<CFG
-global
-  maxconn 4000
-defaults
-  mode http
-  timeout connect 2s
-  timeout client 1h
-  timeout server 1h
-  timeout tunnel 1h
-  option redispatch
-  retries 3
-frontend kernelgate
-  bind 127.0.0.1:$lbport
-  default_backend replicas
-backend replicas
-  balance roundrobin
-  option httpchk GET /readyz
-  http-check expect status 200
-$servers
-CFG
-"$haproxy" -f "$work/haproxy.cfg" -db >"$out/haproxy.log" 2>&1 &
+{ cat "$(dirname "$0")/../deploy/haproxy/kernelgate.cfg"; printf %s "$servers"; } >"$work/haproxy.cfg"
+KERNELGATE_LB_BIND="127.0.0.1:$lbport" "$haproxy" -f "$work/haproxy.cfg" -db >"$out/haproxy.log" 2>&1 &
 pids+=("$!")
 wait_port "127.0.0.1:$lbport"
 lb="http://127.0.0.1:$lbport"

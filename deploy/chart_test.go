@@ -59,9 +59,7 @@ func TestMain(m *testing.M) {
 		defer os.RemoveAll(home)
 	}
 	code := kube.Main(m)
-	if bin, err := testkit.BuildKernelgate(); err == nil {
-		os.RemoveAll(filepath.Dir(bin))
-	}
+	testkit.RemoveKernelgate()
 	os.Exit(code)
 }
 

@@ -50,47 +50,40 @@ func StreamText(content []byte) (name, text []byte, ok bool) {
 // (display_data, update_display_data), or "" when it has none.
 func DisplayID(content []byte) string {
 	s := scanner{b: content}
-	if !s.enter() {
+	if !s.member("transient") || !s.member("display_id") {
 		return ""
+	}
+	start := s.i
+	v, escaped, ok := s.str()
+	if !ok {
+		return ""
+	}
+	if !escaped {
+		return string(v)
+	}
+	var id string
+	if json.Unmarshal(s.b[start:s.i], &id) != nil {
+		return ""
+	}
+	return id
+}
+
+// member moves into the object at the scanner's position and on to the
+// value of its member name; false when it has none or on bad JSON.
+func (s *scanner) member(name string) bool {
+	if !s.enter() {
+		return false
 	}
 	for {
 		key, ok := s.key()
 		if !ok {
-			return ""
+			return false
 		}
-		if string(key) != "transient" {
-			if !s.skipAny() {
-				return ""
-			}
-			continue
+		if string(key) == name {
+			return true
 		}
-		if !s.enter() {
-			return ""
-		}
-		for {
-			key, ok := s.key()
-			if !ok {
-				return ""
-			}
-			if string(key) != "display_id" {
-				if !s.skipAny() {
-					return ""
-				}
-				continue
-			}
-			start := s.i
-			v, escaped, ok := s.str()
-			if !ok {
-				return ""
-			}
-			if !escaped {
-				return string(v)
-			}
-			var id string
-			if json.Unmarshal(s.b[start:s.i], &id) != nil {
-				return ""
-			}
-			return id
+		if !s.skipAny() {
+			return false
 		}
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -101,34 +100,20 @@ func startBalancer(t *testing.T, backends []*gatewayProcess) string {
 	if err != nil {
 		haproxy = "/usr/sbin/haproxy"
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := testkit.FreePorts(1)
 	testkit.NoError(t, err)
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := "127.0.0.1:" + strconv.Itoa(ports[0])
 	var servers strings.Builder
 	for i, b := range backends {
 		fmt.Fprintf(&servers, "  server r%d %s check inter 300ms fall 2 rise 1\n", i+1, strings.TrimPrefix(b.url, "http://"))
 	}
+	// The configuration deploy/ documents, with these replicas.
+	base, err := os.ReadFile("../../deploy/haproxy/kernelgate.cfg")
+	testkit.NoError(t, err)
 	cfg := filepath.Join(t.TempDir(), "haproxy.cfg")
-	testkit.NoError(t, os.WriteFile(cfg, []byte(`global
-  maxconn 2000
-defaults
-  mode http
-  timeout connect 2s
-  timeout client 1h
-  timeout server 1h
-  timeout tunnel 1h
-  option redispatch
-  retries 3
-frontend kernelgate
-  bind `+addr+`
-  default_backend replicas
-backend replicas
-  balance roundrobin
-  option httpchk GET /readyz
-  http-check expect status 200
-`+servers.String()), 0o644))
+	testkit.NoError(t, os.WriteFile(cfg, append(base, servers.String()...), 0o644))
 	cmd := exec.Command(haproxy, "-f", cfg, "-db")
+	cmd.Env = append(os.Environ(), "KERNELGATE_LB_BIND="+addr)
 	var out testkit.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	testkit.NoError(t, cmd.Start())

@@ -19,7 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -30,6 +29,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kernelgate/kernelgate/internal/testkit"
 )
 
 // Python is Debian's interpreter, which has jupyterhub; the first python3 on
@@ -146,7 +147,7 @@ func launch(dir string, opts Options) (*Hub, error) {
 }
 
 func start(dir string, opts Options) (*Hub, error) {
-	ports, err := freePorts(3)
+	ports, err := testkit.FreePorts(3)
 	if err != nil {
 		return nil, err
 	}
@@ -380,18 +381,4 @@ func (h *Hub) call(t testing.TB, method, path string, body any, want int, out an
 		}
 	}
 	return resp.StatusCode
-}
-
-// freePorts returns n loopback ports free at the time of the call.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer ln.Close()
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }

@@ -6,7 +6,6 @@ package jupytertest
 import (
 	"bufio"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -41,10 +40,9 @@ func Start(t testing.TB, app App, gatewayURL, gatewayToken string, flags []strin
 	if out, err := exec.Command(testkit.Python(), "-c", "import "+app.Module).CombinedOutput(); err != nil {
 		t.Fatalf("%s is not installed (make deps): %v %s", app.Module, err, out)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := testkit.FreePorts(1)
 	testkit.NoError(t, err)
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := ports[0]
 	dir := t.TempDir()
 	args := append([]string{"-m", app.Module, "--no-browser", "--allow-root",
 		"--ip=127.0.0.1", fmt.Sprintf("--port=%d", port), "--port-retries=0", "--" + app.Class + ".token=" + Token,

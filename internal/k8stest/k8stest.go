@@ -51,6 +51,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	_ "embed"
+	"github.com/kernelgate/kernelgate/internal/testkit"
 )
 
 const (
@@ -171,10 +172,11 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		return nil, err
 	}
 
-	port, err := freePort()
+	ports, err := testkit.FreePorts(1)
 	if err != nil {
 		return nil, err
 	}
+	port := ports[0]
 	c.URL = "https://127.0.0.1:" + strconv.Itoa(port)
 	c.apiserver, err = startComponent("kube-apiserver", filepath.Join(bin, "kube-apiserver"), dir,
 		"--bind-address=127.0.0.1",
@@ -448,14 +450,4 @@ func takePodCIDR() (string, *os.File, error) {
 		return fmt.Sprintf("127.0.%d.0/24", n), f, nil
 	}
 	return "", nil, errors.New("every pod network from 127.0.10.0/24 to 127.0.19.0/24 is held by another cluster")
-}
-
-// freePort returns a TCP port free on 127.0.0.1 a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

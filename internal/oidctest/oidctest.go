@@ -28,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kernelgate/kernelgate/internal/testkit"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -127,11 +128,11 @@ func Start(t testing.TB, opts Options) *Dex {
 	t.Cleanup(d.Stop)
 	var err error
 	for range 3 { // the port is free when picked, but may be taken before Dex binds it
-		var port int
-		if port, err = freePort(); err != nil {
+		var ports []int
+		if ports, err = testkit.FreePorts(1); err != nil {
 			break
 		}
-		d.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		d.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
 		d.Issuer = "http://" + d.addr + "/dex"
 		if err = d.writeConfig(opts); err != nil {
 			break
@@ -324,13 +325,4 @@ func randomHex() string {
 	b := make([]byte, 16)
 	rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }

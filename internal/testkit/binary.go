@@ -8,22 +8,44 @@ import (
 	"testing"
 )
 
-// BuildKernelgate builds cmd/kernelgate once per test binary, for tests
-// that run it as a process of its own (the caller removes its directory
-// when done, if it cares).
-var BuildKernelgate = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "kernelgate-bin-")
-	if err != nil {
-		return "", err
+// kernelgate is the binary BuildKernelgate builds, once per test binary.
+var kernelgate struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// BuildKernelgate builds cmd/kernelgate, once per test binary, for tests
+// that run it as a process of its own. A TestMain that lets it build
+// calls RemoveKernelgate after its tests.
+func BuildKernelgate() (string, error) {
+	kernelgate.once.Do(func() {
+		dir, err := os.MkdirTemp("", "kernelgate-bin-")
+		if err != nil {
+			kernelgate.err = err
+			return
+		}
+		bin := filepath.Join(dir, "kernelgate")
+		cmd := exec.Command("go", "build", "-o", bin, "github.com/kernelgate/kernelgate/cmd/kernelgate")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			os.RemoveAll(dir)
+			kernelgate.err = &buildError{err, out}
+			return
+		}
+		kernelgate.path = bin
+	})
+	return kernelgate.path, kernelgate.err
+}
+
+// RemoveKernelgate removes what BuildKernelgate built, if anything; no
+// build follows it.
+func RemoveKernelgate() {
+	kernelgate.once.Do(func() {}) // nothing is built after this
+	if kernelgate.path != "" {
+		os.RemoveAll(filepath.Dir(kernelgate.path))
 	}
-	bin := filepath.Join(dir, "kernelgate")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/kernelgate/kernelgate/cmd/kernelgate")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", &buildError{err, out}
-	}
-	return bin, nil
-})
+}
 
 type buildError struct {
 	err error

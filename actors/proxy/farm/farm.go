@@ -106,17 +106,13 @@ func (p *Provisioner) Launch(ctx context.Context, req proxy.LaunchRequest) (prox
 	if len(farms) == 0 {
 		return nil, fmt.Errorf("%w: kernelspec %s names no farm (metadata.process_proxy.config.farm_address)", proxy.ErrLaunch, req.Spec.Name)
 	}
-	portRange, err := remote.PortRange(req.Spec, p.cfg.PortRange, p.cfg.MinPortRangeSize)
+	w, args, err := p.cfg.Listener.Prepare(req, p.cfg.PortRange, p.cfg.MinPortRangeSize)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", proxy.ErrLaunch, err)
-	}
-	w, err := p.cfg.Listener.Register(req.KernelID)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", proxy.ErrLaunch, err)
+		return nil, err
 	}
 	defer w.Close()
-	body, _ := json.Marshal(LaunchRequest{KernelID: req.KernelID, ResponseAddress: p.cfg.Listener.Address(),
-		PublicKey: p.cfg.Listener.PublicKey(), PortRange: portRange}) // plain strings: cannot fail
+	body, _ := json.Marshal(LaunchRequest{KernelID: args.KernelID, ResponseAddress: args.ResponseAddress,
+		PublicKey: args.PublicKey, PortRange: args.PortRange}) // plain strings: cannot fail
 	first := int(p.turn.Add(1) % uint64(len(farms)))
 	var addr string
 	var errs []error

@@ -51,19 +51,13 @@ func (p *Provisioner) Launch(ctx context.Context, req proxy.LaunchRequest) (prox
 		}
 		return nil, fmt.Errorf("%w: %w", proxy.ErrLaunch, err)
 	}
-	portRange, err := remote.PortRange(req.Spec, p.cfg.PortRange, p.cfg.MinPortRangeSize)
+	waiter, args, err := p.cfg.Listener.Prepare(req, p.cfg.PortRange, p.cfg.MinPortRangeSize)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", proxy.ErrLaunch, err)
-	}
-	waiter, err := p.cfg.Listener.Register(req.KernelID)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", proxy.ErrLaunch, err)
+		return nil, err
 	}
 	defer waiter.Close()
 	l := &launch{p: p, req: req, env: env, namespace: env["KERNEL_NAMESPACE"], started: time.Now(),
-		log: req.Logger.With().Str("namespace", env["KERNEL_NAMESPACE"]).Str("launch", mode).Logger(),
-		args: remote.LaunchArgs{KernelID: req.KernelID, ResponseAddress: p.cfg.Listener.Address(),
-			PublicKey: p.cfg.Listener.PublicKey(), PortRange: portRange, ResourceDir: req.Spec.Dir}}
+		log: req.Logger.With().Str("namespace", env["KERNEL_NAMESPACE"]).Str("launch", mode).Logger(), args: args}
 	if err := l.begin(); err != nil {
 		return nil, fmt.Errorf("%w: %w", proxy.ErrLaunch, err)
 	}

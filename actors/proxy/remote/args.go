@@ -29,10 +29,10 @@ func (a LaunchArgs) Argv(argv []string) []string {
 	return out
 }
 
-// PortRange is the port range a kernelspec's launcher gets: the
+// launchPortRange is the port range a kernelspec's launcher gets: the
 // kernelspec's process_proxy.config port_range, else def, checked against
 // minSize.
-func PortRange(spec kernelspecs.Spec, def string, minSize int) (string, error) {
+func launchPortRange(spec kernelspecs.Spec, def string, minSize int) (string, error) {
 	r := def
 	if s, ok := spec.ProcessProxy.Config["port_range"].(string); ok && s != "" {
 		r = s

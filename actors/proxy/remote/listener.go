@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/kernelgate/kernelgate/actors/proxy"
 	"github.com/kernelgate/kernelgate/internal/lograte"
 	"github.com/kernelgate/kernelgate/internal/netlisten"
 	"github.com/rs/zerolog"
@@ -107,6 +108,23 @@ func (l *Listener) Register(kernelID string) (*Waiter, error) {
 	w := &Waiter{l: l, id: kernelID, ch: make(chan Payload, 1)}
 	l.sys.Root.Send(l.pid, &register{w: w})
 	return w, nil
+}
+
+// Prepare registers req's kernel (see Register) and returns its waiter
+// and the values of its launcher's placeholders, the port range the
+// kernelspec's, else defPortRange, of at least minPortRange ports. Errors
+// wrap proxy.ErrLaunch.
+func (l *Listener) Prepare(req proxy.LaunchRequest, defPortRange string, minPortRange int) (*Waiter, LaunchArgs, error) {
+	portRange, err := launchPortRange(req.Spec, defPortRange, minPortRange)
+	if err != nil {
+		return nil, LaunchArgs{}, fmt.Errorf("%w: %w", proxy.ErrLaunch, err)
+	}
+	w, err := l.Register(req.KernelID)
+	if err != nil {
+		return nil, LaunchArgs{}, fmt.Errorf("%w: %w", proxy.ErrLaunch, err)
+	}
+	return w, LaunchArgs{KernelID: req.KernelID, ResponseAddress: l.Address(), PublicKey: l.PublicKey(),
+		PortRange: portRange, ResourceDir: req.Spec.Dir}, nil
 }
 
 // Address is the `{response_address}` value, ip:port; valid after a

@@ -124,17 +124,12 @@ func (p *Provisioner) Launch(ctx context.Context, req proxy.LaunchRequest) (prox
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", proxy.ErrLaunch, err)
 	}
-	portRange, err := remote.PortRange(req.Spec, p.cfg.PortRange, p.cfg.MinPortRangeSize)
+	w, args, err := p.cfg.Listener.Prepare(req, p.cfg.PortRange, p.cfg.MinPortRangeSize)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", proxy.ErrLaunch, err)
-	}
-	w, err := p.cfg.Listener.Register(req.KernelID)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", proxy.ErrLaunch, err)
+		return nil, err
 	}
 	defer w.Close()
-	argv := remote.LaunchArgs{KernelID: req.KernelID, ResponseAddress: p.cfg.Listener.Address(),
-		PublicKey: p.cfg.Listener.PublicKey(), PortRange: portRange, ResourceDir: req.Spec.Dir}.Argv(req.Spec.Argv)
+	argv := args.Argv(req.Spec.Argv)
 	info := processInfo{LogFile: path.Join(p.cfg.LogDir, "kernel-"+req.KernelID+".log")}
 	cmd := launchCommand(req.Env, argv, info.LogFile)
 	var errs []error
