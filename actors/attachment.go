@@ -18,7 +18,7 @@ type Attachment struct {
 	sessionID string
 	num       sessionNum
 	w         *writer
-	toKernel  chan<- outbound
+	toKernel  *fifo[outbound]
 
 	// learned holds the header.session values of this client's requests
 	// that the kernel actor routes replies by; used by the reader only.
@@ -81,17 +81,7 @@ func (a *Attachment) Send(ch zmq.Channel, m *zmq.Message) {
 		}
 	}
 	ob := outbound{ch: ch, m: m}
-	select {
-	case a.toKernel <- ob:
-		return
-	default:
-	}
-	t := time.NewTimer(sendWait)
-	defer t.Stop()
-	select {
-	case a.toKernel <- ob:
-	case <-a.w.done:
-	case <-t.C:
+	if !a.toKernel.pushWait(ob, sendWait, a.w.done) && !isClosed(a.w.done) {
 		m := a.g.cfg.Metrics
 		if n := m.KernelQueueDropped.Add(1); lograte.Crossed(n-1, n) {
 			a.g.cfg.Logger.Warn().Str("session", a.sessionID).Uint64("dropped", n).Msg("kernel is not reading; dropped a client message")

@@ -19,13 +19,11 @@ import (
 // round trip on top is measured by the bench harness.
 func BenchmarkListKernels1000(b *testing.B) {
 	g := &Gateway{}
-	reg := emptyRegistry
 	for i := range 1000 {
 		h := newKernelHandle(uuid.NewString(), "python3", fmt.Sprint("user", i%50), 1)
 		h.connections.Store(int32(i % 3))
-		reg = reg.with(h)
+		g.live.add(h)
 	}
-	g.snapshot.Store(reg)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {

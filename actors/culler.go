@@ -29,7 +29,7 @@ func (c *cullerActor) Receive(ctx actor.Context) {
 
 func (c *cullerActor) cull(ctx actor.Context) {
 	now := time.Now()
-	for _, h := range c.reg.snapshot.Load().order {
+	for _, h := range c.reg.live.list() {
 		if h.follower.Load() {
 			continue // its owner culls it
 		}

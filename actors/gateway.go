@@ -13,11 +13,11 @@ import (
 )
 
 // gatewayActor is the registry of kernels and the admission point: limits
-// (counting starts in flight), user authorization, env rules. It publishes
-// the registry as an immutable snapshot after every change.
+// (counting starts in flight), user authorization, env rules. It alone
+// changes the registry readers see (Gateway.live).
 type gatewayActor struct {
 	cfg *Config
-	reg *Gateway // where the snapshot is published
+	reg *Gateway // where the registry is published
 
 	kernels  map[string]*kernelHandle
 	pending  map[string]string     // kernel id → user, for starts in flight
@@ -62,7 +62,7 @@ func (g *gatewayActor) Receive(ctx actor.Context) {
 		if _, ok := g.pending[m.h.id]; ok {
 			delete(g.pending, m.h.id)
 			g.kernels[m.h.id] = m.h
-			g.publish(func(r *registry) *registry { return r.with(m.h) })
+			g.reg.live.add(m.h)
 		}
 		if m.waiter != nil {
 			ctx.Send(m.waiter, &started{model: m.h.model()})
@@ -125,7 +125,7 @@ func (g *gatewayActor) forget(ctx actor.Context, id string) {
 	if h, ok := g.kernels[id]; ok {
 		delete(g.kernels, id)
 		g.byUser[h.username]--
-		g.publish(func(r *registry) *registry { return r.without(id) })
+		g.reg.live.remove(id)
 	}
 	delete(g.children, id) // byPID keeps it until the actor has stopped
 	g.poolForget(id)
@@ -145,10 +145,6 @@ func (g *gatewayActor) checkDrained() {
 		g.reg.sys.Root.Send(d, &result{})
 	}
 	g.drainers = nil
-}
-
-func (g *gatewayActor) publish(f func(*registry) *registry) {
-	g.reg.snapshot.Store(f(g.reg.snapshot.Load()))
 }
 
 // start admits a request and hands it a warm kernel when one fits, else
@@ -267,7 +263,6 @@ func (g *gatewayActor) spawn(ctx actor.Context, o kernelOpts) (*kernelHandle, er
 		recovering:  o.recovering,
 		startWaiter: o.waiter,
 		started:     startedAt(o.recovering),
-		toKernel:    h.toKernel,
 		follower:    o.follow != nil,
 		record:      o.follow,
 		output:      newOutLog(g.cfg.SessionBuffer, int64(g.cfg.SessionBufferBytes)),

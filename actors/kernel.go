@@ -86,10 +86,9 @@ type kernelActor struct {
 	restartWaiters []*actor.PID // REST restarts, answered when ready
 	stopWaiters    []*actor.PID // shutdowns, answered when gone
 
-	// Clients: what they send the kernel waits in toKernel (drained by
+	// Clients: what they send the kernel waits in h.toKernel (drained by
 	// the current launch once the kernel is ready); what the kernel sends
 	// them goes into output.
-	toKernel    chan outbound
 	output      *outLog
 	sessions    map[string]*session
 	attached    []*writer             // writers of connected sessions, told when the log grows

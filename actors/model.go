@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -42,7 +43,7 @@ type kernelHandle struct {
 	// toKernel is the queue of the clients' messages to the kernel, for
 	// its whole life: websocket readers put into it, the current launch
 	// takes from it once the kernel is ready.
-	toKernel chan outbound
+	toKernel *fifo[outbound]
 
 	state        atomic.Pointer[string]
 	lastActivity atomic.Int64 // unix nanoseconds
@@ -75,7 +76,7 @@ type kernelHandle struct {
 }
 
 func newKernelHandle(id, name, username string, queue int) *kernelHandle {
-	h := &kernelHandle{id: id, name: name, username: username, toKernel: make(chan outbound, queue)}
+	h := &kernelHandle{id: id, name: name, username: username, toKernel: newFIFO[outbound](queue)}
 	h.setState(StateStarting)
 	h.touch()
 	return h
@@ -95,35 +96,50 @@ func (h *kernelHandle) model() Model {
 	}
 }
 
-// registry is an immutable snapshot of the live kernels, replaced as a
-// whole by the gateway actor whenever a kernel is added or removed.
+// registry is the live kernels as readers see them; only the gateway
+// actor changes it. A lookup by id never waits (a sync.Map, written once
+// at a kernel's start and once at its end). The list in start order is an
+// immutable snapshot, published whole; an add appends in place to the
+// array older snapshots share, as none of them reads past its own length,
+// so N starts cost O(N) rather than a copy of everything per start.
 type registry struct {
-	byID  map[string]*kernelHandle
-	order []*kernelHandle // by start time
+	byID  sync.Map // id → *kernelHandle
+	order atomic.Pointer[[]*kernelHandle]
 }
 
-var emptyRegistry = &registry{byID: map[string]*kernelHandle{}}
-
-func (r *registry) with(h *kernelHandle) *registry {
-	n := &registry{byID: make(map[string]*kernelHandle, len(r.byID)+1), order: make([]*kernelHandle, 0, len(r.order)+1)}
-	for id, k := range r.byID {
-		n.byID[id] = k
+func (r *registry) get(id string) (*kernelHandle, bool) {
+	h, ok := r.byID.Load(id)
+	if !ok {
+		return nil, false
 	}
-	n.byID[h.id] = h
-	n.order = append(append(n.order, r.order...), h)
-	return n
+	return h.(*kernelHandle), true
 }
 
-func (r *registry) without(id string) *registry {
-	if _, ok := r.byID[id]; !ok {
-		return r
+// list is the live kernels, oldest first; the caller must not change it.
+func (r *registry) list() []*kernelHandle {
+	if l := r.order.Load(); l != nil {
+		return *l
 	}
-	n := &registry{byID: make(map[string]*kernelHandle, len(r.byID)), order: make([]*kernelHandle, 0, len(r.order))}
-	for _, k := range r.order {
+	return nil
+}
+
+func (r *registry) add(h *kernelHandle) {
+	r.byID.Store(h.id, h)
+	l := append(r.list(), h)
+	r.order.Store(&l)
+}
+
+func (r *registry) remove(id string) {
+	if _, ok := r.byID.LoadAndDelete(id); !ok {
+		return
+	}
+	old := r.list()
+	// A new array: older snapshots keep theirs whole.
+	l := make([]*kernelHandle, 0, len(old)+len(old)/4)
+	for _, k := range old {
 		if k.id != id {
-			n.byID[k.id] = k
-			n.order = append(n.order, k)
+			l = append(l, k)
 		}
 	}
-	return n
+	r.order.Store(&l)
 }

@@ -88,9 +88,9 @@ func (h *kernelHandle) stats() KernelStats {
 
 // KernelStats returns every live kernel's stats, oldest first.
 func (g *Gateway) KernelStats() []KernelStats {
-	reg := g.snapshot.Load()
-	out := make([]KernelStats, len(reg.order))
-	for i, h := range reg.order {
+	live := g.live.list()
+	out := make([]KernelStats, len(live))
+	for i, h := range live {
 		out[i] = h.stats()
 	}
 	return out

@@ -182,7 +182,7 @@ func timedOut(err error) bool { return errors.Is(err, context.DeadlineExceeded) 
 func (r *replica) beat() error {
 	conns := map[string]int{}
 	sessions := map[string][]string{}
-	for _, h := range r.g.snapshot.Load().order {
+	for _, h := range r.g.live.list() {
 		if n := h.connections.Load(); n > 0 {
 			conns[h.id] = int(n)
 		}
@@ -194,7 +194,7 @@ func (r *replica) beat() error {
 	if timedOut(err) {
 		return err
 	}
-	for _, h := range r.g.snapshot.Load().order {
+	for _, h := range r.g.live.list() {
 		if h.follower.Load() || h.forgotten.Load() {
 			continue
 		}
@@ -228,14 +228,13 @@ func (r *replica) syncRecords() error {
 	}
 	live := recs[:0]
 	now := time.Now()
-	here := r.g.snapshot.Load().byID
 	owners := map[string]int{}
 	for _, rec := range recs {
 		if rec.Pending {
 			continue
 		}
 		live = append(live, rec)
-		if h, ok := here[rec.ID]; ok && !h.follower.Load() {
+		if h, ok := r.g.live.get(rec.ID); ok && !h.follower.Load() {
 			owners[r.cfg.ID]++
 			continue // owned here
 		}
@@ -318,7 +317,7 @@ func (g *Gateway) GroupMembers() []MemberView {
 func (r *replica) close() {
 	close(r.stop)
 	<-r.done
-	for _, h := range r.g.snapshot.Load().order {
+	for _, h := range r.g.live.list() {
 		if !h.follower.Load() && timedOut(r.cfg.Group.Release(h.id, r.cfg.ID)) {
 			return // the store hangs: the leases lapse instead
 		}
@@ -592,7 +591,7 @@ func (g *Gateway) GroupView() (GroupView, bool) {
 			v.Replicas++
 		}
 	}
-	for _, h := range g.snapshot.Load().order {
+	for _, h := range g.live.list() {
 		v.Known++
 		if !h.follower.Load() {
 			v.Owned++

@@ -20,17 +20,19 @@ import (
 
 // runner does the I/O of one launch of a kernel, so that its kernel actor
 // never waits on a process, a host, an API server or a disk. It owns the
-// launch's proxy.Kernel, its zmq.Client and its record writes, on two
-// goroutines:
+// launch's proxy.Kernel, its zmq.Client and its record writes:
 //
-//   - ops: the launch itself, then the provisioner's and the store's calls
-//     in the order the actor asked for them (a signal that hangs on a dead
-//     SSH host delays only the next provisioner call);
-//   - send: every message to the kernel, the actor's own (probes, shutdown
-//     and interrupt requests) and, once the kernel is ready, the clients'
-//     from the kernel's queue, on the one client: a kernel that does not
-//     read holds up only this goroutine. Heartbeats are the gateway's
-//     wheel's (heartbeat.go), which pings the client itself.
+//   - the launch goroutine provisions the kernel and connects to it, then
+//     becomes the sender: every message to the kernel, the actor's own
+//     (probes, shutdown and interrupt requests) and, once the kernel is
+//     ready, the clients' from the kernel's queue, on the one client (a
+//     kernel that does not read holds up only this goroutine); it also
+//     reports the kernel process's end. Heartbeats are the gateway's
+//     wheel's (heartbeat.go), which pings the client itself;
+//   - ops: the provisioner's and the store's calls in the order the actor
+//     asked for them, on a goroutine that exists only while calls are
+//     queued (a signal that hangs on a dead SSH host delays only the next
+//     provisioner call). An idle kernel has one goroutine here, not three.
 //
 // Results come back to the actor as messages tagged with the launch's gen;
 // the actor drops those of a launch that is over.
@@ -41,9 +43,8 @@ type runner struct {
 	cfg    *Config
 	log    zerolog.Logger
 
-	ops     chan func() // provisioner and store calls, in order
-	ctl     chan toKernel
-	clients <-chan outbound // the kernel's client queue, drained once ready
+	ctl     *fifo[toKernel]
+	clients *fifo[outbound] // the kernel's client queue, drained once ready
 	counted *atomic.Uint64  // the kernel's own count of messages sent
 	ready   chan struct{}   // closed: the kernel is ready for clients
 	held    chan struct{}   // closed: the kernel is lost; clients' messages wait for the next launch
@@ -62,17 +63,25 @@ type runner struct {
 	hb      *hbEntry
 	follows bool
 
-	// Owned by the ops goroutine once the launch succeeded.
+	// Owned by the ops once the launch succeeded.
 	proc   proxy.Kernel
 	client *zmq.Client
+	// watched is the process whose end the sender reports; rewatch tells
+	// it watched changed (an adoption).
+	watched atomic.Pointer[proxy.Kernel]
+	rewatch chan struct{}
 
-	// mu orders the end of the launch against a release: whichever comes
-	// second does the cleanup.
+	// mu orders the end of the launch against a release (whichever comes
+	// second does the cleanup) and guards the ops queue.
 	mu       sync.Mutex
-	serving  bool // the launch succeeded and its ops are served
+	serving  bool // the launch succeeded
 	released bool
 	keep     bool
 	forget   func()
+	ops      []func() // provisioner and store calls, in order
+	opsGo    bool     // the ops may run (the actor knows of the launch)
+	opsBusy  bool     // a goroutine is running them
+	opsShut  bool     // the last op (cleanup) is queued: no more
 }
 
 // toKernel is a message the actor sends the kernel itself.
@@ -131,7 +140,7 @@ type (
 
 func newRunner(k *kernelActor, prev *runner) *runner {
 	r := &runner{gen: k.gen, kernel: k.self, sys: k.sys, cfg: k.cfg, log: k.log, prev: prev, follows: k.follower,
-		ops: make(chan func(), runnerOps), ctl: make(chan toKernel, runnerCtl), clients: k.toKernel, counted: &k.h.msgsIn,
+		ctl: newFIFO[toKernel](runnerCtl), clients: k.h.toKernel, counted: &k.h.msgsIn, rewatch: make(chan struct{}, 1),
 		ready: make(chan struct{}), held: make(chan struct{}), done: make(chan struct{}), cleaned: make(chan struct{}), inbox: newInbox(k.cfg.KernelInbox)}
 	if k.cfg.hb != nil {
 		gen, self, sys := k.gen, k.self, k.sys
@@ -174,20 +183,22 @@ func (r *runner) start(start func(context.Context) (proxy.Kernel, error), timeou
 		}
 		r.sys.Root.Send(r.kernel, &launched{gen: r.gen, ci: proc.ConnectionInfo(), info: proc.ProcessInfo(), poller: poller})
 		r.watch(proc)
-		go r.send()
-		r.serveOps()
+		r.mu.Lock()
+		r.opsGo = true
+		r.runOpsLocked()
+		r.mu.Unlock()
+		r.send()
 	}()
 }
 
-// watch reports the end of proc as *procExited, until release.
+// watch has the sender report the end of proc as *procExited, until
+// release.
 func (r *runner) watch(proc proxy.Kernel) {
-	go func() {
-		select {
-		case <-proc.Exited():
-			r.sys.Root.Send(r.kernel, &procExited{gen: r.gen, err: proc.ExitErr()})
-		case <-r.done:
-		}
-	}()
+	r.watched.Store(&proc)
+	select {
+	case r.rewatch <- struct{}{}:
+	default:
+	}
 }
 
 // adopt makes rec's kernel, which this launch follows, this launch's own:
@@ -283,47 +294,49 @@ func (r *runner) launch(start func(context.Context) (proxy.Kernel, error), timeo
 // connectTries bounds the dials of one launch's channels.
 const connectTries = 3
 
-func alive(proc proxy.Kernel) bool {
-	select {
-	case <-proc.Exited():
-		return false
-	default:
-		return true
-	}
-}
+func alive(proc proxy.Kernel) bool { return !isClosed(proc.Exited()) }
 
-// serveOps runs the actor's provisioner and store calls until release.
-func (r *runner) serveOps() {
-	for {
-		select {
-		case op := <-r.ops:
-			op()
-		case <-r.done:
-			// release queued the last op (or none): run what is left.
-			for {
-				select {
-				case op := <-r.ops:
-					op()
-				default:
-					return
-				}
-			}
-		}
-	}
-}
-
-// do queues op for the ops goroutine; false when the queue is full (a
-// provisioner call hangs and many more were asked for).
+// do queues op; false when the queue is full (a provisioner call hangs and
+// many more were asked for) or the launch is released.
 func (r *runner) do(op func()) bool {
-	select {
-	case r.ops <- op:
-		return true
-	default:
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.opsShut {
+		return false
+	}
+	if len(r.ops) >= runnerOps {
 		if n := r.cfg.Metrics.RunnerRefused.Add(1); lograte.Crossed(n-1, n) {
 			r.log.Warn().Uint64("refused", n).Msg("the kernel's provisioner is not answering; a call was refused")
 		}
 		return false
 	}
+	r.ops = append(r.ops, op)
+	r.runOpsLocked()
+	return true
+}
+
+// runOpsLocked starts a goroutine for the queued ops unless one runs or
+// they may not run yet; r.mu is held.
+func (r *runner) runOpsLocked() {
+	if r.opsBusy || !r.opsGo || len(r.ops) == 0 {
+		return
+	}
+	r.opsBusy = true
+	go func() {
+		for {
+			r.mu.Lock()
+			if len(r.ops) == 0 {
+				r.ops, r.opsBusy = nil, false
+				r.mu.Unlock()
+				return
+			}
+			op := r.ops[0]
+			r.ops[0] = nil
+			r.ops = r.ops[1:]
+			r.mu.Unlock()
+			op()
+		}
+	}()
 }
 
 // signal delivers sig to the kernel process and reports the outcome as
@@ -374,48 +387,80 @@ func (r *runner) persist(s store.Store, rec store.Record, repl *Replication) {
 }
 
 // send is the launch's only writer to the kernel but for the heartbeat
-// wheel's pings, which have a connection of their own.
+// wheel's pings, which have a connection of their own; it also reports the
+// end of the watched process. A send is bounded (zmq.Options.SendTimeout)
+// and a dead kernel's sockets fail at once, so that report is not held up
+// long by a kernel that stopped reading.
 func (r *runner) send() {
-	var clients <-chan outbound
+	var clients, exited <-chan struct{}
 	ready, held := r.ready, r.held
-	sent := uint64(0)
-	flush := func() {
-		if sent > 0 {
-			r.cfg.Metrics.MessagesToKernels.Add(sent)
-			r.counted.Add(sent)
-			sent = 0
-		}
-	}
-	defer flush()
+	var proc proxy.Kernel
 	for {
 		select {
 		case <-r.done:
 			return
+		case <-r.rewatch:
+			proc = *r.watched.Load()
+			exited = proc.Exited()
+		case <-exited:
+			r.sys.Root.Send(r.kernel, &procExited{gen: r.gen, err: proc.ExitErr()})
+			exited = nil
 		case <-ready:
-			clients, ready = r.clients, nil
+			clients, ready = r.clients.ready, nil
 		case <-held:
 			clients, ready, held = nil, nil, nil
-		case c := <-r.ctl:
-			if err := r.client.Send(c.ch, c.m); err != nil {
-				r.log.Debug().Err(err).Msg("send to kernel failed")
+		case <-r.ctl.ready:
+			for c, ok := r.ctl.take(); ok; c, ok = r.ctl.take() {
+				if err := r.client.Send(c.ch, c.m); err != nil {
+					r.log.Debug().Err(err).Msg("send to kernel failed")
+				}
 			}
-		case ob := <-clients:
-			if err := r.client.Send(ob.ch, ob.m); err != nil {
-				r.log.Debug().Err(err).Msg("send to kernel failed")
-				continue
-			}
-			if sent++; len(clients) == 0 {
-				flush()
-			}
+		case <-clients:
+			r.sendClients()
 		}
+	}
+}
+
+// sendClients sends what the kernel's client queue holds, until it is
+// empty or the launch is over or lost (what is left waits for the next).
+func (r *runner) sendClients() {
+	sent := uint64(0)
+	for !r.stopped() {
+		ob, ok := r.clients.take()
+		if !ok {
+			break
+		}
+		if err := r.client.Send(ob.ch, ob.m); err != nil {
+			r.log.Debug().Err(err).Msg("send to kernel failed")
+			continue
+		}
+		sent++
+	}
+	if sent > 0 {
+		r.cfg.Metrics.MessagesToKernels.Add(sent)
+		r.counted.Add(sent)
+	}
+	if r.clients.len() > 0 {
+		// Stopped with messages left: whoever drains next needs the token.
+		r.clients.wake()
+	}
+}
+
+// stopped: the launch is released or its kernel lost.
+func (r *runner) stopped() bool { return isClosed(r.done) || isClosed(r.held) }
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
 	}
 }
 
 // toKernel queues the actor's own message for the kernel; it never blocks.
 func (r *runner) sendKernel(t toKernel) {
-	select {
-	case r.ctl <- t:
-	default:
+	if !r.ctl.push(t) {
 		if n := r.cfg.Metrics.KernelQueueDropped.Add(1); lograte.Crossed(n-1, n) {
 			r.log.Warn().Uint64("dropped", n).Msg("kernel is not reading; dropped a message to it")
 		}
@@ -473,19 +518,21 @@ func (r *runner) markReady() {
 // launch still in progress does the same when it ends.
 func (r *runner) release(keep bool, forget func()) {
 	r.inbox.close()
+	r.cfg.hb.remove(r.hb)
 	r.mu.Lock()
 	r.released, r.keep, r.forget = true, keep, forget
-	serving := r.serving
+	// A launch still in progress cleans up itself when it ends.
+	beside := r.serving && len(r.ops) >= runnerOps
+	if r.serving && !beside {
+		// The last op: after the calls already asked for.
+		r.ops = append(r.ops, r.final)
+		r.runOpsLocked()
+	}
+	r.opsShut = true
 	r.mu.Unlock()
-	r.cfg.hb.remove(r.hb)
-	if serving {
-		// Queued before done closes, so the ops goroutine runs it last.
-		select {
-		case r.ops <- r.final:
-		default:
-			// The queue is full behind a hung call: clean up beside it.
-			go r.final()
-		}
+	if beside {
+		// The queue is full behind a hung call: clean up beside it.
+		go r.final()
 	}
 	close(r.done)
 }

@@ -17,13 +17,13 @@ import (
 
 // Gateway is the actor tree as the rest of kernelgate uses it. Its methods
 // block the calling goroutine (an HTTP handler) until the actor answers;
-// reads of the kernel list come from the published snapshot and never wait.
+// reads of the kernel list come from the registry and never wait.
 type Gateway struct {
-	cfg      *Config
-	sys      *actor.ActorSystem
-	pid      *actor.PID
-	snapshot atomic.Pointer[registry]
-	pools    atomic.Pointer[[]PoolStats]
+	cfg   *Config
+	sys   *actor.ActorSystem
+	pid   *actor.PID
+	live  registry
+	pools atomic.Pointer[[]PoolStats]
 
 	closeOnce sync.Once
 	closeErr  error
@@ -65,7 +65,6 @@ func New(cfg Config) (*Gateway, error) {
 			max(cfg.LivenessInterval, cfg.HeartbeatInterval)+cfg.HeartbeatInterval/2)
 	}
 	g := &Gateway{cfg: &cfg, sys: sys}
-	g.snapshot.Store(emptyRegistry)
 	props := actor.PropsFromProducer(func() actor.Actor {
 		return &gatewayActor{
 			cfg: g.cfg, reg: g,
@@ -216,9 +215,9 @@ func launchOutcome(res any, err error) (Model, error) {
 
 // Kernels returns the models of all live kernels, oldest first.
 func (g *Gateway) Kernels() []Model {
-	reg := g.snapshot.Load()
-	out := make([]Model, len(reg.order))
-	for i, h := range reg.order {
+	live := g.live.list()
+	out := make([]Model, len(live))
+	for i, h := range live {
 		out[i] = h.model()
 	}
 	return out
@@ -234,7 +233,7 @@ func (g *Gateway) Kernel(id string) (Model, error) {
 }
 
 func (g *Gateway) handle(id string) (*kernelHandle, error) {
-	h, ok := g.snapshot.Load().byID[id]
+	h, ok := g.live.get(id)
 	if !ok && g.replica != nil {
 		h, ok = g.follow(id)
 	}
@@ -254,8 +253,7 @@ func (g *Gateway) follow(id string) (*kernelHandle, bool) {
 	if _, err := g.request(g.pid, &followKernel{rec: rec}, 10*time.Second); err != nil {
 		return nil, false
 	}
-	h, ok := g.snapshot.Load().byID[id]
-	return h, ok
+	return g.live.get(id)
 }
 
 // Interrupt interrupts the kernel as its kernelspec says (signal or

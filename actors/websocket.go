@@ -125,8 +125,9 @@ type writer struct {
 	reached atomic.Pointer[tally]
 	// merges are the last merged messages written (a ring; next is where
 	// the next goes), for the session once the writer is done (see
-	// session.merges).
-	merges [mergeMarks]mergeMark
+	// session.merges); made at the first merge, as most connections never
+	// merge.
+	merges []mergeMark
 	next   int
 }
 
@@ -341,6 +342,9 @@ func (w *writer) flush(drain bool) (code int, reason string, end bool) {
 		if merged > 0 {
 			w.metrics.MessagesMerged.Add(merged)
 			w.metrics.MergeBytesSaved.Add(saved)
+			if w.merges == nil {
+				w.merges = make([]mergeMark, mergeMarks)
+			}
 			for _, mk := range marks {
 				w.merges[w.next] = mk
 				w.next = (w.next + 1) % mergeMarks
@@ -403,7 +407,7 @@ func (w *writer) fill() (queued uint64, ok bool) {
 // first; nil when it merged none. Only once the writer is done.
 func (w *writer) mergeMarks() []mergeMark {
 	var out []mergeMark
-	for i := range mergeMarks {
+	for i := range w.merges {
 		if mk := w.merges[(w.next+i)%mergeMarks]; mk.last > 0 {
 			out = append(out, mk)
 		}

@@ -52,8 +52,10 @@ func (s *Server) channels(ctx *fasthttp.RequestCtx, p []string) error {
 	upgrader := websocket.FastHTTPUpgrader{
 		Subprotocols: []string{framing.SubprotocolV1},
 		CheckOrigin:  func(*fasthttp.RequestCtx) bool { return true }, // dispatch checked it
-		// Clients send little; a larger message is read past the buffer.
-		ReadBufferSize:  4 << 10,
+		// Clients send little (an execute request is a few hundred
+		// bytes), and a buffer stays with every websocket for its life:
+		// a larger message is read past it.
+		ReadBufferSize:  1 << 10,
 		WriteBufferSize: 16 << 10,
 		WriteBufferPool: &s.wsWriteBuffers,
 	}
