@@ -416,16 +416,19 @@ func (r *runner) send() {
 				}
 			}
 		case <-clients:
-			r.sendClients()
+			r.sendClients(exited)
 		}
 	}
 }
 
-// sendClients sends what the kernel's client queue holds, until it is
-// empty or the launch is over or lost (what is left waits for the next).
-func (r *runner) sendClients() {
+// sendClients sends a batch of what the kernel's client queue holds,
+// stopping early when the launch is over or lost or its process ended (what
+// is left waits for the next launch). A batch is bounded so that clients
+// that keep the queue full never keep the actor's own messages (an
+// interrupt, a shutdown) or the report of the process's end waiting.
+func (r *runner) sendClients(exited <-chan struct{}) {
 	sent := uint64(0)
-	for !r.stopped() {
+	for n := 0; n < sendBatch && !r.stopped() && !isClosed(exited); n++ {
 		ob, ok := r.clients.take()
 		if !ok {
 			break
@@ -441,10 +444,15 @@ func (r *runner) sendClients() {
 		r.counted.Add(sent)
 	}
 	if r.clients.len() > 0 {
-		// Stopped with messages left: whoever drains next needs the token.
+		// A full batch, or stopped, with messages left: whoever drains
+		// next needs the token.
 		r.clients.wake()
 	}
 }
+
+// sendBatch is the most client messages sent between two looks at the
+// sender's other work.
+const sendBatch = 64
 
 // stopped: the launch is released or its kernel lost.
 func (r *runner) stopped() bool { return isClosed(r.done) || isClosed(r.held) }
