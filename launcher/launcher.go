@@ -223,7 +223,15 @@ func Run(ctx context.Context, o Options) (int, error) {
 	}
 
 	shutdown := make(chan struct{})
-	go serveComm(comm, pid, shutdown, o.Stderr)
+	go remote.ServeComm(comm, remote.CommHandler{
+		Signal: func(sig syscall.Signal) {
+			if err := syscall.Kill(-pid, sig); err != nil {
+				logf(o.Stderr, "signal %d: %v", sig, err)
+			}
+		},
+		Shutdown: func() { close(shutdown) },
+		Ignored:  func(err error) { logf(o.Stderr, "comm request ignored: %v", err) },
+	})
 	var grace <-chan time.Time
 	for {
 		select {
@@ -244,35 +252,6 @@ func Run(ctx context.Context, o Options) (int, error) {
 		case <-ctx.Done():
 			killGroup(syscall.SIGKILL)
 			ctx = context.Background()
-		}
-	}
-}
-
-// serveComm answers the gateway's comm-port requests until the listener
-// closes; shutdown is closed on the first shutdown request.
-func serveComm(ln net.Listener, pid int, shutdown chan<- struct{}, stderr io.Writer) {
-	closed := false
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		req, err := remote.ReadComm(conn, 5*time.Second)
-		conn.Close()
-		switch {
-		case err != nil:
-			logf(stderr, "comm request ignored: %v", err)
-		case req.Shutdown != 0:
-			if !closed {
-				closed = true
-				close(shutdown)
-			}
-		case req.Signum != nil && *req.Signum == 0:
-			// A liveness poll: answering it is the answer.
-		case req.Signum != nil:
-			if err := syscall.Kill(-pid, syscall.Signal(*req.Signum)); err != nil {
-				logf(stderr, "signal %d: %v", *req.Signum, err)
-			}
 		}
 	}
 }

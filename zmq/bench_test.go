@@ -129,13 +129,13 @@ func benchOneWay(b *testing.B, scheme string, newSender, newReceiver func(contex
 }
 
 func BenchmarkDealerRouter(b *testing.B) {
-	for _, scheme := range []string{"tcp", hardenedScheme} {
+	for _, scheme := range []string{"tcp", HardenedScheme} {
 		b.Run(scheme, func(b *testing.B) { benchOneWay(b, scheme, zmq4.NewDealer, zmq4.NewRouter) })
 	}
 }
 
 func BenchmarkPubSub(b *testing.B) {
-	for _, scheme := range []string{"tcp", hardenedScheme} {
+	for _, scheme := range []string{"tcp", HardenedScheme} {
 		b.Run(scheme, func(b *testing.B) { benchOneWay(b, scheme, zmq4.NewPub, zmq4.NewSub) })
 	}
 }
@@ -160,7 +160,7 @@ sys.stdin.readline()
 // BenchmarkPySubscriber measures what a Go SUB receives from a libzmq PUB,
 // the shape of traffic from a real kernel's iopub.
 func BenchmarkPySubscriber(b *testing.B) {
-	for _, scheme := range []string{"tcp", hardenedScheme} {
+	for _, scheme := range []string{"tcp", HardenedScheme} {
 		b.Run(scheme, func(b *testing.B) {
 			testkit.RequireIPyKernel(b)
 			ep := freeEndpoint(b, scheme)
@@ -232,7 +232,7 @@ func BenchmarkSubReceive(b *testing.B) {
 			return func() error { _, err := rx.Recv(); return err }, func() { rx.Close() }, nil
 		}
 	}
-	receivers := []receiver{{"tcp", zmq4Sub("tcp")}, {hardenedScheme, zmq4Sub(hardenedScheme)},
+	receivers := []receiver{{"tcp", zmq4Sub("tcp")}, {HardenedScheme, zmq4Sub(HardenedScheme)},
 		{"peer", func(addr string) (func() error, func(), error) {
 			p, err := dialPeer(context.Background(), addr, typeSub, nil, DefaultLimits)
 			if err != nil {

@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 )
 
 // ConnectionInfo is the content of a kernel connection file.
@@ -67,11 +66,6 @@ func (ci ConnectionInfo) Port(ch Channel) int {
 	default:
 		return ci.HBPort
 	}
-}
-
-// endpoint is the zmq4 address of channel ch over the hardened transport.
-func (ci ConnectionInfo) endpoint(ch Channel) string {
-	return hardenedScheme + "://" + net.JoinHostPort(ci.IP, strconv.Itoa(ci.Port(ch)))
 }
 
 // ReadConnectionFile reads and validates a connection file.

@@ -16,8 +16,9 @@ import (
 	"github.com/go-zeromq/zmq4/transport"
 )
 
-// hardenedScheme is the zmq4 endpoint scheme of the hardened TCP transport.
-const hardenedScheme = "kgtcp"
+// HardenedScheme is the zmq4 endpoint scheme of the hardened TCP transport
+// (zmq4 sockets in this process, such as the synthetic kernel's, use it).
+const HardenedScheme = "kgtcp"
 
 // Limits bound what a peer can make us do. They travel to the transport in
 // the socket's context, so each Client can carry its own.
@@ -127,7 +128,7 @@ func (p *Peers) Flush() error {
 var ErrNoPeer = errors.New("zmq: no connection to send on")
 
 func init() {
-	if err := zmq4.RegisterTransport(hardenedScheme, hardenedTransport{}); err != nil {
+	if err := zmq4.RegisterTransport(HardenedScheme, hardenedTransport{}); err != nil {
 		panic(err) // only a second registration of the same name can fail
 	}
 }

@@ -50,7 +50,7 @@ func hostilePeer(t *testing.T, serve func(net.Conn)) string {
 		serve(c)
 	}()
 	t.Cleanup(func() { ln.Close(); <-done })
-	return hardenedScheme + "://" + ln.Addr().String()
+	return HardenedScheme + "://" + ln.Addr().String()
 }
 
 func TestOversizedFrameIsRefusedBeforeAllocation(t *testing.T) {
@@ -95,7 +95,7 @@ func TestSilentPeerFailsTheHandshake(t *testing.T) {
 func TestConnectGivesUpWhenContextEnds(t *testing.T) {
 	defer leaktest.Check(t)()
 	ep := hostilePeer(t, func(c net.Conn) { io.Copy(io.Discard, c) })
-	_, port, _ := net.SplitHostPort(ep[len(hardenedScheme)+3:])
+	_, port, _ := net.SplitHostPort(ep[len(HardenedScheme)+3:])
 	p, _ := strconv.Atoi(port)
 	// Every channel points at the silent peer (only one dial is accepted;
 	// the others hang in connect retries), so Connect can only end by ctx.

@@ -226,27 +226,16 @@ func (f *Farm) serveComm(k *kernel) {
 		k.comm.Close()
 	}()
 	var grace *time.Timer
-	for {
-		conn, err := k.comm.Accept()
-		if err != nil {
-			break
-		}
-		req, err := remote.ReadComm(conn, 5*time.Second)
-		conn.Close()
-		switch {
-		case err != nil:
-		case req.Shutdown != 0:
-			if grace == nil {
-				grace = time.AfterFunc(f.opts.ShutdownGrace, k.k.Stop)
+	remote.ServeComm(k.comm, remote.CommHandler{
+		Signal: func(sig syscall.Signal) {
+			if sig == syscall.SIGINT {
+				k.k.Interrupt()
+			} else {
+				k.k.Stop()
 			}
-		case req.Signum == nil || *req.Signum == 0:
-			// A liveness poll: answering it is the answer.
-		case syscall.Signal(*req.Signum) == syscall.SIGINT:
-			k.k.Interrupt()
-		default:
-			k.k.Stop()
-		}
-	}
+		},
+		Shutdown: func() { grace = time.AfterFunc(f.opts.ShutdownGrace, k.k.Stop) },
+	})
 	if grace != nil {
 		grace.Stop()
 	}

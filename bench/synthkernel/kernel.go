@@ -103,7 +103,7 @@ func Start(ctx context.Context, ci zmq.ConnectionInfo) (*Kernel, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	k := &Kernel{signer: signer, session: uuid.NewString(), interrupt: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
 	// The hardened transport batches each message into one write.
-	ep := func(port int) string { return fmt.Sprintf("kgtcp://%s:%d", ci.IP, port) }
+	ep := func(port int) string { return fmt.Sprintf("%s://%s:%d", zmq.HardenedScheme, ci.IP, port) }
 	k.shell, k.control, k.stdin = zmq4.NewRouter(ctx), zmq4.NewRouter(ctx), zmq4.NewRouter(ctx)
 	k.iopub, k.hb = zmq4.NewPub(zmq.WithPeers(ctx, &k.pub)), zmq4.NewRouter(ctx)
 	sockets := []struct {

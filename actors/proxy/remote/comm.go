@@ -63,9 +63,54 @@ func SendComm(ctx context.Context, addr string, req CommRequest, timeout time.Du
 	return nil
 }
 
-// ReadComm reads one request from a comm connection (the launcher's side):
-// up to EOF, at most MaxCommRequest bytes, before the deadline.
-func ReadComm(conn net.Conn, timeout time.Duration) (CommRequest, error) {
+// CommHandler is what a launcher does with the requests to its comm port.
+type CommHandler struct {
+	// Signal delivers a signal to the kernel. Signal 0 only asks whether
+	// the kernel lives, and accepting the connection is the answer: it
+	// never reaches Signal.
+	Signal func(syscall.Signal)
+	// Shutdown runs on the first shutdown request; later ones are
+	// ignored.
+	Shutdown func()
+	// Ignored, when set, hears of a request that could not be read.
+	Ignored func(error)
+}
+
+// commReadTimeout bounds the read of one comm request.
+const commReadTimeout = 5 * time.Second
+
+// ServeComm answers the requests to a comm port (the launcher's side), one
+// connection at a time and in order, until ln closes: each connection is
+// read to its end, closed (the gateway's SendComm waits for that), then
+// handled.
+func ServeComm(ln net.Listener, h CommHandler) {
+	shutdown := false
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		req, err := readComm(conn, commReadTimeout)
+		conn.Close()
+		switch {
+		case err != nil:
+			if h.Ignored != nil {
+				h.Ignored(err)
+			}
+		case req.Shutdown != 0:
+			if !shutdown {
+				shutdown = true
+				h.Shutdown()
+			}
+		case req.Signum != nil && *req.Signum != 0:
+			h.Signal(syscall.Signal(*req.Signum))
+		}
+	}
+}
+
+// readComm reads one request from a comm connection: up to EOF, at most
+// MaxCommRequest bytes, before the deadline.
+func readComm(conn net.Conn, timeout time.Duration) (CommRequest, error) {
 	var req CommRequest
 	conn.SetReadDeadline(time.Now().Add(timeout))
 	b, err := io.ReadAll(io.LimitReader(conn, MaxCommRequest+1))

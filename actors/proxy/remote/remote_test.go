@@ -159,28 +159,23 @@ func TestWaiterTimesOut(t *testing.T) {
 func TestCommRequests(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	testkit.NoError(t, err)
-	got := make(chan CommRequest, 2)
+	signals, shutdowns := make(chan syscall.Signal, 1), make(chan struct{}, 1)
+	served := make(chan struct{})
 	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			r, err := ReadComm(c, time.Second)
-			c.Close()
-			if err == nil {
-				got <- r
-			}
-		}
+		defer close(served)
+		ServeComm(ln, CommHandler{
+			Signal:   func(sig syscall.Signal) { signals <- sig },
+			Shutdown: func() { shutdowns <- struct{}{} },
+		})
 	}()
 	addr := ln.Addr().String()
 	testkit.NoError(t, SendComm(context.Background(), addr, SignalRequest(syscall.SIGINT), time.Second))
-	r := testkit.Recv(t, got, 5*time.Second)
-	testkit.True(t, r.Signum != nil && *r.Signum == 2, "signum %v", r.Signum)
+	testkit.Equal(t, testkit.Recv(t, signals, 5*time.Second), syscall.SIGINT)
 	testkit.NoError(t, SendComm(context.Background(), addr, ShutdownRequest, time.Second))
-	testkit.Equal(t, testkit.Recv(t, got, 5*time.Second).Shutdown, 1)
+	testkit.Recv(t, shutdowns, 5*time.Second)
 
 	ln.Close()
+	<-served
 	err = SendComm(context.Background(), addr, SignalRequest(0), time.Second)
 	testkit.ErrorIs(t, err, ErrRefused)
 }
@@ -191,7 +186,7 @@ func TestReadCommRejectsOversized(t *testing.T) {
 		a.Write(bytes.Repeat([]byte(" "), MaxCommRequest+10))
 		a.Close()
 	}()
-	_, err := ReadComm(b, time.Second)
+	_, err := readComm(b, time.Second)
 	testkit.True(t, err != nil, "an oversized request was accepted")
 	io.Copy(io.Discard, b)
 }
