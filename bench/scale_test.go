@@ -42,10 +42,11 @@ func TestScale2000(t *testing.T) {
 	testkit.Equal(t, r.BurstOK, r.BurstN)
 	testkit.True(t, r.BurstN == 500, "burst of %d", r.BurstN)
 	// Per kernel: five ZMQ connections and a websocket (the rest: the
-	// bench's HTTP connections and closing burst kernels); a reader
-	// goroutine each, the websocket's writer and the runner's sender (an
-	// idle kernel has no goroutine for provisioner calls).
-	slack := r.KernelsLive / 2
-	testkit.True(t, r.FDs <= 6*r.KernelsLive+slack, "%d open files for %d kernels", r.FDs, r.KernelsLive)
-	testkit.True(t, r.Goroutines <= 8*r.KernelsLive+slack, "%d goroutines for %d kernels", r.Goroutines, r.KernelsLive)
+	// bench's HTTP connections, among them the burst's idle keep-alives,
+	// and closing burst kernels); a reader goroutine each, the websocket's
+	// writer and the runner's sender (an idle kernel has no goroutine for
+	// provisioner calls). A goroutine or a connection more per kernel is
+	// over the bound.
+	testkit.True(t, r.FDs <= 6*r.KernelsLive+r.KernelsLive/2, "%d open files for %d kernels", r.FDs, r.KernelsLive)
+	testkit.True(t, r.Goroutines <= 9*r.KernelsLive, "%d goroutines for %d kernels", r.Goroutines, r.KernelsLive)
 }
