@@ -269,8 +269,7 @@ func (g *gatewayActor) spawn(ctx actor.Context, o kernelOpts) (*kernelHandle, er
 		sessions:    make(map[string]*session),
 		routes:      make(map[string]sessionNum),
 	}
-	props := actor.PropsFromProducer(func() actor.Actor { return k },
-		actor.WithReceiverMiddleware(logPanics(log)))
+	props := actor.PropsFromProducer(func() actor.Actor { return panicLogged{k, log} })
 	pid, err := ctx.SpawnNamed(props, "kernel-"+id)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConflict, err)

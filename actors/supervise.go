@@ -9,21 +9,25 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// logPanics logs a panic in an actor's Receive with its stack (protoactor
-// logs failures without one), then lets the supervisor handle it.
-func logPanics(log zerolog.Logger) func(actor.ReceiverFunc) actor.ReceiverFunc {
-	return func(next actor.ReceiverFunc) actor.ReceiverFunc {
-		return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
-			defer func() {
-				if r := recover(); r != nil {
-					log.Error().Str("panic", fmt.Sprint(r)).Str("message", fmt.Sprintf("%T", env.Message)).
-						Str("stack", string(debug.Stack())).Msg("actor panicked")
-					panic(r)
-				}
-			}()
-			next(c, env)
+// panicLogged wraps an actor so that a panic in its Receive is logged with
+// its stack (protoactor logs failures without one) before the supervisor
+// handles it. A receiver middleware could do the same, but protoactor then
+// wraps every message in an envelope: an allocation a message on the hot
+// path.
+type panicLogged struct {
+	actor.Actor
+	log zerolog.Logger
+}
+
+func (p panicLogged) Receive(c actor.Context) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.log.Error().Str("panic", fmt.Sprint(r)).Str("message", fmt.Sprintf("%T", c.Message())).
+				Str("stack", string(debug.Stack())).Msg("actor panicked")
+			panic(r)
 		}
-	}
+	}()
+	p.Actor.Receive(c)
 }
 
 // resumeSupervisor keeps a child that panicked running with its state: the

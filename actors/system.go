@@ -66,7 +66,7 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g := &Gateway{cfg: &cfg, sys: sys}
 	props := actor.PropsFromProducer(func() actor.Actor {
-		return &gatewayActor{
+		return panicLogged{log: cfg.Logger, Actor: &gatewayActor{
 			cfg: g.cfg, reg: g,
 			kernels:  make(map[string]*kernelHandle),
 			pending:  make(map[string]string),
@@ -78,10 +78,9 @@ func New(cfg Config) (*Gateway, error) {
 			retired:  make(map[string]bool),
 
 			followWaiters: make(map[string][]*actor.PID),
-		}
+		}}
 	},
-		actor.WithSupervisor(resumeSupervisor{maxFailures: 10, window: time.Minute}),
-		actor.WithReceiverMiddleware(logPanics(cfg.Logger)))
+		actor.WithSupervisor(resumeSupervisor{maxFailures: 10, window: time.Minute}))
 	pid, err := sys.Root.SpawnNamed(props, "gateway")
 	if err != nil {
 		cfg.hb.close()

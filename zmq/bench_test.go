@@ -238,7 +238,7 @@ func BenchmarkSubReceive(b *testing.B) {
 			if err != nil {
 				return nil, nil, err
 			}
-			return func() error { _, err := p.readMessage(); return err }, func() { p.close(); p.br.close() }, nil
+			return func() error { _, err := p.readMessage(nil); return err }, func() { p.close(); p.br.close() }, nil
 		}}}
 	for _, r := range receivers {
 		b.Run(r.name, func(b *testing.B) {

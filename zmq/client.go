@@ -186,8 +186,11 @@ func (c *Client) Send(ch Channel, m *Message) error {
 func (c *Client) read(ch Channel, p *peer) {
 	defer c.readers.Done()
 	defer p.br.close()
+	// The frames of each message in turn: Parse keeps the frames, not
+	// the slice, so it can live on this goroutine's stack.
+	var scratch [8][]byte // a Jupyter message: its identities, seven parts
 	for {
-		frames, err := p.readMessage()
+		frames, err := p.readMessage(scratch[:0])
 		if err != nil {
 			if !c.closing.Load() {
 				c.deliver(Received{Channel: ch, Err: fmt.Errorf("%w: %s: %w", ErrSocket, ch, err)})

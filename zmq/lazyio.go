@@ -90,6 +90,20 @@ func (l *lazyReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// readFull fills p, straight from the buffer when it holds enough: the
+// frames of a message mostly arrive in one read, and a ZMTP reader makes
+// two calls a frame, which io.ReadFull would each take through an
+// interface and a loop.
+func (l *lazyReader) readFull(p []byte) error {
+	if l.w-l.r < len(p) {
+		_, err := io.ReadFull(l, p)
+		return err
+	}
+	l.r += copy(p, l.buf[l.r:l.w])
+	l.releaseIfEmpty()
+	return nil
+}
+
 // Release gives the buffer back if it is empty; a reader that stops
 // reading calls it.
 func (l *lazyReader) releaseIfEmpty() {

@@ -29,6 +29,9 @@ type Message struct {
 
 	// hdr holds the decoded routing fields of Header.
 	hdr Header
+	// ids backs Identities when there is one (an iopub topic, a ROUTER's
+	// identity): no allocation of its own for the usual case.
+	ids [1][]byte
 }
 
 // Header holds the header fields routing and bookkeeping need. Other fields

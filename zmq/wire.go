@@ -28,7 +28,15 @@ var (
 // means messages are unsigned. A Signer is safe for concurrent use.
 type Signer struct {
 	key  []byte
-	pool sync.Pool // of hash.Hash, each an HMAC keyed with key
+	pool sync.Pool // of *mac
+}
+
+// mac is an HMAC keyed with a Signer's key and room for its sum (a local
+// array would escape through the hash.Hash interface: an allocation a
+// message).
+type mac struct {
+	h   hash.Hash
+	sum [sha256.Size]byte
 }
 
 // NewSigner returns a Signer for the connection file's signature_scheme and
@@ -39,7 +47,7 @@ func NewSigner(scheme, key string) (*Signer, error) {
 		return nil, fmt.Errorf("%w: %q", ErrScheme, scheme)
 	}
 	s := &Signer{key: []byte(key)}
-	s.pool.New = func() any { return hmac.New(sha256.New, s.key) }
+	s.pool.New = func() any { return &mac{h: hmac.New(sha256.New, s.key)} }
 	return s, nil
 }
 
@@ -48,18 +56,17 @@ func (s *Signer) Enabled() bool { return len(s.key) > 0 }
 
 // sign appends the lowercase hex HMAC-SHA256 of the four JSON frames to dst.
 func (s *Signer) sign(dst []byte, header, parent, metadata, content []byte) []byte {
-	h := s.pool.Get().(hash.Hash)
-	h.Reset()
-	h.Write(header)
-	h.Write(parent)
-	h.Write(metadata)
-	h.Write(content)
-	var sum [sha256.Size]byte
-	h.Sum(sum[:0])
-	s.pool.Put(h)
+	m := s.pool.Get().(*mac)
+	m.h.Reset()
+	m.h.Write(header)
+	m.h.Write(parent)
+	m.h.Write(metadata)
+	m.h.Write(content)
+	m.h.Sum(m.sum[:0])
 	n := len(dst)
-	dst = append(dst, make([]byte, hex.EncodedLen(len(sum)))...)
-	hex.Encode(dst[n:], sum[:])
+	dst = append(dst, make([]byte, hex.EncodedLen(len(m.sum)))...)
+	hex.Encode(dst[n:], m.sum[:])
+	s.pool.Put(m)
 	return dst
 }
 
@@ -94,7 +101,8 @@ func (s *Signer) Serialize(m *Message) [][]byte {
 }
 
 // Parse splits wire frames into a Message, verifies the signature and decodes
-// the header's routing fields. The Message aliases the frames.
+// the header's routing fields. The Message aliases the frames' bytes, not
+// the frames slice, which the caller may reuse.
 func (s *Signer) Parse(frames [][]byte) (*Message, error) {
 	d := -1
 	for i, f := range frames {
@@ -125,11 +133,15 @@ func (s *Signer) Parse(frames [][]byte) (*Message, error) {
 		Metadata:     rest[3],
 		Content:      rest[4],
 	}
-	if d > 0 {
-		m.Identities = frames[:d]
+	switch {
+	case d == 1:
+		m.ids[0] = frames[0]
+		m.Identities = m.ids[:]
+	case d > 1:
+		m.Identities = append([][]byte(nil), frames[:d]...)
 	}
 	if len(rest) > 5 {
-		m.Buffers = rest[5:]
+		m.Buffers = append([][]byte(nil), rest[5:]...)
 	}
 	if err := m.decodeHeader(); err != nil {
 		return nil, err

@@ -34,6 +34,43 @@ func TestParseRoundTrip(t *testing.T) {
 	testkit.True(t, strings.HasSuffix(string(m.Head().Date), "Z"), "date %q has no zone", m.Head().Date)
 }
 
+// Parse keeps the frames, not the slice that holds them: the reader reads
+// the next message into the same slice.
+func TestParseLetsTheCallerReuseTheFramesSlice(t *testing.T) {
+	s, err := NewSigner("hmac-sha256", "secret")
+	testkit.NoError(t, err)
+	for _, ids := range [][][]byte{nil, {[]byte("topic")}, {[]byte("id-1"), []byte("id-2")}} {
+		m, err := NewMessage("stream", "sess", "user", nil, map[string]any{"text": "x"})
+		testkit.NoError(t, err)
+		m.Identities = ids
+		m.Buffers = [][]byte{{1}, {2}}
+		frames := s.Serialize(m)
+		got, err := s.Parse(frames)
+		testkit.NoError(t, err)
+		for i := range frames {
+			frames[i] = []byte("reused")
+		}
+		testkit.Equal(t, got.Identities, ids)
+		testkit.Equal(t, got.Buffers, [][]byte{{1}, {2}})
+		testkit.Equal(t, got.MsgType(), "stream")
+	}
+}
+
+// plainRun stops at the first quote, backslash or control character
+// wherever it falls in or across the eight-byte words, and passes over
+// every other byte, UTF-8 included.
+func TestPlainRun(t *testing.T) {
+	for _, stop := range []byte{'"', '\\', 0, 0x1f, '\n'} {
+		for at := 0; at < 20; at++ {
+			b := bytes.Repeat([]byte{'a', 0x7f, 0x80, 0xff, ' ', '!', '#', '[', 0xdc, 0x5d}, 2)[:20]
+			b[at] = stop
+			testkit.Equal(t, plainRun(b), at)
+		}
+	}
+	testkit.Equal(t, plainRun([]byte("plain text, no end \xe2\x82\xac")), 22)
+	testkit.Equal(t, plainRun(nil), 0)
+}
+
 func TestParseRejectsBadInput(t *testing.T) {
 	s, err := NewSigner("hmac-sha256", "secret")
 	testkit.NoError(t, err)
@@ -197,7 +234,7 @@ func TestScanHeaderMatchesEncodingJSON(t *testing.T) {
 		testkit.NoError(t, json.Unmarshal([]byte(in), &slow))
 		testkit.Equal(t, fast, slow)
 	}
-	for _, bad := range []string{``, `[]`, `{`, `{"a"}`, `{"a":}`, `{"a":1,}`, `{"a":1} x`, "{\"a\":\"\n\"}", `{"a":{"b":1}`, `"str"`, `{"a":tru"e"}`} {
+	for _, bad := range []string{``, `[]`, `{`, `{"a"}`, `{"a":}`, `{"a":1,}`, `{"a":1} x`, "{\"a\":\"\n\"}", `{"a":{"b":1}`, `"str"`, `{"a":tru"e"}`, `{"a":"\`, `{"a":"b\"}`} {
 		var h Header
 		testkit.True(t, scanHeader([]byte(bad), &h) != nil, "accepted %q", bad)
 	}

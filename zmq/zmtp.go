@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"sync"
 	"time"
@@ -117,7 +116,7 @@ func handshake(ctx context.Context, c net.Conn, socketType string, identity []by
 		return fail(err)
 	}
 	var g [greetingLen]byte
-	if _, err := io.ReadFull(p.br, g[:]); err != nil {
+	if err := p.br.readFull(g[:]); err != nil {
 		return fail(err)
 	}
 	if g[0] != 0xFF || g[9] != 0x7F || g[10] < 3 {
@@ -194,12 +193,12 @@ func command(name string, data []byte) []byte {
 // before anything is allocated for it.
 func (p *peer) readHeader(limit uint64) (flags byte, size uint64, err error) {
 	h := &p.hdr
-	if _, err = io.ReadFull(p.br, h[:2]); err != nil {
+	if err = p.br.readFull(h[:2]); err != nil {
 		return 0, 0, err
 	}
 	flags, size = h[0], uint64(h[1])
 	if flags&flagLong != 0 {
-		if _, err = io.ReadFull(p.br, h[2:9]); err != nil {
+		if err = p.br.readFull(h[2:9]); err != nil {
 			return 0, 0, err
 		}
 		size = binary.BigEndian.Uint64(h[1:9])
@@ -227,7 +226,7 @@ func (p *peer) readCommand() (name string, data []byte, err error) {
 
 func (p *peer) commandBody(size uint64) (string, []byte, error) {
 	body := make([]byte, size)
-	if _, err := io.ReadFull(p.br, body); err != nil {
+	if err := p.br.readFull(body); err != nil {
 		return "", nil, err
 	}
 	if len(body) == 0 || int(body[0]) > len(body)-1 {
@@ -238,10 +237,11 @@ func (p *peer) commandBody(size uint64) (string, []byte, error) {
 }
 
 // readMessage reads the next message's frames, each freshly allocated (the
-// caller may hand them on). Commands between messages are answered (PING)
-// or ignored.
-func (p *peer) readMessage() ([][]byte, error) {
-	frames := make([][]byte, 0, 8) // a Jupyter message: its identities, seven parts
+// caller may hand them on), and appends them to frames[:0]: a caller reads
+// message after message with one slice. Commands between messages are
+// answered (PING) or ignored.
+func (p *peer) readMessage(frames [][]byte) ([][]byte, error) {
+	frames = frames[:0]
 	// The frames share one block: a message is kept (by the logs that
 	// replay it) or dropped as a whole, and one allocation instead of
 	// one a frame halves the reader's cost. A frame that does not fit
@@ -281,7 +281,7 @@ func (p *peer) readMessage() ([][]byte, error) {
 		f := block[len(block) : len(block)+n : len(block)+n]
 		block = block[:len(block)+n]
 		total += n
-		if _, err := io.ReadFull(p.br, f); err != nil {
+		if err := p.br.readFull(f); err != nil {
 			return nil, err
 		}
 		frames = append(frames, f)
