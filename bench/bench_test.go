@@ -26,6 +26,7 @@ import (
 // removes the kernelgate binary a test built.
 func TestMain(m *testing.M) {
 	synthkernel.ServeIfAsked()
+	serveFloorIfAsked()
 	code := m.Run()
 	testkit.RemoveKernelgate()
 	os.Exit(code)
