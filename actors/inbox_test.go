@@ -20,7 +20,9 @@ func takeAsync(in *inbox) <-chan bool {
 func TestInboxWaitsForRoomAndEndsWaitsOnClose(t *testing.T) {
 	defer leaktest.Check(t)()
 	in := newInbox(2)
-	testkit.True(t, in.take() && in.take(), "takes below the bound waited")
+	for i := range 2 {
+		testkit.True(t, in.take(), "take %d, below the bound, refused", i)
+	}
 	third := takeAsync(in)
 	select {
 	case <-third:
