@@ -194,9 +194,13 @@ func Run(ctx context.Context, o Options) (int, error) {
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = o.Stderr, o.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	// Signals for the launcher (a kill over SSH, a hangup) go to the
-	// kernel's group too, so the two end together.
+	// kernel's group too, so the two end together; a SIGKILL, which cannot
+	// be forwarded, ends the kernel through Pdeathsig (in a pod the
+	// container's end would take it along, on an SSH host nothing would).
+	// Pdeathsig is tied to the thread that forks; the Go runtime ends only
+	// threads locked by goroutines that exit, and none here is.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
