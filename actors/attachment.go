@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"strings"
 	"sync"
 	"time"
 
@@ -76,6 +77,9 @@ func (g *Gateway) Attach(kernelID, sessionID string, replayable bool, lastMsgID 
 func (a *Attachment) Send(ch zmq.Channel, m *zmq.Message) {
 	if hs := m.Head().Session; hs != "" {
 		if _, ok := a.learned[hs]; !ok && len(a.learned) < maxLearned {
+			// Kept for the connection's life (and by the kernel actor's
+			// routes): a copy of its own, not a substring of the header.
+			hs = strings.Clone(hs)
 			a.learned[hs] = struct{}{}
 			a.g.sys.Root.Send(a.kernel, &learnRoute{header: hs, to: a.num})
 		}

@@ -32,12 +32,18 @@ func newInbox(size int) *inbox {
 // take waits for room; false once the launch is over (the reader then
 // drops the message: nobody will take it).
 func (in *inbox) take() bool {
+	waited := false
 	for !in.closed.Load() {
 		if n := in.held.Load(); n < in.size {
-			if in.held.CompareAndSwap(n, n+1) {
-				return true
+			if !in.held.CompareAndSwap(n, n+1) {
+				continue
 			}
-			continue
+			if waited && n+1 < in.size && in.waiters.Load() > 0 {
+				// Releases while the token was out collapsed into it:
+				// pass it on to the next waiter, for the room left.
+				in.wake()
+			}
+			return true
 		}
 		// Full. Say so before looking again: a release after the look
 		// then sees the waiter and hands out a token.
@@ -47,6 +53,7 @@ func (in *inbox) take() bool {
 			case <-in.room:
 			case <-in.done:
 			}
+			waited = true
 		}
 		in.waiters.Add(-1)
 	}
@@ -57,10 +64,16 @@ func (in *inbox) take() bool {
 func (in *inbox) release() {
 	in.held.Add(-1)
 	if in.waiters.Load() > 0 {
-		select {
-		case in.room <- struct{}{}:
-		default: // a token is already out: its taker looks again
-		}
+		in.wake()
+	}
+}
+
+// wake hands out the token, unless it is out already: its taker looks
+// again.
+func (in *inbox) wake() {
+	select {
+	case in.room <- struct{}{}:
+	default:
 	}
 }
 

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -35,6 +36,34 @@ func TestInboxWaitsForRoomAndEndsWaitsOnClose(t *testing.T) {
 	in.close()
 	testkit.True(t, !<-fourth, "a take waiting when the launch ended went through")
 	testkit.True(t, !in.take(), "a take after the launch ended went through")
+}
+
+// Room made by a burst of releases while several readers wait reaches
+// them all.
+func TestInboxBurstOfReleasesWakesEveryWaiter(t *testing.T) {
+	defer leaktest.Check(t)()
+	in := newInbox(4)
+	for range 4 {
+		in.take()
+	}
+	waiting := []<-chan bool{takeAsync(in), takeAsync(in), takeAsync(in)}
+	testkit.Eventually(t, 5*time.Second, func() error {
+		if n := in.waiters.Load(); n != 3 {
+			return fmt.Errorf("%d readers waiting", n)
+		}
+		return nil
+	})
+	for range 3 {
+		in.release()
+	}
+	for i, got := range waiting {
+		select {
+		case ok := <-got:
+			testkit.True(t, ok, "reader %d refused", i)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("reader %d still waits with room in the inbox", i)
+		}
+	}
 }
 
 // Readers racing for room never hold more than the bound between them and

@@ -27,6 +27,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -196,23 +197,33 @@ func Run(ctx context.Context, o Options) (int, error) {
 	cmd.Stdout, cmd.Stderr = o.Stderr, o.Stderr
 	// Signals for the launcher (a kill over SSH, a hangup) go to the
 	// kernel's group too, so the two end together; a SIGKILL, which cannot
-	// be forwarded, ends the kernel through Pdeathsig (in a pod the
-	// container's end would take it along, on an SSH host nothing would).
-	// Pdeathsig is tied to the thread that forks; the Go runtime ends only
-	// threads locked by goroutines that exit, and none here is.
+	// be forwarded, ends the kernel's process through Pdeathsig (in a pod
+	// the container's end would take it along, on an SSH host nothing
+	// would). Pdeathsig reaches that process only: a kernel behind a
+	// wrapper script loses the wrapper.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
-	if err := cmd.Start(); err != nil {
-		return 0, fmt.Errorf("start %s: %w", argv[0], err)
-	}
-	pid := cmd.Process.Pid
+	started := make(chan error, 1)
 	exited := make(chan struct{})
 	go func() {
+		// Pdeathsig fires when the thread that forked ends, not the
+		// launcher: this goroutine keeps its thread, locked, until the
+		// kernel is waited for.
+		runtime.LockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
 		cmd.Wait()
 		close(exited)
 	}()
+	if err := <-started; err != nil {
+		return 0, fmt.Errorf("start %s: %w", argv[0], err)
+	}
+	pid := cmd.Process.Pid
 	killGroup := func(sig syscall.Signal) { syscall.Kill(-pid, sig) }
 	logf(o.Stderr, "kernel %s started (pid %d) on %s, comm port %d", o.KernelID, pid, ip, comm.Addr().(*net.TCPAddr).Port)
 
