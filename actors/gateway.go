@@ -79,6 +79,10 @@ func (g *gatewayActor) Receive(ctx actor.Context) {
 		if ctx.Sender() != nil {
 			ctx.Respond(&goneAck{})
 		}
+	case *goneWaiters:
+		for _, w := range m.waiters {
+			ctx.Send(w, &result{})
+		}
 	case *actor.Terminated:
 		// A kernel actor that stopped without saying goodbye (it kept
 		// panicking) must not stay in the registry.

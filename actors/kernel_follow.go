@@ -76,9 +76,7 @@ func (k *kernelActor) onRecordGone(ctx actor.Context) {
 		}
 		return
 	}
-	if ctx.Sender() != nil {
-		k.stopWaiters = append(k.stopWaiters, ctx.Sender())
-	}
+	k.awaitGone(ctx)
 	if k.phase != phaseTerminating {
 		k.log.Info().Msg("the kernel's owner shut it down")
 		k.finish(ctx, nil)

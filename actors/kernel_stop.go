@@ -77,9 +77,7 @@ func (k *kernelActor) restart(ctx actor.Context) {
 // shutdown serves *shutdownKernel; reason, when set, is what clients are
 // told (a cull).
 func (k *kernelActor) shutdown(ctx actor.Context, reason string) {
-	if ctx.Sender() != nil {
-		k.stopWaiters = append(k.stopWaiters, ctx.Sender())
-	}
+	k.awaitGone(ctx)
 	if k.phase == phaseTerminating {
 		return
 	}
@@ -133,9 +131,7 @@ func (k *kernelActor) escalate(stage int) {
 // process. Its websockets close with 1001 (clients come back to the next
 // gateway), its channels close, and its process, files and record stay.
 func (k *kernelActor) keep(ctx actor.Context) {
-	if ctx.Sender() != nil {
-		k.stopWaiters = append(k.stopWaiters, ctx.Sender())
-	}
+	k.awaitGone(ctx)
 	if k.phase == phaseTerminating {
 		return
 	}
@@ -238,6 +234,20 @@ func suffix(s string) string {
 		return ""
 	}
 	return ": " + s
+}
+
+// awaitGone has the sender of ctx's message answered once the kernel is
+// out of the registry: with its shutdowns, or, when it has left already
+// (a second shutdown, the record's end seen twice), by the gateway after
+// the kernelGone this actor sent it, which it handles first.
+func (k *kernelActor) awaitGone(ctx actor.Context) {
+	switch {
+	case ctx.Sender() == nil:
+	case k.left:
+		ctx.Send(k.parent, &goneWaiters{waiters: []*actor.PID{ctx.Sender()}})
+	default:
+		k.stopWaiters = append(k.stopWaiters, ctx.Sender())
+	}
 }
 
 // leave takes the kernel out of the registry and answers its shutdowns;

@@ -141,6 +141,27 @@ func TestShutdownDuringStartEndsTheLaunch(t *testing.T) {
 	testkit.NoError(t, f.g.Close(5*time.Second))
 }
 
+// A shutdown that reaches a kernel actor after it left the registry (a
+// second DELETE, a replica seeing the record's end twice) is answered, not
+// kept until its caller times out.
+func TestShutdownAfterTheKernelLeftIsAnswered(t *testing.T) {
+	f := newFakeGateway(t, nil)
+	m := f.start()
+	h, err := f.g.handle(m.ID)
+	testkit.NoError(t, err)
+	// A client that does not read keeps the actor saying goodbye, out of
+	// the registry but not stopped.
+	stalled := newSocket(t)
+	stalled.stalled = make(chan struct{})
+	f.attach(m.ID, "s", "", stalled)
+	testkit.NoError(t, f.g.Shutdown(m.ID))
+	for range 3 {
+		_, err := f.g.request(h.pid, &shutdownKernel{}, 3*time.Second)
+		testkit.True(t, err == nil || errors.Is(err, ErrNoSuchKernel), "a late shutdown: %v", err)
+	}
+	close(stalled.stalled)
+}
+
 func TestShutdownDuringRestartAnswersBoth(t *testing.T) {
 	f := newFakeGateway(t, nil)
 	m := f.start()

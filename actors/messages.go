@@ -63,6 +63,9 @@ type (
 	}
 	// goneAck tells a finishing kernel actor it is out of the registry.
 	goneAck struct{}
+	// goneWaiters are shutdowns that reached a kernel actor after it left
+	// the registry: the gateway answers them after its kernelGone.
+	goneWaiters struct{ waiters []*actor.PID }
 )
 
 // Messages a kernel actor gets from its launch's readers and from timers
