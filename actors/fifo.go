@@ -52,9 +52,6 @@ func (q *fifo[T]) pushWait(v T, wait time.Duration, gone <-chan struct{}) bool {
 		if q.put(v) {
 			q.mu.Unlock()
 			q.wake()
-			if t != nil {
-				t.Stop()
-			}
 			return true
 		}
 		if q.room == nil {

@@ -131,12 +131,12 @@ func (k *kernelActor) escalate(stage int) {
 // process. Its websockets close with 1001 (clients come back to the next
 // gateway), its channels close, and its process, files and record stay.
 func (k *kernelActor) keep(ctx actor.Context) {
-	k.awaitGone(ctx)
-	if k.phase == phaseTerminating {
+	if k.phase != phaseTerminating && (k.phase != phaseRunning || k.pooled) && !k.follower {
+		k.shutdown(ctx, "") // nothing worth keeping
 		return
 	}
-	if (k.phase != phaseRunning || k.pooled) && !k.follower {
-		k.shutdown(ctx, "") // nothing worth keeping
+	k.awaitGone(ctx)
+	if k.phase == phaseTerminating {
 		return
 	}
 	k.kept = true
